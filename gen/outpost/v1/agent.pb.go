@@ -1291,8 +1291,11 @@ func (x *HeartbeatResponse) GetServerTime() *timestamppb.Timestamp {
 }
 
 type DownloadArtifactRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Digest string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The task that declared the artifact; the agent may only fetch
+	// artifacts of its own environment's tasks.
+	TaskId        string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1330,6 +1333,13 @@ func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
 func (x *DownloadArtifactRequest) GetDigest() string {
 	if x != nil {
 		return x.Digest
+	}
+	return ""
+}
+
+func (x *DownloadArtifactRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
 	}
 	return ""
 }
@@ -1471,9 +1481,10 @@ const file_outpost_v1_agent_proto_rawDesc = "" +
 	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\"P\n" +
 	"\x11HeartbeatResponse\x12;\n" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"1\n" +
+	"serverTime\"J\n" +
 	"\x17DownloadArtifactRequest\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\tR\x06digest\"D\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"D\n" +
 	"\x18DownloadArtifactResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\fR\x05chunk2\xf0\x05\n" +
