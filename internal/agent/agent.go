@@ -1,0 +1,329 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
+	"github.com/outposthq/outpost/gen/outpost/v1/outpostv1connect"
+	"github.com/outposthq/outpost/internal/keylock"
+)
+
+// Agent is one outpost-agent process. Start runs it until its context ends.
+type Agent struct {
+	opts    Options
+	client  outpostv1connect.AgentServiceClient
+	session *session
+	locks   keylock.Locker
+	kinds   []string
+
+	wake chan struct{}
+
+	mu        sync.Mutex
+	running   map[string]*attempt // task id → attempt
+	maybeMore bool
+}
+
+// New returns an agent for opts.
+func New(opts Options) (*Agent, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{opts: opts, wake: make(chan struct{}, 1), running: map[string]*attempt{}}
+	a.session = &session{opts: &a.opts}
+	a.client = outpostv1connect.NewAgentServiceClient(opts.HTTPClient, opts.HubURL,
+		connect.WithInterceptors(authInterceptor{s: a.session}),
+		connect.WithReadMaxBytes(maxResponseBytes),
+	)
+	a.session.client = a.client
+	for k := range opts.Executors {
+		a.kinds = append(a.kinds, k)
+	}
+	slices.Sort(a.kinds)
+	return a, nil
+}
+
+// AgentID is the enrolled id, empty before Start has established it.
+func (a *Agent) AgentID() string { return a.session.agentID() }
+
+// Start enrolls or loads the identity, then watches, claims and runs tasks
+// until ctx ends. It returns early with ErrDisabled if an operator disabled
+// the agent, or with the enrollment error if it cannot establish an
+// identity.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := a.establish(ctx); err != nil {
+		return err
+	}
+	a.opts.Logger.Info("agent started", "agent", a.AgentID(), "kinds", a.kinds, "concurrency", a.opts.Concurrency)
+	g, gctx := errgroup.WithContext(ctx)
+	var workers sync.WaitGroup
+	g.Go(func() error { return a.session.keepFresh(gctx) })
+	g.Go(func() error { return a.wakeLoop(gctx) })
+	g.Go(func() error { return a.dispatch(gctx, &workers) })
+	g.Go(func() error { return a.heartbeat(gctx) })
+	err := g.Wait()
+	workers.Wait()
+	if ctx.Err() != nil && !errors.Is(err, ErrDisabled) {
+		return nil
+	}
+	return err
+}
+
+// establish retries transient failures (hub down, network) with backoff;
+// refusals (bad token, disabled) and TLS failures end it.
+func (a *Agent) establish(ctx context.Context) error {
+	for n := int64(0); ; n++ {
+		err := a.session.establish(ctx)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrDisabled) || !isTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		a.opts.Logger.Warn("cannot reach the hub; retrying", "error", err, "attempt", n+1)
+		if a.opts.Reconnect.Sleep(ctx, n) != nil {
+			return err
+		}
+	}
+}
+
+// isTransient reports whether a call may succeed if tried again. A TLS
+// failure (old protocol version, unknown authority, plain HTTP) is not: the
+// agent refuses to talk to such a hub.
+func isTransient(err error) bool {
+	var (
+		alert   tls.AlertError
+		record  tls.RecordHeaderError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		verify  *tls.CertificateVerificationError
+	)
+	if errors.As(err, &alert) || errors.As(err, &record) || errors.As(err, &unknown) ||
+		errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify) {
+		return false
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeAborted,
+		connect.CodeResourceExhausted, connect.CodeInternal, connect.CodeUnknown:
+		return true
+	}
+	return false
+}
+
+func (a *Agent) signal() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeLoop holds the Watch stream, or long-polls where streams do not get
+// through, and turns notices into claim signals and cancellations.
+func (a *Agent) wakeLoop(ctx context.Context) error {
+	failures := int64(0)
+	usePoll := a.opts.ForcePoll
+	var pollSince time.Time
+	for ctx.Err() == nil {
+		if usePoll {
+			if !a.opts.ForcePoll && a.opts.Now().Sub(pollSince) > retryWatchAfter {
+				usePoll, failures = false, 0
+				continue
+			}
+			resp, err := a.client.Poll(ctx, connect.NewRequest(&outpostv1.PollRequest{Wait: durationpb.New(pollWait)}))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if connect.CodeOf(err) == connect.CodePermissionDenied {
+					a.opts.Logger.Error("hub refuses the agent", "error", err)
+				}
+				failures++
+				_ = a.opts.Reconnect.Sleep(ctx, failures)
+				continue
+			}
+			failures = 0
+			for _, id := range resp.Msg.GetCancelledTaskIds() {
+				a.cancelTask(id)
+			}
+			// Claim after every poll: it also covers work that arrived
+			// between two polls.
+			a.signal()
+			continue
+		}
+		delivered, err := a.watchOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if delivered {
+			failures = 0
+		} else {
+			failures++
+		}
+		a.opts.Logger.Info("watch stream ended; reconnecting", "error", err, "delivered", delivered)
+		if !delivered && failures >= watchFailuresBeforePoll {
+			a.opts.Logger.Warn("watch streams do not get through (a proxy may buffer them); long-polling instead")
+			usePoll, pollSince = true, a.opts.Now()
+			continue
+		}
+		_ = a.opts.Reconnect.Sleep(ctx, failures)
+	}
+	return nil
+}
+
+// watchOnce holds one Watch stream until it fails or stalls. delivered
+// says whether any message came through.
+func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := a.client.Watch(ctx, connect.NewRequest(&outpostv1.WatchRequest{}))
+	if err != nil {
+		return false, err
+	}
+	defer stream.Close()
+	// A watchdog ends the stream when the next message is overdue: a
+	// silent stream may have been cut by a proxy without a reset.
+	deadline := time.NewTimer(firstMessageTimeout)
+	defer deadline.Stop()
+	msgs := make(chan *outpostv1.WatchResponse)
+	errc := make(chan error, 1)
+	go func() {
+		for stream.Receive() {
+			select {
+			case msgs <- stream.Msg():
+			case <-ctx.Done():
+				return
+			}
+		}
+		errc <- stream.Err()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("stream closed by the hub")
+			}
+			return delivered, err
+		case <-deadline.C:
+			return delivered, errors.New("no keep-alive from the hub in time")
+		case m := <-msgs:
+			next := firstMessageTimeout
+			switch ev := m.GetEvent().(type) {
+			case *outpostv1.WatchResponse_Keepalive:
+				next = ev.Keepalive.GetInterval().AsDuration()*3/2 + 5*time.Second
+				if !delivered {
+					a.signal() // claim what was queued before the stream opened
+				}
+			case *outpostv1.WatchResponse_WorkAvailable:
+				a.signal()
+			case *outpostv1.WatchResponse_TaskCancelled:
+				a.cancelTask(ev.TaskCancelled.GetTaskId())
+			}
+			delivered = true
+			if !deadline.Stop() {
+				select {
+				case <-deadline.C:
+				default:
+				}
+			}
+			deadline.Reset(max(next, firstMessageTimeout))
+		}
+	}
+}
+
+// dispatch claims tasks whenever it is signalled, a slot frees up while more
+// work may be waiting, or the safety-net interval passes.
+func (a *Agent) dispatch(ctx context.Context, workers *sync.WaitGroup) error {
+	ticker := time.NewTicker(a.opts.ClaimInterval)
+	defer ticker.Stop()
+	failures := int64(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.wake:
+		case <-ticker.C:
+		}
+		for ctx.Err() == nil {
+			free := a.opts.Concurrency - a.runningCount()
+			if free <= 0 {
+				a.setMaybeMore(true)
+				break
+			}
+			resp, err := a.client.Claim(ctx, connect.NewRequest(&outpostv1.ClaimRequest{MaxTasks: int32(free), Kinds: a.kinds}))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				failures++
+				a.opts.Logger.Warn("claim failed", "error", err)
+				_ = a.opts.Reconnect.Sleep(ctx, failures)
+				a.signal()
+				break
+			}
+			failures = 0
+			leases := resp.Msg.GetLeases()
+			for _, l := range leases {
+				a.start(ctx, workers, l)
+			}
+			if len(leases) < free {
+				a.setMaybeMore(false)
+				break
+			}
+		}
+	}
+}
+
+func (a *Agent) runningCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.running)
+}
+
+func (a *Agent) setMaybeMore(v bool) {
+	a.mu.Lock()
+	a.maybeMore = v
+	a.mu.Unlock()
+}
+
+func (a *Agent) cancelTask(id string) {
+	a.mu.Lock()
+	at := a.running[id]
+	a.mu.Unlock()
+	if at != nil {
+		at.cancel(errCancelRequested)
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) error {
+	t := time.NewTicker(a.opts.HeartbeatInterval)
+	defer t.Stop()
+	send := func() {
+		_, err := a.client.Heartbeat(ctx, connect.NewRequest(&outpostv1.HeartbeatRequest{
+			Version: a.opts.Version, RunningTasks: int32(a.runningCount()), Capacity: int32(a.opts.Concurrency),
+		}))
+		if err != nil && ctx.Err() == nil {
+			a.opts.Logger.Debug("heartbeat failed", "error", err)
+		}
+	}
+	send()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			send()
+		}
+	}
+}
