@@ -34,7 +34,7 @@ func (s *operatorService) WhoAmI(ctx context.Context, req *connect.Request[outpo
 }
 
 func (s *operatorService) envByName(ctx context.Context, c operatorCaller, name string) (store.Environment, error) {
-	if err := checkName("environment", name); err != nil {
+	if err := CheckName("environment", name); err != nil {
 		return store.Environment{}, err
 	}
 	env, err := s.h.store.GetEnvironmentByName(ctx, c.token.Tenant, name)
@@ -52,7 +52,7 @@ func (s *operatorService) CreateEnvironment(ctx context.Context, req *connect.Re
 	if err != nil {
 		return nil, err
 	}
-	if err := checkName("environment", req.Msg.GetName()); err != nil {
+	if err := CheckName("environment", req.Msg.GetName()); err != nil {
 		return nil, err
 	}
 	env := store.Environment{ID: auth.NewID("env_"), Tenant: c.token.Tenant, Name: req.Msg.GetName(), CreatedAt: s.h.opts.Now()}

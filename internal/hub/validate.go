@@ -24,8 +24,8 @@ var (
 	conflictKeyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
 )
 
-// checkName validates a tenant or environment name (a DNS label).
-func checkName(what, name string) error {
+// CheckName validates a tenant or environment name (a DNS label).
+func CheckName(what, name string) error {
 	if !namePattern.MatchString(name) {
 		return invalid("%s name %q must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", what, name)
 	}
