@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -133,11 +134,18 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 	failures := int64(0)
 	usePoll := a.opts.ForcePoll
 	var pollSince time.Time
+	polled := false
 	for ctx.Err() == nil {
 		if usePoll {
 			if !a.opts.ForcePoll && a.opts.Now().Sub(pollSince) > retryWatchAfter {
 				usePoll, failures = false, 0
 				continue
+			}
+			if failures > 0 || !polled {
+				// A new poll session claims first: work queued while no
+				// poll was held produced no wake-up this agent saw.
+				a.signal()
+				polled = true
 			}
 			resp, err := a.client.Poll(ctx, connect.NewRequest(&outpostv1.PollRequest{Wait: durationpb.New(pollWait)}))
 			if err != nil {
@@ -145,7 +153,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 					return nil
 				}
 				if connect.CodeOf(err) == connect.CodePermissionDenied {
-					a.opts.Logger.Error("hub refuses the agent", "error", err)
+					return fmt.Errorf("%w: %w", ErrDisabled, err)
 				}
 				failures++
 				_ = a.opts.Reconnect.Sleep(ctx, failures)
@@ -164,6 +172,9 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if connect.CodeOf(err) == connect.CodePermissionDenied {
+			return fmt.Errorf("%w: %w", ErrDisabled, err)
+		}
 		if delivered {
 			failures = 0
 		} else {
@@ -172,7 +183,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 		a.opts.Logger.Info("watch stream ended; reconnecting", "error", err, "delivered", delivered)
 		if !delivered && failures >= watchFailuresBeforePoll {
 			a.opts.Logger.Warn("watch streams do not get through (a proxy may buffer them); long-polling instead")
-			usePoll, pollSince = true, a.opts.Now()
+			usePoll, pollSince, polled = true, a.opts.Now(), false
 			continue
 		}
 		_ = a.opts.Reconnect.Sleep(ctx, failures)
@@ -183,63 +194,48 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 // watchOnce holds one Watch stream until it fails or stalls. delivered
 // says whether any message came through.
 func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// A watchdog ends the stream when the next message is overdue: a proxy
+	// may buffer the stream, or cut it without a reset. It runs from before
+	// the call, since a buffering proxy may not even pass the headers.
+	errStalled := errors.New("no message from the hub in time")
+	watchdog := time.AfterFunc(a.opts.FirstMessageTimeout, func() { cancel(errStalled) })
+	defer watchdog.Stop()
 	stream, err := a.client.Watch(ctx, connect.NewRequest(&outpostv1.WatchRequest{}))
 	if err != nil {
-		return false, err
+		return false, a.streamErr(ctx, err)
 	}
 	defer stream.Close()
-	// A watchdog ends the stream when the next message is overdue: a
-	// silent stream may have been cut by a proxy without a reset.
-	deadline := time.NewTimer(firstMessageTimeout)
-	defer deadline.Stop()
-	msgs := make(chan *outpostv1.WatchResponse)
-	errc := make(chan error, 1)
-	go func() {
-		for stream.Receive() {
-			select {
-			case msgs <- stream.Msg():
-			case <-ctx.Done():
-				return
+	for stream.Receive() {
+		next := a.opts.FirstMessageTimeout
+		switch ev := stream.Msg().GetEvent().(type) {
+		case *outpostv1.WatchResponse_Keepalive:
+			next = max(next, ev.Keepalive.GetInterval().AsDuration()*3/2+5*time.Second)
+			if !delivered {
+				a.signal() // claim what was queued before the stream opened
 			}
+		case *outpostv1.WatchResponse_WorkAvailable:
+			a.signal()
+		case *outpostv1.WatchResponse_TaskCancelled:
+			a.cancelTask(ev.TaskCancelled.GetTaskId())
 		}
-		errc <- stream.Err()
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return delivered, ctx.Err()
-		case err := <-errc:
-			if err == nil {
-				err = errors.New("stream closed by the hub")
-			}
-			return delivered, err
-		case <-deadline.C:
-			return delivered, errors.New("no keep-alive from the hub in time")
-		case m := <-msgs:
-			next := firstMessageTimeout
-			switch ev := m.GetEvent().(type) {
-			case *outpostv1.WatchResponse_Keepalive:
-				next = ev.Keepalive.GetInterval().AsDuration()*3/2 + 5*time.Second
-				if !delivered {
-					a.signal() // claim what was queued before the stream opened
-				}
-			case *outpostv1.WatchResponse_WorkAvailable:
-				a.signal()
-			case *outpostv1.WatchResponse_TaskCancelled:
-				a.cancelTask(ev.TaskCancelled.GetTaskId())
-			}
-			delivered = true
-			if !deadline.Stop() {
-				select {
-				case <-deadline.C:
-				default:
-				}
-			}
-			deadline.Reset(max(next, firstMessageTimeout))
-		}
+		delivered = true
+		watchdog.Reset(next)
 	}
+	err = stream.Err()
+	if err == nil {
+		err = errors.New("stream closed by the hub")
+	}
+	return delivered, a.streamErr(ctx, err)
+}
+
+// streamErr prefers the watchdog's reason over a bare cancellation.
+func (a *Agent) streamErr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }
 
 // dispatch claims tasks whenever it is signalled, a slot frees up while more

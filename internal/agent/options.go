@@ -17,9 +17,9 @@ const (
 	DefaultConcurrency   = 8
 	DefaultClaimInterval = 30 * time.Second
 	DefaultHeartbeat     = 30 * time.Second
-	// firstMessageTimeout is how long a new Watch may stay silent before
-	// the agent decides a proxy is buffering it.
-	firstMessageTimeout = 10 * time.Second
+	// DefaultFirstMessageTimeout is how long a new Watch may stay silent
+	// before the agent decides a proxy is buffering it.
+	DefaultFirstMessageTimeout = 10 * time.Second
 	// watchFailuresBeforePoll is how many Watch attempts in a row may fail
 	// to deliver a first message before the agent long-polls instead.
 	watchFailuresBeforePoll = 2
@@ -65,6 +65,9 @@ type Options struct {
 	ClaimInterval time.Duration
 	// HeartbeatInterval is how often the agent reports it is alive.
 	HeartbeatInterval time.Duration
+	// FirstMessageTimeout is how long a Watch may stay silent before the
+	// agent gives up on it.
+	FirstMessageTimeout time.Duration
 	// OnExecutorStart, when set, is called as each attempt's executor
 	// starts (used by benchmarks to measure dispatch latency).
 	OnExecutorStart func(taskID string, epoch int64)
@@ -115,6 +118,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ClaimInterval <= 0 {
 		o.ClaimInterval = DefaultClaimInterval
+	}
+	if o.FirstMessageTimeout <= 0 {
+		o.FirstMessageTimeout = DefaultFirstMessageTimeout
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeat

@@ -51,6 +51,8 @@ type Hub struct {
 	Hub        *hub.Hub
 	Tenant     string
 	AdminToken string
+	// DBPath is the SQLite file when Start opened the store.
+	DBPath string
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -64,9 +66,11 @@ func Start(t testing.TB, opts Options) *Hub {
 		opts.Tenant = "acme"
 	}
 	st := opts.Store
+	var dbPath string
 	if st == nil {
 		var err error
-		st, err = sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "hub.db")})
+		dbPath = filepath.Join(t.TempDir(), "hub.db")
+		st, err = sqlite.Open(ctx, sqlite.Options{Path: dbPath})
 		if err != nil {
 			t.Fatalf("hubtest: open store: %v", err)
 		}
@@ -118,7 +122,7 @@ func Start(t testing.TB, opts Options) *Hub {
 	}
 	hb := &Hub{
 		URL: "https://" + ln.Addr().String(), Addr: ln.Addr().String(), CAFile: caFile, CertDir: certDir,
-		Client: client, Store: st, Hub: h, Tenant: opts.Tenant, stop: cancel, done: done,
+		Client: client, Store: st, Hub: h, DBPath: dbPath, Tenant: opts.Tenant, stop: cancel, done: done,
 	}
 	if opts.MaxTLSVersion == 0 || opts.MaxTLSVersion >= tls.VersionTLS12 {
 		tok, err := hub.CreateAdminToken(ctx, st, opts.Tenant, "test", 0, time.Now())

@@ -1,0 +1,142 @@
+package agentcmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outposthq/outpost/internal/agent"
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/executor/httpcall"
+	"github.com/outposthq/outpost/internal/redact"
+	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/transport"
+	"github.com/outposthq/outpost/internal/vault"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+type flags struct {
+	hub                string
+	caFile             string
+	bootstrapToken     string
+	bootstrapTokenFile string
+	environment        string
+	identityFile       string
+	concurrency        int
+	vaultFile          string
+	internalCAFile     string
+	forcePoll          bool
+	logLevel           string
+	logJSON            bool
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// NewRootCommand returns the outpost-agent command.
+func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	f := &flags{}
+	cmd := &cobra.Command{
+		Use:           "outpost-agent",
+		Short:         "Outpost agent: dials out to the hub and runs tasks in this environment",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := build(f, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return a.Start(cmd.Context())
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	defaultIdentity := filepath.Join(env("XDG_STATE_HOME", filepath.Join(os.Getenv("HOME"), ".local", "state")), "outpost", "agent-identity.json")
+	fl := cmd.Flags()
+	fl.StringVar(&f.hub, "hub", env("OUTPOST_HUB", ""), "hub URL, https:// only (env OUTPOST_HUB)")
+	fl.StringVar(&f.caFile, "ca-file", env("OUTPOST_CA_FILE", ""), "extra CA bundle for the hub's certificate (env OUTPOST_CA_FILE)")
+	fl.StringVar(&f.bootstrapToken, "bootstrap-token", "", "single-use enrollment token (prefer --bootstrap-token-file or env OUTPOST_BOOTSTRAP_TOKEN)")
+	fl.StringVar(&f.bootstrapTokenFile, "bootstrap-token-file", env("OUTPOST_BOOTSTRAP_TOKEN_FILE", ""), "file holding the enrollment token")
+	fl.StringVar(&f.environment, "environment", env("OUTPOST_ENVIRONMENT", ""), "tenant/environment this agent serves; enrollment into another is refused")
+	fl.StringVar(&f.identityFile, "identity-file", env("OUTPOST_IDENTITY_FILE", defaultIdentity), "where the agent keeps its key and id (mode 0600)")
+	fl.IntVar(&f.concurrency, "concurrency", agent.DefaultConcurrency, "tasks run at once")
+	fl.StringVar(&f.vaultFile, "vault-file", env(vault.EnvLocalPath, ""), "local JSON vault for vault://local/... references (env "+vault.EnvLocalPath+")")
+	fl.StringVar(&f.internalCAFile, "internal-ca-file", env("OUTPOST_INTERNAL_CA_FILE", ""), "extra CA bundle for internal endpoints called by http tasks")
+	fl.BoolVar(&f.forcePoll, "force-poll", false, "long-poll instead of holding a Watch stream")
+	fl.StringVar(&f.logLevel, "log-level", env("OUTPOST_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
+	return cmd
+}
+
+func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	log := slog.New(slog.NewTextHandler(stderr, hopts))
+	if f.logJSON {
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	}
+	if f.hub == "" {
+		return nil, errors.New("--hub is required (or env OUTPOST_HUB)")
+	}
+	token := f.bootstrapToken
+	if token == "" {
+		token = os.Getenv("OUTPOST_BOOTSTRAP_TOKEN")
+	}
+	if f.bootstrapTokenFile != "" {
+		b, err := os.ReadFile(f.bootstrapTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap token file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	providers := map[string]vault.Provider{}
+	if f.vaultFile != "" {
+		local, err := vault.NewLocal(vault.LocalOptions{Path: f.vaultFile})
+		if err != nil {
+			return nil, err
+		}
+		providers["local"] = local
+	}
+	resolver, err := vault.NewResolver(vault.ResolverOptions{Providers: providers})
+	if err != nil {
+		return nil, err
+	}
+	internal, err := transport.NewClient(transport.Options{CAFile: f.internalCAFile})
+	if err != nil {
+		return nil, err
+	}
+	httpExec, err := httpcall.New(httpcall.Options{Client: internal, Vault: resolver, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(agent.Options{
+		HubURL:         f.hub,
+		CAFile:         f.caFile,
+		Identity:       agent.FileIdentity{Path: f.identityFile},
+		BootstrapToken: token,
+		Environment:    f.environment,
+		Executors:      map[string]executor.Executor{taskspec.KindHTTP: httpExec},
+		Concurrency:    f.concurrency,
+		NewRedactor:    func() agent.Redactor { return redact.New() },
+		Logger:         log,
+		Version:        Version,
+		ForcePoll:      f.forcePoll,
+	})
+}
