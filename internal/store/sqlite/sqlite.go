@@ -1,0 +1,212 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/outposthq/outpost/internal/audit"
+	"github.com/outposthq/outpost/internal/store"
+	"github.com/outposthq/outpost/internal/store/migrations"
+)
+
+// Store is the SQLite implementation of store.Store. It is safe for
+// concurrent use; it assumes it is the only writer process on its file.
+type Store struct {
+	w     *sql.DB // one connection, every write transaction
+	r     *sql.DB // query-only connections
+	log   *slog.Logger
+	clock func() time.Time
+	wake  *broker
+
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if missing) the database at o.Path, applies pending
+// migrations and returns the store.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	busy := o.BusyTimeout.Milliseconds()
+	common := url.Values{}
+	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
+	common.Add("_pragma", "foreign_keys(1)")
+
+	wq := url.Values{"_pragma": append([]string(nil), common["_pragma"]...)}
+	wq.Add("_pragma", "journal_mode(WAL)")
+	wq.Add("_pragma", "synchronous(NORMAL)")
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", o.Path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite open: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
+	}
+	if err := migrations.SQLite(ctx, w, o.Logger); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite open: %w", err)
+	}
+
+	rq := url.Values{"_pragma": append([]string(nil), common["_pragma"]...)}
+	rq.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", o.Path+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite open: %w", err)
+	}
+	r.SetMaxOpenConns(o.ReadConns)
+	r.SetMaxIdleConns(o.ReadConns)
+	if err := r.PingContext(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
+	}
+	return &Store{w: w, r: r, log: o.Logger, clock: o.Now, wake: newBroker()}, nil
+}
+
+// Close closes both pools and ends every ListenWakeups call.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.wake.close()
+		err = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return err
+}
+
+func (s *Store) now() time.Time { return store.Micro(s.clock()) }
+
+// orNow returns t, or the store's clock when t is zero, truncated to the
+// microsecond.
+func (s *Store) orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.now()
+	}
+	return store.Micro(t)
+}
+
+// tx is one write transaction: the audit events and wake-ups it collects
+// are appended at its end and published after its commit.
+type tx struct {
+	*sql.Tx
+	events  []audit.Event
+	sealed  []audit.Event
+	wakeups []store.Wakeup
+}
+
+func (t *tx) record(e audit.Event) { t.events = append(t.events, e) }
+
+func (t *tx) wakeup(w store.Wakeup) {
+	for _, x := range t.wakeups {
+		if x == w {
+			return
+		}
+	}
+	t.wakeups = append(t.wakeups, w)
+}
+
+// write runs fn in a write transaction, appends the audit events fn
+// recorded, commits, and then publishes the wake-ups. Errors are prefixed
+// with op.
+func (s *Store) write(ctx context.Context, op string, fn func(*tx) error) (*tx, error) {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: begin: %w", op, err)
+	}
+	t := &tx{Tx: sqlTx}
+	if err := fn(t); err != nil {
+		_ = sqlTx.Rollback()
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := s.appendEvents(ctx, t); err != nil {
+		_ = sqlTx.Rollback()
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, fmt.Errorf("%s: commit: %w", op, err)
+	}
+	s.wake.publish(t.wakeups)
+	return t, nil
+}
+
+// appendEvents seals t's events after their tenant's chain head and inserts
+// them. It runs last in the transaction, so the head is held as briefly as
+// possible (SQLite has one writer; the head needs no row lock).
+func (s *Store) appendEvents(ctx context.Context, t *tx) error {
+	for _, e := range t.events {
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		var head audit.Event
+		err := t.QueryRowContext(ctx, `SELECT seq, hash FROM audit_heads WHERE tenant = ?`, e.Tenant).Scan(&head.Seq, &head.Hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("append audit: tenant %q: %w", e.Tenant, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("append audit: read head: %w", err)
+		}
+		e.Seal(head)
+		if _, err := t.ExecContext(ctx, `INSERT INTO audit_events
+			(tenant, seq, time, environment, actor, action, subject, details, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Tenant, e.Seq, e.Time.UnixMicro(), e.Environment, e.Actor, e.Action, e.Subject, e.Details, e.PrevHash, e.Hash); err != nil {
+			return fmt.Errorf("append audit: insert: %w", err)
+		}
+		if _, err := t.ExecContext(ctx, `UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?`, e.Seq, e.Hash, e.Tenant); err != nil {
+			return fmt.Errorf("append audit: update head: %w", err)
+		}
+		t.sealed = append(t.sealed, e)
+	}
+	return nil
+}
+
+// isUnique reports whether err is a unique or primary key violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// micros encodes t for a nullable time column.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros decodes a nullable time column.
+func fromMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
+
+// nonNil keeps NOT NULL blob columns from receiving a nil slice.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
