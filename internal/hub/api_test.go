@@ -56,33 +56,8 @@ type rawAgent struct {
 func newRawAgent(h *hubtest.Hub) *rawAgent {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	a := &rawAgent{key: key}
-	a.client = outpostv1connect.NewAgentServiceClient(h.Client, h.URL, connect.WithInterceptors(tokenFunc(func() string { return a.token })))
+	a.client = outpostv1connect.NewAgentServiceClient(h.Client, h.URL, connect.WithInterceptors(hubtest.WithTokenFunc(func() string { return a.token })))
 	return a
-}
-
-type tokenFunc func() string
-
-func (f tokenFunc) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if tok := f(); tok != "" {
-			req.Header().Set("Authorization", "Bearer "+tok)
-		}
-		return next(ctx, req)
-	}
-}
-
-func (f tokenFunc) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		if tok := f(); tok != "" {
-			conn.RequestHeader().Set("Authorization", "Bearer "+tok)
-		}
-		return conn
-	}
-}
-
-func (tokenFunc) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 func (a *rawAgent) nonce(t *testing.T) []byte {

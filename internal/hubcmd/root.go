@@ -17,7 +17,6 @@ import (
 	"github.com/outposthq/outpost/internal/audit"
 	"github.com/outposthq/outpost/internal/devcert"
 	"github.com/outposthq/outpost/internal/hub"
-	"github.com/outposthq/outpost/internal/store"
 )
 
 // Version is set at build time.

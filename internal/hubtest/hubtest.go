@@ -130,7 +130,7 @@ func Start(t testing.TB, opts Options) *Hub {
 			t.Fatalf("hubtest: admin token: %v", err)
 		}
 		hb.AdminToken = tok
-		hb.Operator = outpostv1connect.NewOperatorServiceClient(client, hb.URL, connect.WithInterceptors(bearer(tok)))
+		hb.Operator = outpostv1connect.NewOperatorServiceClient(client, hb.URL, connect.WithInterceptors(WithToken(tok)))
 	}
 	t.Cleanup(hb.Stop)
 	return hb
@@ -149,12 +149,14 @@ func (h *Hub) Stop() {
 	<-h.done
 }
 
-// bearer is an interceptor adding a token to every call.
-type bearer string
+// bearer is an interceptor adding the current token to every call.
+type bearer func() string
 
 func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
+		if tok := b(); tok != "" {
+			req.Header().Set("Authorization", "Bearer "+tok)
+		}
 		return next(ctx, req)
 	}
 }
@@ -162,7 +164,9 @@ func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		if tok := b(); tok != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+tok)
+		}
 		return conn
 	}
 }
@@ -172,7 +176,11 @@ func (bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.St
 }
 
 // WithToken returns an interceptor that sends tok as a bearer token.
-func WithToken(tok string) connect.Interceptor { return bearer(tok) }
+func WithToken(tok string) connect.Interceptor { return bearer(func() string { return tok }) }
+
+// WithTokenFunc returns an interceptor that sends the token fn returns at
+// each call, so a test can swap tokens.
+func WithTokenFunc(fn func() string) connect.Interceptor { return bearer(fn) }
 
 // CreateEnvironment creates an environment and returns a bootstrap token.
 func (h *Hub) CreateEnvironment(t testing.TB, name string) string {
