@@ -509,3 +509,54 @@ func TestTLS(t *testing.T) {
 		}
 	})
 }
+
+func TestArtifactAccess(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	h.CreateEnvironment(t, "prod")
+	h.CreateEnvironment(t, "dev")
+	prod := mustEnroll(t, h, "prod")
+	dev := mustEnroll(t, h, "dev")
+
+	up := h.Operator.UploadArtifact(t.Context())
+	data := []byte("chart archive bytes")
+	if err := up.Send(&outpostv1.UploadArtifactRequest{Part: &outpostv1.UploadArtifactRequest_Header{Header: &outpostv1.ArtifactHeader{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Send(&outpostv1.UploadArtifactRequest{Part: &outpostv1.UploadArtifactRequest_Chunk{Chunk: data}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := up.CloseAndReceive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := res.Msg.GetDigest()
+	h.Enqueue(t, &outpostv1.EnqueueTaskRequest{Id: "with-artifact", Environment: "prod", Kind: "http", Spec: httpSpec("https://example.invalid/"), Artifacts: []string{digest}})
+	h.Enqueue(t, &outpostv1.EnqueueTaskRequest{Id: "without-artifact", Environment: "prod", Kind: "http", Spec: httpSpec("https://example.invalid/")})
+
+	download := func(a *rawAgent, taskID string) ([]byte, error) {
+		stream, err := a.client.DownloadArtifact(t.Context(), connect.NewRequest(&outpostv1.DownloadArtifactRequest{Digest: digest, TaskId: taskID}))
+		if err != nil {
+			return nil, err
+		}
+		defer stream.Close()
+		var out []byte
+		for stream.Receive() {
+			out = append(out, stream.Msg().GetChunk()...)
+		}
+		return out, stream.Err()
+	}
+	t.Run("an agent downloads an artifact its environment's task declares", func(t *testing.T) {
+		got, err := download(prod, "with-artifact")
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("download = %q, %v", got, err)
+		}
+	})
+	t.Run("an agent of another environment cannot download it", func(t *testing.T) {
+		_, err := download(dev, "with-artifact")
+		wantCode(t, err, connect.CodeNotFound)
+	})
+	t.Run("a task that does not declare the artifact does not open it", func(t *testing.T) {
+		_, err := download(prod, "without-artifact")
+		wantCode(t, err, connect.CodeNotFound)
+	})
+}

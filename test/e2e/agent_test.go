@@ -74,6 +74,8 @@ type agentConfig struct {
 	forcePoll   bool
 	hubURL      string
 	firstMsg    time.Duration
+	// executors replaces the agent's executors when set.
+	executors map[string]executor.Executor
 }
 
 func startAgent(t *testing.T, h *hubtest.Hub, cfg agentConfig) *agentRig {
@@ -103,13 +105,17 @@ func startAgent(t *testing.T, h *hubtest.Hub, cfg agentConfig) *agentRig {
 	if cfg.hubURL == "" {
 		cfg.hubURL = h.URL
 	}
+	executors := map[string]executor.Executor{taskspec.KindHTTP: httpExec}
+	if cfg.executors != nil {
+		executors = cfg.executors
+	}
 	a, err := agent.New(agent.Options{
 		HubURL:              cfg.hubURL,
 		CAFile:              h.CAFile,
 		Identity:            agent.FileIdentity{Path: cfg.identity},
 		BootstrapToken:      cfg.bootstrap,
 		Environment:         cfg.environment,
-		Executors:           map[string]executor.Executor{taskspec.KindHTTP: httpExec},
+		Executors:           executors,
 		Concurrency:         cfg.concurrency,
 		NewRedactor:         func() agent.Redactor { return redact.New() },
 		Logger:              log,
