@@ -45,8 +45,11 @@ func reached(at, now time.Time) bool {
 
 // QueueEntry is one unfinished task of an environment as PlanClaims sees it.
 type QueueEntry struct {
-	ID           string
-	State        TaskState
+	ID    string
+	State TaskState
+	// Attempt lets a replica check, once it holds the row lock, that the
+	// task is still the one it planned with.
+	Attempt      int64
 	Kind         string
 	ConflictKeys []string
 	NotBefore    time.Time

@@ -227,11 +227,11 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 // queueEntries returns the environment's leased tasks, then its oldest
 // queued ones, as PlanClaims wants them.
 func queueEntries(ctx context.Context, q querier, tenant, envID string) ([]store.QueueEntry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, state, kind, conflict_keys, not_before, deadline FROM (
-			SELECT id, state, kind, conflict_keys, not_before, deadline, 0 AS part, seq FROM tasks
+	rows, err := q.QueryContext(ctx, `SELECT id, state, attempt, kind, conflict_keys, not_before, deadline FROM (
+			SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 0 AS part, seq FROM tasks
 			WHERE tenant = ? AND environment_id = ? AND state = 'leased'
 			UNION ALL
-			SELECT * FROM (SELECT id, state, kind, conflict_keys, not_before, deadline, 1 AS part, seq FROM tasks
+			SELECT * FROM (SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 1 AS part, seq FROM tasks
 				WHERE tenant = ? AND environment_id = ? AND state = 'queued' ORDER BY seq LIMIT ?)
 		) ORDER BY part, seq`,
 		tenant, envID, tenant, envID, store.ClaimScanLimit)
@@ -246,7 +246,7 @@ func queueEntries(ctx context.Context, q querier, tenant, envID string) ([]store
 			state, keys         string
 			notBefore, deadline sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &state, &e.Kind, &keys, &notBefore, &deadline); err != nil {
+		if err := rows.Scan(&e.ID, &state, &e.Attempt, &e.Kind, &keys, &notBefore, &deadline); err != nil {
 			return nil, err
 		}
 		e.State = store.TaskState(state)

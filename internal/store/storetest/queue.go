@@ -409,6 +409,10 @@ func ConcurrentClaims(t *testing.T, stores []store.Store) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	errc := make(chan error, 8)
+	fail := func(err error) {
+		errc <- err
+		cancel() // the others would wait for tasks nobody will finish
+	}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		s := stores[w%len(stores)]
@@ -419,21 +423,21 @@ func ConcurrentClaims(t *testing.T, stores []store.Store) {
 					Tenant: f.tenant, EnvironmentID: f.env.ID, AgentID: agent, Max: 2, LeaseDuration: time.Hour, Now: T0,
 				})
 				if err != nil {
-					errc <- err
+					fail(err)
 					return
 				}
 				mu.Lock()
 				for _, task := range got {
 					if leased[task.ID] || done[task.ID] > 0 {
 						mu.Unlock()
-						errc <- fmt.Errorf("task %s leased again (attempt %d) by %s", task.ID, task.Attempt, agent)
+						fail(fmt.Errorf("task %s leased again (attempt %d) by %s", task.ID, task.Attempt, agent))
 						return
 					}
 					leased[task.ID] = true
 					for _, k := range task.ConflictKeys {
 						if other, ok := held[k]; ok {
 							mu.Unlock()
-							errc <- fmt.Errorf("tasks %s and %s leased together, both hold %s", other, task.ID, k)
+							fail(fmt.Errorf("tasks %s and %s leased together, both hold %s", other, task.ID, k))
 							return
 						}
 						held[k] = task.ID
@@ -458,7 +462,7 @@ func ConcurrentClaims(t *testing.T, stores []store.Store) {
 					if _, err := s.CompleteTask(ctx, store.CompleteParams{
 						Tenant: f.tenant, TaskID: task.ID, Epoch: task.Attempt, AgentID: agent, Outcome: store.OutcomeSucceeded, Now: T0,
 					}); err != nil {
-						errc <- fmt.Errorf("complete %s: %w", task.ID, err)
+						fail(fmt.Errorf("complete %s: %w", task.ID, err))
 						return
 					}
 				}
