@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -150,7 +151,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 			resp, err := a.client.Poll(ctx, connect.NewRequest(&outpostv1.PollRequest{Wait: durationpb.New(pollWait)}))
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil
+					return nil //nolint:nilerr // the agent is stopping; the poll error is its cancellation
 				}
 				if connect.CodeOf(err) == connect.CodePermissionDenied {
 					return fmt.Errorf("%w: %w", ErrDisabled, err)
@@ -170,7 +171,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 		}
 		delivered, err := a.watchOnce(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // the agent is stopping; the stream error is its cancellation
 		}
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return fmt.Errorf("%w: %w", ErrDisabled, err)
@@ -206,7 +207,7 @@ func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
 	if err != nil {
 		return false, a.streamErr(ctx, err)
 	}
-	defer stream.Close()
+	defer func() { _ = stream.Close() }()
 	for stream.Receive() {
 		next := a.opts.FirstMessageTimeout
 		switch ev := stream.Msg().GetEvent().(type) {
@@ -257,7 +258,7 @@ func (a *Agent) dispatch(ctx context.Context, workers *sync.WaitGroup) error {
 				a.setMaybeMore(true)
 				break
 			}
-			resp, err := a.client.Claim(ctx, connect.NewRequest(&outpostv1.ClaimRequest{MaxTasks: int32(free), Kinds: a.kinds}))
+			resp, err := a.client.Claim(ctx, connect.NewRequest(&outpostv1.ClaimRequest{MaxTasks: clamp32(free), Kinds: a.kinds}))
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -307,7 +308,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	defer t.Stop()
 	send := func() {
 		_, err := a.client.Heartbeat(ctx, connect.NewRequest(&outpostv1.HeartbeatRequest{
-			Version: a.opts.Version, RunningTasks: int32(a.runningCount()), Capacity: int32(a.opts.Concurrency),
+			Version: a.opts.Version, RunningTasks: clamp32(a.runningCount()), Capacity: clamp32(a.opts.Concurrency),
 		}))
 		if err != nil && ctx.Err() == nil {
 			a.opts.Logger.Debug("heartbeat failed", "error", err)
@@ -322,4 +323,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 			send()
 		}
 	}
+}
+
+// clamp32 converts a non-negative count for the wire.
+func clamp32(n int) int32 {
+	return int32(max(0, min(n, math.MaxInt32))) //nolint:gosec // clamped to the int32 range
 }

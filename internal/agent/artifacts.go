@@ -17,7 +17,7 @@ import (
 	"github.com/outposthq/outpost/internal/executor"
 )
 
-// ErrArtifactCorrupt: downloaded content does not match its digest or size.
+// ErrArtifactCorrupt means downloaded content does not match its digest or size.
 var ErrArtifactCorrupt = errors.New("artifact does not match its digest")
 
 // artifactFetcher downloads a task's artifacts from the hub.

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 )
 
-// ErrNoIdentity: the agent has not enrolled yet.
+// ErrNoIdentity means the agent has not enrolled yet.
 var ErrNoIdentity = errors.New("no agent identity stored")
 
 // Identity is what an enrolled agent keeps: its id, the environment it
@@ -94,16 +94,19 @@ func (f FileIdentity) Save(_ context.Context, id Identity) error {
 		return fmt.Errorf("agent: identity: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("agent: identity: %w", err)
+	// The file is private before the key is written, and on disk before it
+	// replaces the old one, so a crash leaves either identity whole.
+	write := func() error {
+		if err := tmp.Chmod(0o600); err != nil {
+			return err
+		}
+		if _, err := tmp.Write(b); err != nil {
+			return err
+		}
+		return tmp.Sync()
 	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("agent: identity: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	if err := write(); err != nil {
+		_ = tmp.Close()
 		return fmt.Errorf("agent: identity: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

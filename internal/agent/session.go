@@ -17,7 +17,7 @@ import (
 	"github.com/outposthq/outpost/internal/auth"
 )
 
-// ErrDisabled: the hub refuses this agent because an operator disabled it.
+// ErrDisabled means the hub refuses this agent because an operator disabled it.
 var ErrDisabled = errors.New("agent disabled by an operator")
 
 // session holds the agent's identity and a fresh access token.
@@ -168,7 +168,7 @@ func (s *session) keepFresh(ctx context.Context) error {
 		at := s.issuedAt.Add(life * 2 / 3)
 		s.mu.Unlock()
 		// ±10% of the life around the two-thirds mark.
-		jitter := time.Duration((mrand.Float64()*0.2 - 0.1) * float64(life))
+		jitter := time.Duration((mrand.Float64()*0.2 - 0.1) * float64(life)) //nolint:gosec // jitter needs no unpredictability
 		wait := at.Add(jitter).Sub(s.opts.Now())
 		if failures > 0 {
 			wait = s.opts.Reconnect.Delay(failures)
@@ -187,7 +187,7 @@ func (s *session) keepFresh(ctx context.Context) error {
 		case errors.Is(err, ErrDisabled):
 			return err
 		case ctx.Err() != nil:
-			return nil
+			return nil //nolint:nilerr // the agent is stopping
 		default:
 			failures++
 			s.opts.Logger.Warn("token refresh failed; retrying", "error", err, "attempt", failures)

@@ -11,7 +11,7 @@ import (
 // NonceSize is the size of a hub challenge.
 const NonceSize = 32
 
-// ErrBadProof: a proof of possession does not verify.
+// ErrBadProof means a proof of possession does not verify.
 var ErrBadProof = errors.New("proof of possession does not verify")
 
 // Proof purposes keep an enrollment signature from being replayed as a

@@ -34,7 +34,7 @@ func (p Policy) Delay(n int64) time.Duration {
 	if !p.Jitter || c <= 0 {
 		return c
 	}
-	return rand.N(c + 1)
+	return rand.N(c + 1) //nolint:gosec // jitter needs no unpredictability
 }
 
 // Sleep waits the n-th delay or until ctx ends, whichever is first.

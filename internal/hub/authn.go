@@ -21,8 +21,6 @@ type agentCaller struct {
 	tokenExpiry time.Time
 }
 
-func (c agentCaller) actor() string { return "agent:" + c.agent.ID }
-
 // operatorCaller is an authenticated operator token.
 type operatorCaller struct {
 	token store.APIToken

@@ -49,7 +49,7 @@ func (h *Hub) taskToProto(ctx context.Context, t store.Task) *outpostv1.Task {
 		Spec:            t.Spec,
 		ConflictKeys:    t.ConflictKeys,
 		Artifacts:       t.Artifacts,
-		MaxAttempts:     int32(t.MaxAttempts),
+		MaxAttempts:     int32(min(t.MaxAttempts, MaxMaxAttempts)), //nolint:gosec // clamped
 		Deadline:        ts(t.Deadline),
 		State:           taskStates[t.State],
 		Attempt:         t.Attempt,

@@ -106,16 +106,16 @@ func (h *Hub) Start(ctx context.Context) error {
 	} else if n > 0 {
 		h.opts.Logger.Info("extended leases after start", "leases", n)
 	}
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return h.store.ListenWakeups(ctx, h.notifier.publish)
+		return h.store.ListenWakeups(gctx, h.notifier.publish)
 	})
-	g.Go(func() error { return h.every(ctx, h.opts.SweepInterval, h.sweep) })
-	g.Go(func() error { return h.every(ctx, 5*time.Second, h.refreshQueueDepth) })
-	g.Go(func() error { return h.every(ctx, h.opts.GCInterval, h.collectGarbage) })
+	g.Go(func() error { return h.every(gctx, h.opts.SweepInterval, h.sweep) })
+	g.Go(func() error { return h.every(gctx, 5*time.Second, h.refreshQueueDepth) })
+	g.Go(func() error { return h.every(gctx, h.opts.GCInterval, h.collectGarbage) })
 	err := g.Wait()
 	if ctx.Err() != nil {
-		return nil
+		return nil //nolint:nilerr // stopped by the caller: not a failure
 	}
 	return err
 }

@@ -102,7 +102,10 @@ func TestClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.Get(hub.URL)
+		resp, err := c.Get(hub.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
 		var unknown *tls.CertificateVerificationError
 		if !errors.As(err, &unknown) {
 			t.Fatalf("error %v, want a certificate verification error", err)

@@ -46,7 +46,7 @@ func binaries(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/outpost-hub", "./cmd/outpost-agent")
 		cmd.Dir = filepath.Dir(strings.TrimSpace(string(root)))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
