@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strings"
 )
@@ -39,8 +38,8 @@ func WriteChunks(r io.Reader, want string, maxSize int64, put func(idx int, data
 		return "", 0, fmt.Errorf("put blob: %w: %q is not a sha256:<hex> digest", ErrDigestMismatch, want)
 	}
 	var (
-		h    hash.Hash = sha256.New()
-		buf            = make([]byte, BlobChunkSize)
+		h    = sha256.New()
+		buf  = make([]byte, BlobChunkSize)
 		size int64
 	)
 	for idx := 0; ; idx++ {

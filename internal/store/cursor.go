@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// ErrInvalidCursor: a listing cursor was not one the store handed out.
+// ErrInvalidCursor is returned for a listing cursor the store did not hand
+// out.
 var ErrInvalidCursor = errors.New("invalid cursor")
 
 const (

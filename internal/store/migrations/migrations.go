@@ -2,10 +2,10 @@ package migrations
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"log/slog"
 
@@ -41,9 +41,12 @@ func Postgres(ctx context.Context, db *sql.DB, schema string, logger *slog.Logge
 
 // LockID is the advisory lock key guarding migrations of schema.
 func LockID(schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("outpost-migrate:" + schema))
-	return int64(h.Sum64() >> 1)
+	sum := sha256.Sum256([]byte("outpost-migrate:" + schema))
+	var id int64
+	for _, b := range sum[:7] { // 56 bits: always a positive int64
+		id = id<<8 | int64(b)
+	}
+	return id
 }
 
 func up(ctx context.Context, dialect goose.Dialect, db *sql.DB, fsys embed.FS, dir string, logger *slog.Logger, opts ...goose.ProviderOption) error {

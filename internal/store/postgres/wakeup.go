@@ -62,7 +62,7 @@ func (s *Store) listen(ctx context.Context, fn func(store.Wakeup), connected fun
 	if err != nil {
 		return fmt.Errorf("listen: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+wakeupChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -25,7 +25,7 @@ func (s *Store) AppendAudit(ctx context.Context, e audit.Event) (audit.Event, er
 }
 
 // ListAudit returns the tenant's events with Seq > afterSeq, ascending,
-// only those of action when it is set.
+// only those of action when it is set; limit is bounded by store.PageLimit.
 func (s *Store) ListAudit(ctx context.Context, tenant string, afterSeq int64, limit int, action string) ([]audit.Event, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, time, tenant, environment, actor, action, subject, details, prev_hash, hash
 		FROM audit_events WHERE tenant = ? AND seq > ? AND (? = '' OR action = ?) ORDER BY seq LIMIT ?`,

@@ -57,11 +57,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 	if err := w.PingContext(ctx); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
 	}
 	if err := migrations.SQLite(ctx, w, o.Logger); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("sqlite open: %w", err)
 	}
 
@@ -69,14 +69,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	rq.Add("_pragma", "query_only(1)")
 	r, err := sql.Open("sqlite", o.Path+"?"+rq.Encode())
 	if err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("sqlite open: %w", err)
 	}
 	r.SetMaxOpenConns(o.ReadConns)
 	r.SetMaxIdleConns(o.ReadConns)
 	if err := r.PingContext(ctx); err != nil {
-		w.Close()
-		r.Close()
+		_ = w.Close()
+		_ = r.Close()
 		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
 	}
 	return &Store{w: w, r: r, log: o.Logger, clock: o.Now, wake: newBroker()}, nil

@@ -393,7 +393,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, backoff store.BackoffF
 			for rows.Next() {
 				t, _, err := scanTask(rows)
 				if err != nil {
-					rows.Close()
+					_ = rows.Close()
 					return err
 				}
 				tasks = append(tasks, t)
@@ -431,7 +431,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, backoff store.BackoffF
 		for rows.Next() {
 			var w store.Wakeup
 			if err := rows.Scan(&w.Tenant, &w.EnvironmentID); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return fmt.Errorf("find runnable retries: %w", err)
 			}
 			tx.wakeup(w)

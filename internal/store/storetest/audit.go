@@ -43,7 +43,7 @@ func auditedHistory(t *testing.T, f *fixture) []string {
 	f.complete(t, got[1], store.OutcomeFailed, false, T0.Add(2*time.Second))
 	_, err = s.CancelTask(ctx, f.tenant, "drop", "operator:tok1", T0.Add(3*time.Second))
 	must(t, err)
-	got = f.claim(t, "a1", 2, T0.Add(4*time.Second))
+	f.claim(t, "a1", 2, T0.Add(4*time.Second))
 	_, err = s.CancelTask(ctx, f.tenant, "stop", "operator:tok1", T0.Add(5*time.Second))
 	must(t, err)
 	_, err = s.Sweep(ctx, T0.Add(2*time.Minute), minutes)

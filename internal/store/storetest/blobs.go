@@ -3,10 +3,10 @@ package storetest
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -20,13 +20,18 @@ var blobScenarios = []scenario{
 	{"unreferenced blobs are deleted after the cutoff", testBlobGC},
 }
 
-// content returns n deterministic pseudo-random bytes and their digest.
+// content returns n deterministic, incompressible bytes (a SHA-256 counter
+// stream from seed) and their digest.
 func content(seed uint64, n int) ([]byte, string) {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
+	b := make([]byte, 0, n+sha256.Size)
+	var block [16]byte
+	binary.BigEndian.PutUint64(block[:8], seed)
+	for i := uint64(0); len(b) < n; i++ {
+		binary.BigEndian.PutUint64(block[8:], i)
+		sum := sha256.Sum256(block[:])
+		b = append(b, sum[:]...)
 	}
+	b = b[:n]
 	sum := sha256.Sum256(b)
 	return b, "sha256:" + hex.EncodeToString(sum[:])
 }

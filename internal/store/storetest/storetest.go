@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,7 +161,7 @@ func ids(ts []store.Task) []string {
 func wantIDs(t *testing.T, got []store.Task, want ...string) {
 	t.Helper()
 	g := ids(got)
-	if fmt.Sprint(g) != fmt.Sprint(want) && !(len(g) == 0 && len(want) == 0) {
+	if !slices.Equal(g, want) {
 		t.Fatalf("tasks = %v, want %v", g, want)
 	}
 }
