@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -112,6 +113,12 @@ func isTransient(err error) bool {
 	)
 	if errors.As(err, &alert) || errors.As(err, &record) || errors.As(err, &unknown) ||
 		errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify) {
+		return false
+	}
+	// crypto/tls reports an alert from the peer (e.g. "protocol version"
+	// from a hub without TLS 1.2) as a net.OpError with this Op.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
 		return false
 	}
 	switch connect.CodeOf(err) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,9 @@ type agentRig struct {
 	agent  *agent.Agent
 	logs   *syncBuffer
 	cancel context.CancelFunc
-	done   chan error
+	// done is closed when Start returns; err is what it returned.
+	done chan struct{}
+	err  error
 }
 
 type agentConfig struct {
@@ -127,8 +130,11 @@ func startAgent(t *testing.T, h *hubtest.Hub, cfg agentConfig) *agentRig {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &agentRig{agent: a, logs: logs, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Start(ctx) }()
+	r := &agentRig{agent: a, logs: logs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = a.Start(ctx)
+		close(r.done)
+	}()
 	t.Cleanup(r.stop)
 	return r
 }
@@ -398,12 +404,25 @@ func TestAgentConnectivity(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case err := <-rig.done:
-			if !errors.Is(err, agent.ErrDisabled) {
-				t.Fatalf("agent stopped with %v, want ErrDisabled", err)
+		case <-rig.done:
+			if !errors.Is(rig.err, agent.ErrDisabled) {
+				t.Fatalf("agent stopped with %v, want ErrDisabled", rig.err)
 			}
 		case <-time.After(40 * time.Second):
 			t.Fatal("disabled agent kept running")
+		}
+	})
+
+	t.Run("an agent refuses to start against a hub offering only TLS 1.1", func(t *testing.T) {
+		old := hubtest.Start(t, hubtest.Options{MaxTLSVersion: tls.VersionTLS11})
+		rig := startAgent(t, old, agentConfig{bootstrap: "opb_unused"})
+		select {
+		case <-rig.done:
+			if rig.err == nil || !strings.Contains(rig.err.Error(), "protocol version") {
+				t.Fatalf("agent stopped with %v, want a TLS protocol version error", rig.err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("agent kept retrying a hub without TLS 1.2")
 		}
 	})
 
