@@ -3,99 +3,22 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/store"
+	"github.com/outposthq/outpost/internal/store/postgres/pgtest"
 	"github.com/outposthq/outpost/internal/store/storetest"
 )
 
-const defaultTestURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+func testDatabase(t *testing.T) string { return pgtest.Database(t) }
 
-func testURL() string {
-	if u := os.Getenv("OUTPOST_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return defaultTestURL
-}
-
-func randomName(prefix string) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
-
-// withDatabase returns base pointing at database name instead.
-func withDatabase(base, name string) (string, error) {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			return "", err
-		}
-		u.Path = "/" + name
-		return u.String(), nil
-	}
-	return base + " dbname=" + name, nil
-}
-
-func redacted(u string) string {
-	if p, err := url.Parse(u); err == nil && p.Scheme != "" {
-		return p.Redacted()
-	}
-	return "(connection string)"
-}
-
-// testDatabase creates a fresh database for the calling test, dropped when
-// it ends, and returns its URL. Without a server the test is skipped,
-// loudly, except under CI=true where it fails.
-func testDatabase(t *testing.T) string {
-	t.Helper()
-	base := testURL()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL is not reachable at %s: %v. Start it or set OUTPOST_TEST_POSTGRES_URL.", redacted(base), err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("!!!!! SKIPPING POSTGRESQL STORE TESTS !!!!! " + msg + " (CI=true turns this skip into a failure)")
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	name := randomName("outpost_test_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := withDatabase(base, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
+func randomName(prefix string) string { return pgtest.RandomName(prefix) }
 
 func openSchema(t *testing.T, dbURL, schema string) *Store {
 	t.Helper()
@@ -253,10 +176,10 @@ func TestOptionsValidate(t *testing.T) {
 		o    Options
 		ok   bool
 	}{
-		{"a URL is enough", Options{URL: defaultTestURL}, true},
-		{"a URL and a schema are fine", Options{URL: defaultTestURL, Schema: "outpost_hub"}, true},
+		{"a URL is enough", Options{URL: pgtest.DefaultURL}, true},
+		{"a URL and a schema are fine", Options{URL: pgtest.DefaultURL, Schema: "outpost_hub"}, true},
 		{"a missing URL is refused", Options{}, false},
-		{"a schema that is no plain identifier is refused", Options{URL: defaultTestURL, Schema: `x"; DROP TABLE tasks; --`}, false},
+		{"a schema that is no plain identifier is refused", Options{URL: pgtest.DefaultURL, Schema: `x"; DROP TABLE tasks; --`}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
