@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Targets from the issue.
+const (
+	targetP99 = 50 * time.Millisecond
+	targetTPS = 2000
+)
+
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	}
+}
+
+func mib(kib int64) string { return fmt.Sprintf("%.0f MiB", float64(kib)/1024) }
+
+func renderTable(results []outcome) string {
+	var b strings.Builder
+	b.WriteString("| store | agents | load | tasks | tasks/s | p50 | p90 | p99 | max | hub RSS idle | hub RSS peak (VmHWM) | hub RSS end | p99 < 50 ms | ≥ 2,000 tasks/s |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	for _, o := range results {
+		if o.skipped != "" {
+			r := o.rows[0]
+			fmt.Fprintf(&b, "| %s | %d | %s | | | | | | | | | | | |\n", r.store, r.agents, o.skipped)
+			continue
+		}
+		for _, r := range o.rows {
+			s := r.stats
+			idle, peak, end := mib(r.mem.idle), mib(r.mem.peak), mib(r.mem.end)
+			lat, tps := "—", "—"
+			if r.latencyTarget {
+				lat = verdict(s.lat.n > 0 && s.lat.p99 < targetP99 && s.executed == s.enqueued && !s.saturated)
+			}
+			if r.throughputTarget {
+				tps = verdict(s.tps >= targetTPS && s.completed == s.enqueued)
+			}
+			tasks := fmt.Sprint(s.completed)
+			if s.completed != s.enqueued || s.enqErrors > 0 {
+				tasks = fmt.Sprintf("%d of %d (%d enqueue errors)", s.completed, s.enqueued, s.enqErrors)
+			}
+			if s.saturated {
+				tasks += " (saturated: stopped early)"
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				r.store, r.agents, r.load, tasks, s.tps, ms(s.lat.p50), ms(s.lat.p90), ms(s.lat.p99), ms(s.lat.max),
+				idle, peak, end, lat, tps)
+		}
+	}
+	return b.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+const resultsHeader = `# Benchmark results
+
+Each section is appended by a benchmark program; see its doc comment for
+what it measures.
+`
+
+// appendResults appends a dated section with the command, machine, table
+// and checks to cfg.results.
+func appendResults(ctx context.Context, cfg config, args []string, results []outcome, table string) error {
+	var b strings.Builder
+	if _, err := os.Stat(cfg.results); os.IsNotExist(err) {
+		b.WriteString(resultsHeader)
+	}
+	fmt.Fprintf(&b, "\n## dispatch, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
+	fmt.Fprintf(&b, "- machine: %s\n", machine(ctx))
+	fmt.Fprintf(&b, "- hub: %s; agents, operator client and load generator in the benchmark process, all on 127.0.0.1\n", hubWhere(cfg))
+	fmt.Fprintf(&b, "- per configuration: %d warm-up tasks (not counted), then one row per phase, each up to %d tasks or %v of enqueueing; steady rows enqueue open-loop at the rate shown, the burst row with %d callers back to back; latency = EnqueueTask call start → executor start; tasks/s = results recorded by the hub ÷ (last result − first enqueue)\n\n",
+		cfg.warmup, cfg.tasks, cfg.duration, cfg.enqueuers)
+	b.WriteString(table)
+	b.WriteString("\n")
+	for _, o := range results {
+		for _, d := range o.details {
+			fmt.Fprintf(&b, "- %s\n", d)
+		}
+		if o.verify != "" {
+			fmt.Fprintf(&b, "- %s\n", o.verify)
+		}
+	}
+	f, err := os.OpenFile(cfg.results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644) //nolint:gosec // results are meant to be read
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write results: %w", err)
+	}
+	return f.Close()
+}
+
+func hubWhere(cfg config) string {
+	if cfg.profileDir != "" {
+		return "separate process (this program in hub mode, keeping a CPU profile)"
+	}
+	return "separate outpost-hub process"
+}
+
+func command(args []string) string {
+	parts := []string{"go", "run", "./bench/dispatch"}
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// machine describes where the benchmark ran.
+func machine(ctx context.Context) string {
+	parts := []string{fmt.Sprintf("%d CPUs (nproc)", runtime.NumCPU())}
+	if m := cpuModel(); m != "" {
+		parts = append(parts, m)
+	}
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		parts = append(parts, fmt.Sprintf("%.0f GiB RAM", float64(si.Totalram)*float64(si.Unit)/(1<<30)))
+	}
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		parts = append(parts, "Linux "+utsString(u.Release[:]))
+	}
+	parts = append(parts, runtime.Version())
+	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+		parts = append(parts, "commit "+strings.TrimSpace(string(out)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func utsString(b []int8) string {
+	var s strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s.WriteByte(byte(c))
+	}
+	return s.String()
+}
