@@ -127,35 +127,56 @@ type Agent struct {
 // (discovery and SelfSubjectAccessReview).
 func (e *Env) AgentConfig(t testing.TB, a Agent) *rest.Config {
 	t.Helper()
-	ctx := context.Background()
+	cfg, err := e.AddAgent(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// AddAgent is AgentConfig for callers outside tests, such as the demo. The
+// namespaces must exist.
+func (e *Env) AddAgent(ctx context.Context, a Agent) (*rest.Config, error) {
 	user, err := e.env.AddUser(envtest.User{Name: a.Name}, e.Config)
 	if err != nil {
-		t.Fatalf("kubetest: add user %s: %v", a.Name, err)
+		return nil, fmt.Errorf("kubetest: add user %s: %w", a.Name, err)
 	}
 	own := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}
-	e.bind(ctx, t, a.Name, a.Namespace, "outpost-agent-self", own)
+	if err := e.bind(ctx, a.Name, a.Namespace, "outpost-agent-self", own); err != nil {
+		return nil, err
+	}
 	for _, ns := range a.Targets {
 		all := []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}
-		e.bind(ctx, t, a.Name, ns, "outpost-agent-deploy", all)
+		if err := e.bind(ctx, a.Name, ns, "outpost-agent-deploy", all); err != nil {
+			return nil, err
+		}
 	}
 	cfg := user.Config()
 	cfg.QPS, cfg.Burst = 200, 400
-	return cfg
+	return cfg, nil
 }
 
-func (e *Env) bind(ctx context.Context, t testing.TB, user, ns, name string, rules []rbacv1.PolicyRule) {
-	t.Helper()
+// CreateNamespace creates a namespace; one that exists already is fine.
+func (e *Env) CreateNamespace(ctx context.Context, name string) error {
+	_, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("kubetest: create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+func (e *Env) bind(ctx context.Context, user, ns, name string, rules []rbacv1.PolicyRule) error {
 	roleName := name + "-" + user
 	_, err := e.Client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: roleName},
 		Rules:      rules,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("kubetest: create role %s/%s: %v", ns, roleName, err)
+		return fmt.Errorf("kubetest: create role %s/%s: %w", ns, roleName, err)
 	}
 	_, err = e.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: roleName},
@@ -163,8 +184,9 @@ func (e *Env) bind(ctx context.Context, t testing.TB, user, ns, name string, rul
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("kubetest: create rolebinding %s/%s: %v", ns, roleName, err)
+		return fmt.Errorf("kubetest: create rolebinding %s/%s: %w", ns, roleName, err)
 	}
+	return nil
 }
 
 // WriteKubeconfig writes cfg as a kubeconfig file (mode 0600) with its
