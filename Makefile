@@ -23,10 +23,14 @@ help: ## Show the targets
 build: ## Build outpost-hub, outpost-agent and outpost into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
+.PHONY: testbins
+testbins: ## Build kube-apiserver and etcd from the Go module proxy into the cache (first time: ~10 min)
+	./hack/testbins.sh >/dev/null
+
 .PHONY: test
-test: ## Vet, run every test with the race detector, then each fuzz target briefly
+test: testbins ## Vet, run every test with the race detector (real kube-apiserver, SQLite, PostgreSQL), then each fuzz target briefly
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 30m ./...
+	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) test -race -count=1 -timeout 30m ./...
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
 
 .PHONY: fuzz
