@@ -33,6 +33,7 @@ var kinds = []struct {
 	newSpec func() Spec
 }{
 	{KindHTTP, func() Spec { return new(HTTP) }},
+	{KindManifests, func() Spec { return new(Manifests) }},
 }
 
 // Kinds returns the known task kinds, sorted.
