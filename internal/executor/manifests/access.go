@@ -1,0 +1,90 @@
+package manifests
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outposthq/outpost/internal/executor"
+)
+
+// permission is one verb on one resource in one namespace ("" for
+// cluster-scoped resources).
+type permission struct {
+	group, resource, namespace, verb string
+}
+
+func (p permission) String() string {
+	res := p.resource
+	if p.group != "" {
+		res += "." + p.group
+	}
+	if p.namespace == "" {
+		return fmt.Sprintf("%q on %s (cluster-scoped)", p.verb, res)
+	}
+	return fmt.Sprintf("%q on %s in namespace %q", p.verb, res, p.namespace)
+}
+
+// checkAccess asks the API server, with one SelfSubjectAccessReview per
+// distinct permission, whether the agent may do everything the task needs:
+// get, create and patch every object of the bundle, get and delete every
+// prune candidate, and read and write the release's inventory.
+func (e *Executor) checkAccess(ctx context.Context, r *run) error {
+	needs := map[permission]string{}
+	var order []permission
+	need := func(p permission, why string) {
+		if _, ok := needs[p]; !ok {
+			needs[p] = why
+			order = append(order, p)
+		}
+	}
+	for _, verb := range []string{"get", "create", "update"} {
+		need(permission{"", "secrets", r.inv.namespace, verb}, "the release inventory "+r.inv.String())
+	}
+	for _, tg := range r.targets {
+		for _, verb := range []string{"get", "create", "patch"} {
+			need(permission{tg.ref.Group, tg.ref.Resource, tg.ref.Namespace, verb}, tg.String())
+		}
+	}
+	for _, p := range r.prune {
+		for _, verb := range []string{"get", "delete"} {
+			need(permission{p.ref.Group, p.ref.Resource, p.ref.Namespace, verb}, "pruning "+p.ref.String())
+		}
+	}
+	var mu sync.Mutex
+	var denied []permission
+	err := forEach(ctx, e.parallel, order, func(ctx context.Context, p permission) error {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: p.namespace, Verb: p.verb, Group: p.group, Resource: p.resource},
+		}}
+		out, err := e.access.SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return apiError(ctx, "check permission", p.String(), err)
+		}
+		if !out.Status.Allowed {
+			mu.Lock()
+			denied = append(denied, p)
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(denied) == 0 {
+		return nil
+	}
+	slices.SortFunc(denied, func(a, b permission) int {
+		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.group, b.group), cmp.Compare(a.resource, b.resource), cmp.Compare(a.verb, b.verb))
+	})
+	msgs := make([]string, len(denied))
+	for i, p := range denied {
+		msgs[i] = fmt.Sprintf("%s (needed for %s)", p, needs[p])
+	}
+	return executor.Terminal(fmt.Errorf("manifests: %w: the agent may not use %s; grant these in the agent's Role or ClusterRole, or remove the objects from the bundle", ErrForbidden, list(msgs)))
+}

@@ -1,0 +1,127 @@
+package manifests
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+)
+
+// owner says whether labels mark an object as this release's, and when
+// they do not, why: the reason reported for a skipped object.
+func owner(labels map[string]string, release string) (ours bool, why string) {
+	if labels[LabelManagedBy] == ManagedByValue && labels[LabelRelease] == release {
+		return true, ""
+	}
+	if labels[LabelManagedBy] == ManagedByValue && labels[LabelRelease] != "" {
+		return false, fmt.Sprintf("owned by release %s", labels[LabelRelease])
+	}
+	return false, fmt.Sprintf("exists and is not managed by outpost release %s", release)
+}
+
+func (e *Executor) resource(ref Ref) dynamic.ResourceInterface {
+	ri := e.dynamic.Resource(ref.gvr())
+	if ref.Namespace != "" {
+		return ri.Namespace(ref.Namespace)
+	}
+	return ri
+}
+
+func (r Ref) gvr() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}
+}
+
+// observe reads every target and prune candidate (collision defense): an
+// existing target that does not carry this release's labels is skipped
+// unless the task adopts it. A reused snapshot supplies what the first
+// attempt saw, so outcomes stay as that attempt would have reported them.
+func (e *Executor) observe(ctx context.Context, r *run) error {
+	var snapTargets, snapPrune map[string]snapshot
+	if r.snap != nil {
+		snapTargets, snapPrune = indexSnapshots(r.snap.Targets), indexSnapshots(r.snap.Prune)
+	}
+	err := forEach(ctx, e.parallel, r.targets, func(ctx context.Context, tg *target) error {
+		live, err := e.resource(tg.ref).Get(ctx, tg.ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return apiError(ctx, "read", tg.String(), err)
+		}
+		tg.live = live != nil
+		if tg.live {
+			tg.existed, tg.rv = true, live.GetResourceVersion()
+			if ours, why := owner(live.GetLabels(), r.spec.Release); !ours {
+				if r.spec.Adopt {
+					tg.adopted = true
+				} else {
+					tg.skip = why
+				}
+			}
+		}
+		if s, ok := snapTargets[tg.ref.key()]; ok {
+			tg.existed, tg.rv = s.Existed, s.ResourceVersion
+			tg.adopted = tg.adopted || s.Adopted
+			if s.Skip != "" {
+				tg.skip = s.Skip
+			}
+			if tg.adopted {
+				tg.skip = ""
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	newNamespaces := map[string]bool{}
+	for _, tg := range r.targets {
+		if tg.ref.Group == "" && tg.ref.Kind == "Namespace" && !tg.live && tg.skip == "" {
+			newNamespaces[tg.ref.Name] = true
+		}
+	}
+	for _, tg := range r.targets {
+		tg.deferred = tg.newType || tg.namespaced && newNamespaces[tg.ref.Namespace]
+	}
+	return forEach(ctx, e.parallel, r.prune, func(ctx context.Context, p *pruneItem) error {
+		if s, ok := snapPrune[p.ref.key()]; ok {
+			p.snap = s
+			return nil
+		}
+		live, err := e.resource(p.ref).Get(ctx, p.ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return apiError(ctx, "read prune candidate", p.ref.String(), err)
+		}
+		p.snap.Existed, p.snap.ResourceVersion = true, live.GetResourceVersion()
+		p.snap.Owned, _ = owner(live.GetLabels(), r.spec.Release)
+		return nil
+	})
+}
+
+func indexSnapshots(s []snapshot) map[string]snapshot {
+	m := make(map[string]snapshot, len(s))
+	for _, x := range s {
+		m[x.key()] = x
+	}
+	return m
+}
+
+// ownedNow re-reads an object right before it is deleted.
+func (e *Executor) ownedNow(ctx context.Context, ref Ref, release string) (*unstructured.Unstructured, bool, string, error) {
+	live, err := e.resource(ref).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false, "", nil
+	}
+	if err != nil {
+		return nil, false, "", apiError(ctx, "read prune candidate", ref.String(), err)
+	}
+	ours, why := owner(live.GetLabels(), release)
+	return live, ours, why, nil
+}

@@ -1,0 +1,50 @@
+// Package manifests implements the manifests task kind: a bundle of
+// Kubernetes objects applied with server-side apply (field manager
+// "outpost"), labelled with the release that owns them, recorded in an
+// inventory kept in the agent's namespace, and pruned when a later revision
+// of the release drops them (DESIGN §3, §5, §6).
+//
+// # Validation first
+//
+// Execute checks the whole bundle before it changes anything, in this
+// order, and a bundle failing any step changes nothing; the error (a
+// terminal one) names the object, its document, and the permission, field
+// or rule at fault:
+//
+//  1. decode and bound the bundle (package bundle);
+//  2. resolve every kind to its resource and scope through discovery, or
+//     through a CustomResourceDefinition of the same bundle;
+//  3. the agent's deny list (Options.Deny), which a task cannot relax;
+//  4. a SelfSubjectAccessReview of every verb the task needs;
+//  5. collision defense: an existing object that does not carry this
+//     release's ownership labels is skipped and reported, never written or
+//     pruned, unless the task adopts it;
+//  6. a server-side dry-run apply of every object to be written.
+//
+// Two kinds of objects cannot be dry-run before the first write, since the
+// API server rejects them until something else of the bundle exists:
+// custom resources whose CustomResourceDefinition the bundle introduces,
+// and objects in a Namespace the bundle creates. They are dry-run in the
+// apply phase, right after the Namespaces and CRDs are applied (and the
+// CRDs are Established) and before any other object is written. Those
+// Namespaces and CRDs are then the only writes a failing dry-run can leave
+// behind; they carry the release's labels and are recorded as pending, so a
+// later revision prunes them if it no longer holds them.
+//
+// # Apply, prune and the inventory
+//
+// Namespaces and CRDs are applied first, then the other objects in a stable
+// kind order (Helm's install order), with bounded parallelism within each
+// kind. Prune deletes, in the reverse order, what the release's previous
+// inventory held and this revision lacks, after checking again that each
+// object still carries the release's labels.
+//
+// The inventory is one Secret per release in the agent's namespace. Before
+// the first write it records a pending snapshot: the task, its attempt, the
+// revision and, for every target, whether it existed and its
+// resourceVersion. A retried attempt of the same task reuses that snapshot,
+// so its result is the one an uninterrupted run would have reported. Every
+// inventory write is conditional on the Secret's resourceVersion, and an
+// attempt that finds a newer attempt of its task recorded stops without
+// committing (ErrStaleAttempt).
+package manifests

@@ -1,0 +1,158 @@
+package manifests
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outposthq/outpost/internal/executor"
+)
+
+// pruneItem is an object an earlier revision held and this one lacks.
+type pruneItem struct {
+	ref     Ref
+	snap    snapshot
+	outcome string
+	reason  string
+}
+
+// pruneCandidates lists what the release held and this revision lacks:
+// the committed inventory, plus whatever an unfinished task of the release
+// may have written. A retried attempt takes the list from its snapshot.
+func (r *run) pruneCandidates() []*pruneItem {
+	if !r.spec.PruneEnabled() {
+		return nil
+	}
+	if r.snap != nil {
+		out := make([]*pruneItem, len(r.snap.Prune))
+		for i, s := range r.snap.Prune {
+			out[i] = &pruneItem{ref: s.Ref}
+		}
+		return out
+	}
+	keep := make(map[string]bool, len(r.targets))
+	for _, tg := range r.targets {
+		keep[tg.ref.key()] = true
+	}
+	var out []*pruneItem
+	add := func(ref Ref) {
+		if !keep[ref.key()] {
+			keep[ref.key()] = true
+			out = append(out, &pruneItem{ref: ref})
+		}
+	}
+	if c := r.rec.committed; c != nil {
+		for _, ref := range c.Objects {
+			add(ref)
+		}
+	}
+	if p := r.rec.pending; p != nil {
+		for _, s := range p.Targets {
+			if s.Skip == "" {
+				add(s.Ref)
+			}
+		}
+	}
+	return out
+}
+
+// pruneAll deletes the prune candidates in reverse install order, custom
+// resources and workloads before CRDs and Namespaces, each after checking
+// again that it still carries the release's labels. An object that no
+// longer does is skipped and reported.
+func (e *Executor) pruneAll(ctx context.Context, r *run) error {
+	start := e.now()
+	for _, batch := range byKind(r.prune, func(p *pruneItem) string { return p.ref.Kind }, true) {
+		err := forEach(ctx, e.parallel, batch, func(ctx context.Context, p *pruneItem) error {
+			return e.pruneOne(ctx, r, p)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	e.log.LogAttrs(ctx, slog.LevelDebug, "manifests prune done", slog.String(logTask, r.task.ID), slog.String(logPhase, "prune"),
+		slog.Int(logObjects, len(r.prune)), slog.Duration(logDuration, e.now().Sub(start)))
+	return nil
+}
+
+func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
+	gone := func() {
+		// What the first look found decides, so a retry after a crash
+		// reports what the interrupted attempt deleted as pruned.
+		if p.snap.Existed && p.snap.Owned {
+			p.outcome = OutcomePruned
+		} else {
+			p.outcome, p.reason = OutcomeSkipped, "no longer exists"
+		}
+	}
+	if p.snap.Existed && !p.snap.Owned {
+		p.outcome, p.reason = OutcomeSkipped, fmt.Sprintf("no longer carries the labels of release %s; left in place", r.spec.Release)
+		return nil
+	}
+	live, ours, _, err := e.ownedNow(ctx, p.ref, r.spec.Release)
+	if err != nil {
+		return err
+	}
+	if live == nil {
+		gone()
+		return nil
+	}
+	if !ours {
+		p.outcome, p.reason = OutcomeSkipped, fmt.Sprintf("no longer carries the labels of release %s; left in place", r.spec.Release)
+		return nil
+	}
+	uid := live.GetUID()
+	policy := metav1.DeletePropagationBackground
+	err = e.resource(p.ref).Delete(ctx, p.ref.Name, metav1.DeleteOptions{
+		PropagationPolicy: &policy,
+		// The object read above is the one checked; one created since
+		// under the same name is not deleted.
+		Preconditions: &metav1.Preconditions{UID: &uid},
+	})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		p.outcome = OutcomePruned
+	case apierrors.IsConflict(err):
+		p.outcome, p.reason = OutcomeSkipped, "replaced by another object while pruning; left in place"
+	default:
+		return apiError(ctx, "prune", p.ref.String(), err)
+	}
+	return nil
+}
+
+// commit records the revision as the release's state and clears the
+// pending snapshot, provided this attempt still holds the release.
+func (e *Executor) commit(ctx context.Context, r *run, result []byte) error {
+	c := &committed{Release: r.spec.Release, Revision: r.revision, TaskID: r.task.ID, Attempt: r.task.Attempt, Digest: r.digest, Result: result}
+	for _, tg := range r.targets {
+		if tg.skip == "" {
+			c.Objects = append(c.Objects, tg.ref)
+		}
+	}
+	for range maxInventoryTries {
+		r.rec.committed, r.rec.pending = c, nil
+		err := r.inv.save(ctx, r.rec)
+		if err == nil || !lostRace(err) {
+			return err
+		}
+		rec, lerr := r.inv.load(ctx)
+		if lerr != nil {
+			return lerr
+		}
+		if !holds(rec, r.task.ID, r.task.Attempt) {
+			if ferr := fence(rec, r.task.ID, r.task.Attempt); ferr != nil {
+				return ferr
+			}
+			return stale(r)
+		}
+		r.rec = rec
+	}
+	return fmt.Errorf("manifests: %w: %s keeps changing; retry the task", ErrInventory, r.inv)
+}
+
+func stale(r *run) error {
+	return executor.Terminal(fmt.Errorf("manifests: %w: attempt %d of task %s no longer holds release %s (another attempt or task took it over); not committing", ErrStaleAttempt, r.task.Attempt, r.task.ID, r.spec.Release))
+}
