@@ -42,8 +42,13 @@ demo: build ## Hub on SQLite, an agent and a sample task, shown end to end (Ctrl
 	$(GO) run ./hack/demo
 
 .PHONY: bench
-bench: ## Run the benchmarks in bench/ (see bench/RESULTS.md)
+bench: bench-manifests ## Run the benchmarks in bench/ (see bench/RESULTS.md)
 	$(GO) run ./bench/dispatch -agents 100,1000 -stores sqlite,postgres
+
+.PHONY: bench-manifests
+bench-manifests: build ## Benchmark the manifests executor against kubectl and the agent's memory (builds kubectl; see bench/RESULTS.md)
+	./hack/testbins.sh kubectl >/dev/null
+	$(GO) run ./bench/manifests
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

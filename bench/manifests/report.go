@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// render writes the results as markdown: one table per phase, then what
+// the tables cannot say.
+func render(cfg config, res *results) string {
+	var b strings.Builder
+	if a := res.apply; a != nil {
+		fmt.Fprintf(&b, "| apply of %d objects | runs | kubectl median | kubectl p90 | agent median | agent p90 | kubectl ÷ agent (median) | agent ≥ %.0f× faster |\n", a.objects, targetSpeedup)
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, row := range []struct {
+			name       string
+			kube, agnt sample
+		}{
+			{"fresh (all created)", a.kubectlFresh, a.agentFresh},
+			{"again, unchanged (no-op)", a.kubectlNoop, a.agentNoop},
+		} {
+			x := ratio(row.kube.median(), row.agnt.median())
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f× | %s |\n", row.name, len(row.kube),
+				secs(row.kube.median()), secs(row.kube.p90()), secs(row.agnt.median()), secs(row.agnt.p90()), x, verdict(x >= targetSpeedup))
+		}
+		b.WriteString("\n")
+	}
+	if s := res.small; s != nil {
+		fmt.Fprintf(&b, "| %d bundles × %d objects (one release each) | wall | per bundle |\n", s.bundles, s.objects)
+		b.WriteString("|---|---:|---:|\n")
+		fmt.Fprintf(&b, "| one after another | %s | %s |\n", secs(s.sequential), secs(s.sequential/time.Duration(s.bundles)))
+		fmt.Fprintf(&b, "| %d at a time (agent pool) | %s | %s |\n", s.parallel, secs(s.concurrent), secs(s.concurrent/time.Duration(s.bundles)))
+		fmt.Fprintf(&b, "| speed-up | %.2f× | |\n\n", ratio(s.sequential, s.concurrent))
+	}
+	if r := res.rss; r != nil {
+		b.WriteString("| outpost-agent process | idle (VmRSS) | peak (VmHWM) | right after the task (VmRSS) | settled again (VmRSS) | idle < 40 MiB |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(&b, "| %d-object task (%.1f MiB artifact) | %s | %s | %s | %s | %s |\n\n",
+			r.objects, float64(r.artifact)/(1<<20), mib(r.idle), mib(r.peak), mib(r.done), mib(r.after), verdict(r.idle > 0 && r.idle < targetIdleKiB))
+	}
+	var details []string
+	if res.serverVersion != "" {
+		details = append(details, fmt.Sprintf("kube-apiserver %s; %s", res.serverVersion, strings.ReplaceAll(res.kubectlVersion, "\n", ", ")))
+	}
+	if a := res.apply; a != nil {
+		details = append(details,
+			fmt.Sprintf("large bundle: %d objects in %d files, %.1f MiB of YAML; runs: %v", a.objects, a.files, float64(a.bytes)/(1<<20), runList(a)),
+			fmt.Sprintf("large bundle phase: machine %.0f%% busy (all processes: kube-apiserver, etcd, kubectl, this process, anything else), load average %s at its end", 100*a.busy, a.load))
+		if a.outcome != "" {
+			details = append(details, "executor's result, last no-op apply: "+a.outcome)
+		}
+	}
+	if s := res.small; s != nil {
+		details = append(details, fmt.Sprintf("small bundles phase: machine %.0f%% busy", 100*s.busy))
+	}
+	if r := res.rss; r != nil {
+		details = append(details, fmt.Sprintf("agent process: `outpost-agent %s`; task enqueue → succeeded %s (hub dispatch, artifact download and apply); result: %s",
+			strings.Join(redactArgs(r.agentArgs), " "), secs(r.task), r.outcome))
+	}
+	details = append(details, res.notes...)
+	for _, d := range details {
+		fmt.Fprintf(&b, "- %s\n", d)
+	}
+	return b.String()
+}
+
+// runList lists every run's times, so the spread is visible.
+func runList(a *applyResult) string {
+	var parts []string
+	for i := range a.kubectlFresh {
+		p := fmt.Sprintf("#%d kubectl %s / %s", i+1, secs(a.kubectlFresh[i]), secs(a.kubectlNoop[i]))
+		if i < len(a.agentFresh) {
+			p += fmt.Sprintf(", agent %s / %s", secs(a.agentFresh[i]), secs(a.agentNoop[i]))
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ") + " (fresh / no-op)"
+}
+
+// redactArgs shortens temp paths in the agent's command line.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.HasPrefix(a, os.TempDir()) {
+			a = "<tmp>/" + a[strings.LastIndexByte(a, '/')+1:]
+		}
+		if strings.HasPrefix(a, "https://127.0.0.1:") {
+			a = "https://127.0.0.1:<port>"
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// appendResults appends a dated section with the command, machine and
+// report to cfg.results.
+func appendResults(ctx context.Context, cfg config, args []string, report string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## manifests, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
+	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", machine(ctx), loadAverage())
+	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), kubectl processes, the executor in the benchmark process; for memory, separate outpost-hub (SQLite) and outpost-agent processes\n\n")
+	b.WriteString(report)
+	f, err := os.OpenFile(cfg.results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644) //nolint:gosec // results are meant to be read
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write results: %w", err)
+	}
+	return f.Close()
+}
+
+func command(args []string) string {
+	parts := []string{"go", "run", "./bench/manifests"}
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outposthq/outpost/internal/kube/kubetest"
+)
+
+// agentNamespace is the agent's own namespace: inventories live there.
+const agentNamespace = "outpost-system"
+
+// results is everything one invocation measured.
+type results struct {
+	serverVersion  string
+	kubectlVersion string
+	apply          *applyResult
+	small          *smallResult
+	rss            *rssResult
+	// notes are remarks printed under the tables (failures of a phase,
+	// fallbacks).
+	notes []string
+}
+
+// applyResult is phase 1: the large bundle, both tools.
+type applyResult struct {
+	objects, bytes, files     int
+	kubectlFresh, kubectlNoop sample
+	agentFresh, agentNoop     sample
+	busy                      float64 // machine CPU busy share over the phase
+	load                      string  // load average when the phase ended
+	outcome                   string  // the executor's last per-object outcome counts
+}
+
+// smallResult is phase 2: many small bundles.
+type smallResult struct {
+	bundles, objects, parallel int
+	sequential, concurrent     time.Duration
+	busy                       float64
+}
+
+func run(ctx context.Context, cfg config, args []string) error {
+	tmp, err := os.MkdirTemp("", "outpost-bench-manifests-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		fmt.Fprintf(os.Stderr, "keeping %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	assets, err := kubetest.AssetsDir()
+	if err != nil {
+		return err
+	}
+	if cfg.kubectl == "" {
+		cfg.kubectl = kubectlPath(assets)
+	}
+	if cfg.phases["apply"] {
+		if _, err := os.Stat(cfg.kubectl); err != nil {
+			return fmt.Errorf("%w (looked for %s)", errNoKubectl, cfg.kubectl)
+		}
+	}
+
+	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd …")
+	env, err := kubetest.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "warning:", err)
+		}
+	}()
+	res := &results{}
+	if v, err := env.Client.Discovery().ServerVersion(); err == nil {
+		res.serverVersion = v.GitVersion
+	}
+	if err := env.CreateNamespace(ctx, agentNamespace); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(tmp, "kubeconfig")
+	if err := kubetest.WriteKubeconfig(kubeconfig, env.Config); err != nil {
+		return err
+	}
+	ag, err := newAgentApplier(env.Config)
+	if err != nil {
+		return err
+	}
+
+	if cfg.phases["apply"] {
+		kv, err := checkKubectl(ctx, cfg.kubectl, res.serverVersion)
+		if err != nil {
+			return err
+		}
+		res.kubectlVersion = kv
+		k := kubectl{bin: cfg.kubectl, kubeconfig: kubeconfig, cacheDir: filepath.Join(tmp, "kube-cache")}
+		if res.apply, err = runApply(ctx, cfg, env, k, ag, tmp); err != nil {
+			return fmt.Errorf("large bundle: %w", err)
+		}
+	}
+	if cfg.phases["small"] {
+		if res.small, err = runSmall(ctx, cfg, env, ag); err != nil {
+			return fmt.Errorf("small bundles: %w", err)
+		}
+	}
+	if cfg.phases["rss"] {
+		r, err := runRSS(ctx, cfg, env, kubeconfig, tmp)
+		if err != nil {
+			// The other phases still count; say plainly what failed.
+			res.notes = append(res.notes, fmt.Sprintf("agent RSS not measured: %v", err))
+			fmt.Fprintln(os.Stderr, "agent RSS:", err)
+		}
+		res.rss = r
+	}
+
+	report := render(cfg, res)
+	fmt.Println()
+	fmt.Print(report)
+	if cfg.results != "" {
+		if err := appendResults(ctx, cfg, args, report); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
+	}
+	return nil
+}
+
+// newNamespace creates a namespace for one apply.
+func newNamespace(ctx context.Context, env *kubetest.Env, name string) error {
+	_, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// runApply is phase 1.
+func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag *agentApplier, tmp string) (*applyResult, error) {
+	r := &applyResult{}
+	// Warm both paths (kubectl's discovery cache, the executor's clients,
+	// the API server's caches) with a small bundle before measuring.
+	for _, tool := range []string{"kubectl", "agent"} {
+		ns := "bench-warmup-" + tool
+		if err := newNamespace(ctx, env, ns); err != nil {
+			return nil, err
+		}
+		b := generate(ns, "warm", 24, 1)
+		if err := applyOnce(ctx, tool, k, ag, b, filepath.Join(tmp, ns), "warmup-"+tool); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+		if err := clean(ctx, env, ns); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.cpuprofile != "" {
+		// Over the whole phase: kubectl runs in its own process, so the
+		// samples are the executor's (and the bundle generator's) work.
+		f, err := os.Create(cfg.cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	meter := startBusy()
+	for i := range cfg.runs {
+		order := []string{"kubectl", "agent"}
+		if i%2 == 1 {
+			order = []string{"agent", "kubectl"}
+		}
+		for _, tool := range order {
+			ns := fmt.Sprintf("bench-%s-%d", tool, i)
+			if err := newNamespace(ctx, env, ns); err != nil {
+				return nil, err
+			}
+			b := generate(ns, "app", cfg.objects, 42)
+			r.objects, r.bytes, r.files = b.objects, b.bytes, len(b.files)
+			var times [2]time.Duration
+			for pass := range times {
+				var err error
+				if tool == "agent" {
+					// One release per run: reusing one across namespaces would
+					// prune the previous run's objects.
+					times[pass], err = ag.apply(ctx, fmt.Sprintf("bench-%d", i), b)
+				} else {
+					times[pass], err = k.applyBundle(ctx, b, filepath.Join(tmp, ns))
+				}
+				if err != nil {
+					return nil, fmt.Errorf("run %d, %s, pass %d: %w", i+1, tool, pass+1, err)
+				}
+			}
+			if tool == "agent" {
+				r.agentFresh = append(r.agentFresh, times[0])
+				r.agentNoop = append(r.agentNoop, times[1])
+				r.outcome = ag.lastOutcome
+			} else {
+				r.kubectlFresh = append(r.kubectlFresh, times[0])
+				r.kubectlNoop = append(r.kubectlNoop, times[1])
+			}
+			if err := clean(ctx, env, ns); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(os.Stderr, "run %d/%d %-7s fresh %-8s no-op %-8s (load %s)\n", i+1, cfg.runs, tool, secs(times[0]), secs(times[1]), loadAverage())
+		}
+	}
+	r.busy = meter.share()
+	r.load = loadAverage()
+	return r, nil
+}
+
+// applyOnce applies b with one tool, untimed.
+func applyOnce(ctx context.Context, tool string, k kubectl, ag *agentApplier, b *bundle, dir, release string) error {
+	if tool == "agent" {
+		_, err := ag.apply(ctx, release, b)
+		return err
+	}
+	_, err := k.applyBundle(ctx, b, dir)
+	return err
+}
+
+// applyBundle writes b into dir (once) and applies it with kubectl.
+func (k kubectl) applyBundle(ctx context.Context, b *bundle, dir string) (time.Duration, error) {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return 0, err
+		}
+		if err := b.writeDir(dir); err != nil {
+			return 0, err
+		}
+	}
+	return k.apply(ctx, dir, b.objects)
+}
+
+// clean deletes what the bundles put into ns. Without a namespace
+// controller a deleted namespace keeps its objects, and the test cluster's
+// Service range (10.0.0.0/24) holds only 256 cluster IPs, so every run
+// frees its Services; deleting the rest keeps the API server's state the
+// same size for every run.
+func clean(ctx context.Context, env *kubetest.Env, ns string) error {
+	all := metav1.ListOptions{}
+	del := metav1.DeleteOptions{}
+	c := env.Client
+	// Services have no DeleteCollection.
+	svcs, err := c.CoreV1().Services(ns).List(ctx, all)
+	if err != nil {
+		return fmt.Errorf("clean namespace %s: %w", ns, err)
+	}
+	var errs []error
+	for _, s := range svcs.Items {
+		errs = append(errs, c.CoreV1().Services(ns).Delete(ctx, s.Name, del))
+	}
+	errs = append(errs,
+		c.CoreV1().ConfigMaps(ns).DeleteCollection(ctx, del, all),
+		c.CoreV1().ServiceAccounts(ns).DeleteCollection(ctx, del, all),
+		c.AppsV1().Deployments(ns).DeleteCollection(ctx, del, all),
+		c.RbacV1().Roles(ns).DeleteCollection(ctx, del, all),
+		c.RbacV1().RoleBindings(ns).DeleteCollection(ctx, del, all),
+	)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean namespace %s: %w", ns, err)
+	}
+	return nil
+}
