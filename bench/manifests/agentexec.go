@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 type agentApplier struct {
 	exec    executor.Executor
 	fetcher *memFetcher
+	phases  *phaseLog
 	seq     atomic.Int64
 	// lastOutcome summarizes the last result (object counts per outcome).
 	mu          sync.Mutex
@@ -37,11 +39,12 @@ type agentApplier struct {
 const inlineLimit = 256 << 10
 
 func newAgentApplier(cfg *rest.Config) (*agentApplier, error) {
-	ex, err := newManifestsExecutor(cfg)
+	phases := &phaseLog{}
+	ex, err := newManifestsExecutor(cfg, slog.New(phases))
 	if err != nil {
 		return nil, err
 	}
-	return &agentApplier{exec: ex, fetcher: &memFetcher{blobs: map[string][]byte{}}}, nil
+	return &agentApplier{exec: ex, fetcher: &memFetcher{blobs: map[string][]byte{}}, phases: phases}, nil
 }
 
 // apply applies b as release and returns the time Execute took.
@@ -78,6 +81,56 @@ func (a *agentApplier) apply(ctx context.Context, release string, b *bundle) (ti
 	a.lastOutcome = outcomeSummary(res)
 	a.mu.Unlock()
 	return d, nil
+}
+
+// phaseLog keeps the durations the executor logs when it has validated a
+// bundle and when it has applied it, so the benchmark can split an apply's
+// wall time into validation (decode, discovery, access review, reading the
+// live objects, dry-run) and the rest (inventory, apply, prune, commit).
+type phaseLog struct {
+	mu        sync.Mutex
+	validated time.Duration
+	applied   time.Duration
+}
+
+var _ slog.Handler = (*phaseLog)(nil)
+
+// The executor's log messages the benchmark reads.
+const (
+	msgValidated = "manifests bundle validated"
+	msgApplied   = "manifests task applied"
+)
+
+func (*phaseLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (p *phaseLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != msgValidated && r.Message != msgApplied {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "duration" {
+			return true
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if r.Message == msgValidated {
+			p.validated = a.Value.Duration()
+		} else {
+			p.applied = a.Value.Duration()
+		}
+		return false
+	})
+	return nil
+}
+
+func (p *phaseLog) WithAttrs([]slog.Attr) slog.Handler { return p }
+func (p *phaseLog) WithGroup(string) slog.Handler      { return p }
+
+// last returns the validation time and the total of the last task.
+func (p *phaseLog) last() (validated, total time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.validated, p.applied
 }
 
 // memFetcher serves artifacts from memory, checking the digest on Close

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"k8s.io/client-go/rest"
 
@@ -12,8 +13,8 @@ import (
 
 // newManifestsExecutor builds the executor as the agent does, with the
 // agent's defaults for everything but the cluster and its namespace.
-func newManifestsExecutor(cfg *rest.Config) (executor.Executor, error) {
-	return manifests.New(manifests.Options{Config: rest.CopyConfig(cfg), AgentNamespace: agentNamespace})
+func newManifestsExecutor(cfg *rest.Config, log *slog.Logger) (executor.Executor, error) {
+	return manifests.New(manifests.Options{Config: rest.CopyConfig(cfg), AgentNamespace: agentNamespace, Logger: log})
 }
 
 // outcomeSummary condenses a manifests result to its counts.

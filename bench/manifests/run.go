@@ -32,12 +32,31 @@ type results struct {
 
 // applyResult is phase 1: the large bundle, both tools.
 type applyResult struct {
-	objects, bytes, files     int
-	kubectlFresh, kubectlNoop sample
-	agentFresh, agentNoop     sample
-	busy                      float64 // machine CPU busy share over the phase
-	load                      string  // load average when the phase ended
-	outcome                   string  // the executor's last per-object outcome counts
+	objects, bytes, files int
+	// kubectl and agent hold the fresh ([0]) and no-op ([1]) applies.
+	kubectl, agent [2]measured
+	busy           float64 // machine CPU busy share over the phase
+	load           string  // load average when the phase ended
+	outcome        string  // the executor's last per-object outcome counts
+}
+
+// measured is one tool's applies of one kind (fresh or no-op) over the
+// runs.
+type measured struct {
+	wall     sample
+	client   sample // CPU of kubectl's process, or of this process around Execute
+	server   sample // CPU of kube-apiserver
+	etcd     sample // CPU of etcd
+	validate sample // the executor's validation, from its log (agent only)
+	last     cost   // the requests of the last run (the same every run)
+}
+
+func (m *measured) add(wall, client time.Duration, c cost) {
+	m.wall = append(m.wall, wall)
+	m.client = append(m.client, client)
+	m.server = append(m.server, c.server)
+	m.etcd = append(m.etcd, c.etcd)
+	m.last = c
 }
 
 // smallResult is phase 2: many small bundles.
@@ -174,6 +193,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 		}
 		defer pprof.StopCPUProfile()
 	}
+	costs := newCostMeter(env)
 	meter := startBusy()
 	for i := range cfg.runs {
 		order := []string{"kubectl", "agent"}
@@ -187,32 +207,45 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 			}
 			b := generate(ns, "app", cfg.objects, 42)
 			r.objects, r.bytes, r.files = b.objects, b.bytes, len(b.files)
-			var times [2]time.Duration
-			for pass := range times {
-				var err error
+			dst := &r.kubectl
+			if tool == "agent" {
+				dst = &r.agent
+			}
+			for pass := range dst {
+				before, err := costs.read(ctx)
+				if err != nil {
+					return nil, err
+				}
+				var wall, client time.Duration
 				if tool == "agent" {
-					// One release per run: reusing one across namespaces would
-					// prune the previous run's objects.
-					times[pass], err = ag.apply(ctx, fmt.Sprintf("bench-%d", i), b)
+					self0, _ := cpuTime(os.Getpid())
+					// One release per run: reusing one across namespaces
+					// would prune the previous run's objects.
+					wall, err = ag.apply(ctx, fmt.Sprintf("bench-%d", i), b)
+					self1, _ := cpuTime(os.Getpid())
+					client = self1 - self0
+					validated, _ := ag.phases.last()
+					dst[pass].validate = append(dst[pass].validate, validated)
 				} else {
-					times[pass], err = k.applyBundle(ctx, b, filepath.Join(tmp, ns))
+					wall, client, err = k.applyBundle(ctx, b, filepath.Join(tmp, ns))
 				}
 				if err != nil {
 					return nil, fmt.Errorf("run %d, %s, pass %d: %w", i+1, tool, pass+1, err)
 				}
+				c, err := costs.since(ctx, before)
+				if err != nil {
+					return nil, err
+				}
+				dst[pass].add(wall, client, c)
 			}
 			if tool == "agent" {
-				r.agentFresh = append(r.agentFresh, times[0])
-				r.agentNoop = append(r.agentNoop, times[1])
 				r.outcome = ag.lastOutcome
-			} else {
-				r.kubectlFresh = append(r.kubectlFresh, times[0])
-				r.kubectlNoop = append(r.kubectlNoop, times[1])
 			}
 			if err := clean(ctx, env, ns); err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(os.Stderr, "run %d/%d %-7s fresh %-8s no-op %-8s (load %s)\n", i+1, cfg.runs, tool, secs(times[0]), secs(times[1]), loadAverage())
+			fmt.Fprintf(os.Stderr, "run %d/%d %-7s fresh %-8s no-op %-8s (load %s)\n", i+1, cfg.runs, tool,
+				secs(dst[0].wall[i]), secs(dst[1].wall[i]), loadAverage())
 		}
 	}
 	r.busy = meter.share()
@@ -226,18 +259,18 @@ func applyOnce(ctx context.Context, tool string, k kubectl, ag *agentApplier, b 
 		_, err := ag.apply(ctx, release, b)
 		return err
 	}
-	_, err := k.applyBundle(ctx, b, dir)
+	_, _, err := k.applyBundle(ctx, b, dir)
 	return err
 }
 
 // applyBundle writes b into dir (once) and applies it with kubectl.
-func (k kubectl) applyBundle(ctx context.Context, b *bundle, dir string) (time.Duration, error) {
+func (k kubectl) applyBundle(ctx context.Context, b *bundle, dir string) (wall, cpu time.Duration, err error) {
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := b.writeDir(dir); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	return k.apply(ctx, dir, b.objects)
