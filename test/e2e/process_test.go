@@ -60,6 +60,7 @@ func TestMain(m *testing.M) {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	stopCluster()
 	os.Exit(code)
 }
 
@@ -105,6 +106,8 @@ type hubProc struct {
 	p             *proc
 	operator      outpostv1connect.OperatorServiceClient
 	caFile        string
+	// token is the tenant's operator API token.
+	token string
 }
 
 func freeAddr(t *testing.T) string {
@@ -132,7 +135,8 @@ func startHubProc(t *testing.T, extra ...string) *hubProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.operator = outpostv1connect.NewOperatorServiceClient(client, h.url(), connect.WithInterceptors(hubtest.WithToken(strings.TrimSpace(string(out)))))
+	h.token = strings.TrimSpace(string(out))
+	h.operator = outpostv1connect.NewOperatorServiceClient(client, h.url(), connect.WithInterceptors(hubtest.WithToken(h.token)))
 	return h
 }
 
