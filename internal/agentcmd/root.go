@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,9 @@ type flags struct {
 	forcePoll          bool
 	logLevel           string
 	logJSON            bool
+	// identityFileSet is true when the operator chose an identity file.
+	identityFileSet bool
+	kube            kubeFlags
 }
 
 func env(name, def string) string {
@@ -56,6 +60,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Version:       Version,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.identityFileSet = identityFileChosen(cmd.Flags())
 			a, err := build(f, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -72,13 +77,14 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.bootstrapToken, "bootstrap-token", "", "single-use enrollment token (prefer --bootstrap-token-file or env OUTPOST_BOOTSTRAP_TOKEN)")
 	fl.StringVar(&f.bootstrapTokenFile, "bootstrap-token-file", env("OUTPOST_BOOTSTRAP_TOKEN_FILE", ""), "file holding the enrollment token")
 	fl.StringVar(&f.environment, "environment", env("OUTPOST_ENVIRONMENT", ""), "tenant/environment this agent serves; enrollment into another is refused")
-	fl.StringVar(&f.identityFile, "identity-file", env("OUTPOST_IDENTITY_FILE", defaultIdentity), "where the agent keeps its key and id (mode 0600)")
+	fl.StringVar(&f.identityFile, "identity-file", env("OUTPOST_IDENTITY_FILE", defaultIdentity), "where the agent keeps its key and id (mode 0600) when there is no cluster; with one the identity lives in --identity-secret unless this is set")
 	fl.IntVar(&f.concurrency, "concurrency", agent.DefaultConcurrency, "tasks run at once")
 	fl.StringVar(&f.vaultFile, "vault-file", env(vault.EnvLocalPath, ""), "local JSON vault for vault://local/... references (env "+vault.EnvLocalPath+")")
 	fl.StringVar(&f.internalCAFile, "internal-ca-file", env("OUTPOST_INTERNAL_CA_FILE", ""), "extra CA bundle for internal endpoints called by http tasks")
 	fl.BoolVar(&f.forcePoll, "force-poll", false, "long-poll instead of holding a Watch stream")
 	fl.StringVar(&f.logLevel, "log-level", env("OUTPOST_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
+	f.kube.bind(fl)
 	return cmd
 }
 
@@ -126,13 +132,29 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	executors := map[string]executor.Executor{taskspec.KindHTTP: httpExec}
+	var identity agent.IdentityStore = agent.FileIdentity{Path: f.identityFile}
+	k, ok, err := f.kube.setup(log)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		maps.Copy(executors, k.kinds)
+		if f.identityFileSet {
+			log.Info("keeping the identity in a file, as --identity-file asks, not in a Secret", "identity_file", f.identityFile)
+		} else {
+			identity = k.identity
+		}
+	} else {
+		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests tasks are not available")
+	}
 	return agent.New(agent.Options{
 		HubURL:         f.hub,
 		CAFile:         f.caFile,
-		Identity:       agent.FileIdentity{Path: f.identityFile},
+		Identity:       identity,
 		BootstrapToken: token,
 		Environment:    f.environment,
-		Executors:      map[string]executor.Executor{taskspec.KindHTTP: httpExec},
+		Executors:      executors,
 		Concurrency:    f.concurrency,
 		NewRedactor:    func() agent.Redactor { return redact.New() },
 		Logger:         log,

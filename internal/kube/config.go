@@ -23,9 +23,10 @@ const (
 	// DefaultNamespace is the agent's namespace when nothing names one.
 	DefaultNamespace = "outpost-system"
 	// DefaultQPS and DefaultBurst are the client-side rate limits; client-go's
-	// own (5/10) would make a large bundle crawl.
-	DefaultQPS   = 50
-	DefaultBurst = 100
+	// own (5/10) would make a large bundle crawl. They match the manifests
+	// executor's; the API server's priority and fairness is the real guard.
+	DefaultQPS   = 200
+	DefaultBurst = 400
 
 	// EnvKubeconfig names a kubeconfig for the agent only; EnvKubeconfigStd
 	// is the one kubectl reads. Both may hold a path list.

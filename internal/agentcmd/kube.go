@@ -1,0 +1,105 @@
+package agentcmd
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/outposthq/outpost/internal/agent"
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/executor/manifests"
+	"github.com/outposthq/outpost/internal/kube"
+	"github.com/outposthq/outpost/internal/taskspec"
+)
+
+// kubeFlags point the agent at the cluster it deploys into and configure
+// the manifests executor.
+type kubeFlags struct {
+	kubeconfig      string
+	context         string
+	namespace       string
+	identitySecret  string
+	qps             float32
+	burst           int
+	denyKinds       []string
+	allowPrivileged bool
+}
+
+func (k *kubeFlags) bind(fl *pflag.FlagSet) {
+	fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy into (env "+kube.EnvKubeconfig+" or "+kube.EnvKubeconfigStd+"); in a pod the service account is used without it")
+	fl.StringVar(&k.context, "kube-context", "", "kubeconfig context to use instead of the current one")
+	fl.StringVar(&k.namespace, "namespace", "", "the agent's own namespace, holding its identity and inventories (default: env "+kube.EnvNamespace+", else the pod's namespace, else "+kube.DefaultNamespace+")")
+	fl.StringVar(&k.identitySecret, "identity-secret", env("OUTPOST_IDENTITY_SECRET", agent.DefaultIdentitySecret), "Secret in the agent's namespace that keeps its identity when Kubernetes is configured (env OUTPOST_IDENTITY_SECRET)")
+	fl.Float32Var(&k.qps, "kube-qps", kube.DefaultQPS, "Kubernetes API requests per second, sustained")
+	fl.IntVar(&k.burst, "kube-burst", kube.DefaultBurst, "Kubernetes API requests in a burst")
+	fl.StringSliceVar(&k.denyKinds, "deny-kind", nil, "kinds manifests tasks may never apply, added to the default deny list: group/Kind, Kind (core group) or group/* (repeatable, comma-separated)")
+	fl.BoolVar(&k.allowPrivileged, "allow-privileged", false, "let manifests tasks apply privileged pods (privileged containers, host namespaces, hostPath, SYS_ADMIN)")
+}
+
+// kubeSetup is what a configured cluster adds to the agent.
+type kubeSetup struct {
+	identity agent.IdentityStore
+	kinds    map[string]executor.Executor
+}
+
+// setup finds the cluster. Without one it returns ok=false and the agent
+// runs as on a VM: file identity, no manifests executor.
+func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
+	cluster, err := kube.Load(kube.Options{
+		Kubeconfig: k.kubeconfig,
+		Context:    k.context,
+		Namespace:  k.namespace,
+		UserAgent:  "outpost-agent/" + Version,
+		QPS:        k.qps,
+		Burst:      k.burst,
+	})
+	if errors.Is(err, kube.ErrNotConfigured) {
+		if k.namespace != "" || len(k.denyKinds) > 0 || k.allowPrivileged {
+			return kubeSetup{}, false, errors.New("--namespace, --deny-kind and --allow-privileged need a cluster: pass --kubeconfig, or run the agent in a pod")
+		}
+		return kubeSetup{}, false, nil
+	}
+	if err != nil {
+		return kubeSetup{}, false, fmt.Errorf("kubernetes: %w", err)
+	}
+	if errs := validation.IsDNS1123Subdomain(k.identitySecret); len(errs) > 0 {
+		return kubeSetup{}, false, fmt.Errorf("--identity-secret %q is not a valid Secret name: %s", k.identitySecret, strings.Join(errs, "; "))
+	}
+	client, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		return kubeSetup{}, false, fmt.Errorf("kubernetes client: %w", err)
+	}
+	extra, err := manifests.ParseDenyRules(strings.Join(k.denyKinds, ","))
+	if err != nil {
+		return kubeSetup{}, false, fmt.Errorf("--deny-kind: %w", err)
+	}
+	exec, err := manifests.New(manifests.Options{
+		Config:          cluster.Config,
+		AgentNamespace:  cluster.Namespace,
+		Logger:          log,
+		Deny:            append(manifests.DefaultDeny(), extra...),
+		AllowPrivileged: k.allowPrivileged,
+	})
+	if err != nil {
+		return kubeSetup{}, false, err
+	}
+	log.Info("kubernetes configured", "source", cluster.Source, "server", cluster.Config.Host,
+		"namespace", cluster.Namespace, "identity_secret", k.identitySecret)
+	return kubeSetup{
+		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
+		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec},
+	}, true, nil
+}
+
+// identityFileChosen reports whether the operator named an identity file,
+// which then wins over the Secret (an agent on a VM deploying into a
+// remote cluster may keep its identity locally).
+func identityFileChosen(fl *pflag.FlagSet) bool {
+	return fl.Changed("identity-file") || os.Getenv("OUTPOST_IDENTITY_FILE") != ""
+}
