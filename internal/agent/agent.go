@@ -215,11 +215,15 @@ func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
 		return false, a.streamErr(ctx, err)
 	}
 	defer func() { _ = stream.Close() }()
+	// next is how long the stream may stay silent from here on. It is set by
+	// the hub's keep-alive interval and holds across every later message:
+	// the hub keeps to that interval however many notices come between,
+	// and FirstMessageTimeout is shorter than it.
+	next := a.opts.FirstMessageTimeout
 	for stream.Receive() {
-		next := a.opts.FirstMessageTimeout
 		switch ev := stream.Msg().GetEvent().(type) {
 		case *outpostv1.WatchResponse_Keepalive:
-			next = max(next, ev.Keepalive.GetInterval().AsDuration()*3/2+5*time.Second)
+			next = max(a.opts.FirstMessageTimeout, ev.Keepalive.GetInterval().AsDuration()*3/2+5*time.Second)
 			if !delivered {
 				a.signal() // claim what was queued before the stream opened
 			}
