@@ -3,6 +3,7 @@ package manifests
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,7 +88,7 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 	for _, tg := range r.targets {
 		tg.deferred = tg.newType || tg.namespaced && newNamespaces[tg.ref.Namespace]
 	}
-	return forEach(ctx, e.parallel, r.prune, func(ctx context.Context, p *pruneItem) error {
+	err = forEach(ctx, e.parallel, r.prune, func(ctx context.Context, p *pruneItem) error {
 		if s, ok := snapPrune[p.ref.key()]; ok {
 			p.snap = s
 			return nil
@@ -103,6 +104,13 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 		p.snap.Owned, _ = owner(live.GetLabels(), r.spec.Release)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// What an unfinished task meant to write but never did is no object
+	// of the release.
+	r.prune = slices.DeleteFunc(r.prune, func(p *pruneItem) bool { return p.unfinished && !p.snap.Existed })
+	return nil
 }
 
 func indexSnapshots(s []snapshot) map[string]snapshot {

@@ -13,7 +13,10 @@ import (
 
 // pruneItem is an object an earlier revision held and this one lacks.
 type pruneItem struct {
-	ref     Ref
+	ref Ref
+	// unfinished: only an unfinished task of the release may have
+	// written it; if it does not exist, it was never written.
+	unfinished bool
 	snap    snapshot
 	outcome string
 	reason  string
@@ -38,21 +41,21 @@ func (r *run) pruneCandidates() []*pruneItem {
 		keep[tg.ref.key()] = true
 	}
 	var out []*pruneItem
-	add := func(ref Ref) {
+	add := func(ref Ref, unfinished bool) {
 		if !keep[ref.key()] {
 			keep[ref.key()] = true
-			out = append(out, &pruneItem{ref: ref})
+			out = append(out, &pruneItem{ref: ref, unfinished: unfinished})
 		}
 	}
 	if c := r.rec.committed; c != nil {
 		for _, ref := range c.Objects {
-			add(ref)
+			add(ref, false)
 		}
 	}
 	if p := r.rec.pending; p != nil {
 		for _, s := range p.Targets {
 			if s.Skip == "" {
-				add(s.Ref)
+				add(s.Ref, true)
 			}
 		}
 	}

@@ -94,7 +94,9 @@ func Decode(data []byte, lim Limits) ([]Object, error) {
 	d := decoder{lim: lim, seen: map[string]string{}}
 	trimmed := bytes.TrimLeftFunc(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), unicode.IsSpace)
 	var err error
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+	// A stream of JSON values holds no "---" separator line; YAML
+	// documents may each be written as JSON.
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && !hasSeparator(data) {
 		err = d.jsonStream(trimmed)
 	} else {
 		err = d.yamlStream(data)
@@ -167,7 +169,7 @@ func splitYAML(data []byte) iter.Seq2[int, []byte] {
 				next = pos + end + 1
 			}
 			line := data[pos:next]
-			if bytes.HasPrefix(line, []byte("---")) && (len(line) == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\n' || line[3] == '\r') {
+			if isSeparator(line) {
 				if !emit(pos) {
 					return
 				}
@@ -329,6 +331,22 @@ func nameProblem(name string) string {
 		return "may not contain spaces, control or non-ASCII characters"
 	}
 	return ""
+}
+
+// hasSeparator reports whether data holds a YAML document separator line.
+func hasSeparator(data []byte) bool {
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if isSeparator(line) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSeparator reports whether line is "---", alone or followed by
+// whitespace and more of the document.
+func isSeparator(line []byte) bool {
+	return bytes.HasPrefix(line, []byte("---")) && (len(line) == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\n' || line[3] == '\r')
 }
 
 // excerpt shows the start of a value in an error message.

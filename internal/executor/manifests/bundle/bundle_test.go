@@ -26,6 +26,11 @@ func TestDecodeAccepts(t *testing.T) {
 			want: []string{"ConfigMap a (document 1)", "Secret b (document 2)"},
 		},
 		{
+			name: "YAML documents written as JSON",
+			in:   "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\n",
+			want: []string{"ConfigMap a (document 1)", "Secret b (document 2)"},
+		},
+		{
 			name: "a JSON array of objects",
 			in:   `[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}]`,
 			want: []string{"ConfigMap a (document 1 item 1)", "ConfigMap b (document 1 item 2)"},
