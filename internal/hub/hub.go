@@ -76,6 +76,9 @@ func (h *Hub) Handler() http.Handler {
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(h.opts.MaxRequestBytes),
 		connect.WithSendMaxBytes(h.opts.MaxRequestBytes),
+		// Most messages (keep-alives, claims, acks) are a few dozen bytes;
+		// gzip only costs CPU on those.
+		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&agentService{h: h}, handlerOpts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&operatorService{h: h}, handlerOpts...))

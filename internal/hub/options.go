@@ -33,6 +33,7 @@ const (
 	maxClaimBatch            = 64
 	exportBatch              = 500
 	artifactChunk            = 1 << 20
+	compressMinBytes         = 4 << 10
 )
 
 // Options configures a Hub.
