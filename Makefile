@@ -39,8 +39,9 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 3s)
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
 
 .PHONY: demo
-demo: build ## Hub on SQLite, an agent and a sample task, shown end to end (Ctrl-C stops it)
-	$(GO) run ./hack/demo
+demo: build testbins ## Local kube-apiserver, hub on SQLite, an agent, a sample app deployed and shown (Ctrl-C stops it)
+	$(GO) build -o bin/ ./hack/demo
+	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" bin/demo
 
 .PHONY: bench
 bench: bench-manifests ## Run the benchmarks in bench/ (see bench/RESULTS.md)

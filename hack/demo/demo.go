@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/internal/devcert"
+	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
 
 // What the demo creates, and how long it waits for it.
@@ -36,7 +37,6 @@ const (
 	caFile        = tlsDir + "/" + devcert.CAFile
 	cliConfigFile = "outpost.yaml"
 	bootstrapFile = "bootstrap-token"
-	identityFile  = "agent-identity.json"
 	vaultFile     = "vault.json"
 	hubLogFile    = "hub.log"
 	agentLogFile  = "agent.log"
@@ -56,6 +56,7 @@ type demo struct {
 
 	hubAddr, hubURL string
 	hub, agent      *process
+	cluster         *kubetest.Env
 	api             *payments
 	// environment is tenant/name as the hub names it.
 	environment string
@@ -65,6 +66,8 @@ type demo struct {
 	task        *v1.Task
 	// taskOutputs are everything the CLI printed about the task.
 	taskOutputs map[string]string
+	// manifestTasks are the ids of the manifests tasks, in order.
+	manifestTasks []string
 }
 
 func newDemo(opts options, out *printer) *demo {
@@ -115,11 +118,13 @@ func (d *demo) run(ctx context.Context) int {
 func (d *demo) walkThrough(ctx context.Context) error {
 	steps := []func(context.Context) error{
 		d.prepare,
+		d.startCluster,
 		d.startHub,
 		d.login,
 		d.createEnvironment,
 		d.startPayments,
 		d.startAgent,
+		d.deploy,
 		d.runTask,
 		d.inspect,
 		d.checkSecret,
@@ -155,8 +160,8 @@ func (d *demo) failure(err error) {
 	}
 }
 
-// stopAll stops the agent, the payments API and the hub, in that order,
-// whichever of them were started.
+// stopAll stops the agent, the payments API, the hub and the Kubernetes
+// API server, in that order, whichever of them were started.
 func (d *demo) stopAll() {
 	d.stopProcess(d.agent)
 	if d.api != nil {
@@ -164,6 +169,7 @@ func (d *demo) stopAll() {
 		d.out.ok("stopped the payments API")
 	}
 	d.stopProcess(d.hub)
+	d.stopCluster()
 }
 
 func (d *demo) stopProcess(p *process) {

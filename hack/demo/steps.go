@@ -207,7 +207,8 @@ func (d *demo) startAgent(ctx context.Context) error {
 	args := []string{
 		"--hub", d.hubURL, "--ca-file", d.path(caFile),
 		"--bootstrap-token-file", d.path(bootstrapFile), "--environment", d.environment,
-		"--identity-file", d.path(identityFile), "--vault-file", d.path(vaultFile),
+		"--vault-file", d.path(vaultFile),
+		"--kubeconfig", d.path(agentKubeconfig), "--namespace", agentNamespace,
 	}
 	d.out.command(append([]string{d.binaryShown(agentBinary)}, args...)...)
 	if d.agent, err = startProcess("agent", d.path(agentLogFile), d.binary(agentBinary), d.env, args...); err != nil {
@@ -219,7 +220,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 	}
 	d.agentID = agent.GetId()
 	d.out.ok("agent %s enrolled and connected (pid %d)", agent.GetId(), d.agent.pid())
-	d.out.say("it dialled out to the hub and listens on no port; its key is in %s", d.out.path(d.path(identityFile)))
+	d.out.say("it dialled out to the hub and listens on no port; its key is in Secret %s/%s", agentNamespace, identitySecret)
 	return nil
 }
 
