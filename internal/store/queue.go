@@ -283,8 +283,10 @@ func RenewLease(t Task, p RenewParams) (Task, error) {
 // A report matching a finished task (same epoch, agent and outcome) is a
 // harmless repeat and changes nothing; any other mismatch is ErrStaleEpoch.
 // A retryable failure with attempts left goes back to the queue after
-// p.Backoff; the environment is always woken, since the task's conflict keys
-// are free again.
+// p.Backoff. The environment is woken only when the report can make work
+// claimable: the task is queued again, or it frees conflict keys that may
+// hold back other tasks. Without keys, a finished task blocks nothing, and
+// the reporting agent claims again on its own when a slot frees up.
 func CompleteTask(t Task, env string, p CompleteParams) (Change, error) {
 	switch p.Outcome {
 	case OutcomeSucceeded, OutcomeFailed, OutcomeCancelled:
@@ -324,7 +326,10 @@ func CompleteTask(t Task, env string, p CompleteParams) (Change, error) {
 		details["retry"] = retry
 		details["error"] = p.Error
 	}
-	c := Change{Task: t, Write: true, Wakeup: wakeup(t, false)}
+	c := Change{Task: t, Write: true}
+	if t.State == StateQueued || len(t.ConflictKeys) > 0 {
+		c.Wakeup = wakeup(t, false)
+	}
 	return c.withEvent(taskEvent(t, env, AgentActor(p.AgentID), action, now, details)), nil
 }
 

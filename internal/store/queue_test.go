@@ -88,3 +88,41 @@ func TestPlanClaimsKinds(t *testing.T) {
 		t.Fatalf("leased %v (%v), want [m2]: m1 waits behind the helm task it cannot run", got, err)
 	}
 }
+
+func TestCompleteTaskWakeups(t *testing.T) {
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		keys      []string
+		outcome   Outcome
+		retryable bool
+		wake      bool
+	}{
+		{"a success without conflict keys wakes nobody", nil, OutcomeSucceeded, false, false},
+		{"a final failure without conflict keys wakes nobody", nil, OutcomeFailed, false, false},
+		{"a cancellation without conflict keys wakes nobody", nil, OutcomeCancelled, false, false},
+		{"a success that frees a conflict key wakes the environment", []string{"helm/ns/a"}, OutcomeSucceeded, false, true},
+		{"a final failure that frees a conflict key wakes the environment", []string{"helm/ns/a"}, OutcomeFailed, false, true},
+		{"a failure queued for retry wakes the environment", nil, OutcomeFailed, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			task := Task{
+				ID: "t1", Tenant: "acme", EnvironmentID: "env-prod", Kind: "manifests", ConflictKeys: tt.keys,
+				MaxAttempts: 3, State: StateLeased, Attempt: 1, AgentID: "a1",
+			}
+			c, err := CompleteTask(task, "prod", CompleteParams{
+				Tenant: "acme", TaskID: "t1", Epoch: 1, AgentID: "a1", Outcome: tt.outcome, Retryable: tt.retryable, Now: now,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Wakeup != nil; got != tt.wake {
+				t.Fatalf("wake-up %+v (state %s), want one: %v", c.Wakeup, c.Task.State, tt.wake)
+			}
+			if tt.wake && *c.Wakeup != (Wakeup{Tenant: "acme", EnvironmentID: "env-prod"}) {
+				t.Fatalf("wake-up %+v, want the task's environment", *c.Wakeup)
+			}
+		})
+	}
+}

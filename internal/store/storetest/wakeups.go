@@ -12,6 +12,7 @@ import (
 
 var wakeupScenarios = []scenario{
 	{"a listener receives the wake-ups of enqueues, reports, cancellations and retries", testWakeups},
+	{"a report wakes the environment only when it can make work claimable", testReportWakeups},
 	{"a listener stops when its context ends", testListenStops},
 }
 
@@ -142,6 +143,29 @@ func testWakeups(t *testing.T, s store.Store) {
 	}
 	l.want(t, "a requeue by sweep", prod)
 	l.quiet(t, f, s, "the requeue")
+}
+
+func testReportWakeups(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	l := listen(t, s, s, f)
+	prod := store.Wakeup{Tenant: f.tenant, EnvironmentID: f.env.ID}
+	report := func(id string, keys []string, outcome store.Outcome) {
+		t.Helper()
+		f.enqueue(t, f.task(id, keys...))
+		l.want(t, "the enqueue of "+id, prod)
+		wantIDs(t, f.claim(t, "a1", 1, T0), id)
+		f.complete(t, f.get(t, id), outcome, false, T0)
+	}
+
+	report("plain-ok", nil, store.OutcomeSucceeded)
+	l.quiet(t, f, s, "a success without conflict keys")
+	report("plain-failed", nil, store.OutcomeFailed)
+	l.quiet(t, f, s, "a final failure without conflict keys")
+	report("keyed-ok", []string{"helm/ns/a"}, store.OutcomeSucceeded)
+	l.want(t, "a success that frees a conflict key", prod)
+	report("keyed-failed", []string{"helm/ns/a"}, store.OutcomeFailed)
+	l.want(t, "a final failure that frees a conflict key", prod)
+	l.quiet(t, f, s, "the keyed reports")
 }
 
 func testListenStops(t *testing.T, s store.Store) {
