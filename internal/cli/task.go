@@ -42,12 +42,13 @@ type taskRunFlags struct {
 	maxAttempts   int32
 	timeout       time.Duration
 	wait          bool
+	manifests     manifestsFlags
 }
 
 func (a *app) newTaskRunCommand() *cobra.Command {
 	var f taskRunFlags
 	cmd := &cobra.Command{
-		Use:   "run --env NAME --kind KIND (--spec FILE|- | --spec-json JSON) [flags]",
+		Use:   "run --env NAME (--kind KIND (--spec FILE|- | --spec-json JSON) | --kind manifests --release NAME --bundle FILE|DIR) [flags]",
 		Short: "Queue a task, optionally with artifacts, and optionally wait for it",
 		Long: `run queues one task for an environment. The spec is the kind's JSON document.
 
@@ -55,7 +56,15 @@ func (a *app) newTaskRunCommand() *cobra.Command {
 same --id returns the existing task instead of queueing a second one. It
 defaults to a random id. Each --artifact FILE is uploaded first and its digest
 attached to the task. With --wait, run waits for the task to finish and exits
-1 if it failed or was cancelled.`,
+1 if it failed or was cancelled.
+
+For manifests tasks, --release and --bundle build the spec from YAML and JSON
+files (a directory contributes its *.yaml, *.yml and *.json files, sorted).
+The bundle travels inline, or as an uploaded artifact when it is larger than
+256 KiB, and the task gets the conflict key manifests/RELEASE so that two
+revisions of one release never apply at once:
+
+  outpost task run --env prod --kind manifests --release web --bundle deploy/web/ --wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runTask(cmd, f) },
 	}
@@ -70,17 +79,27 @@ attached to the task. With --wait, run waits for the task to finish and exits
 	fl.Int32Var(&f.maxAttempts, "max-attempts", 0, "attempts before the task fails (default: the hub's, 3)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "time allowed from queueing to completion (default: none)")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the task to finish; exit 1 if it failed or was cancelled")
+	f.manifests.bind(fl)
 	return cmd
 }
 
 func (a *app) runTask(cmd *cobra.Command, f taskRunFlags) error {
-	if f.env == "" || f.kind == "" {
+	if f.env == "" || (f.kind == "" && !f.manifests.used()) {
 		return errors.New("task run: pass --env NAME and --kind KIND")
 	}
 	if f.maxAttempts < 0 || f.timeout < 0 {
 		return errors.New("task run: --max-attempts and --timeout must not be negative")
 	}
-	spec, err := a.readSpec(f)
+	var (
+		spec      []byte
+		manifests *manifestsTask
+		err       error
+	)
+	if f.manifests.used() {
+		manifests, err = prepareManifests(&f)
+	} else {
+		spec, err = a.readSpec(f)
+	}
 	if err != nil {
 		return fmt.Errorf("task run: %w", err)
 	}
@@ -110,6 +129,11 @@ func (a *app) runTask(cmd *cobra.Command, f taskRunFlags) error {
 		}
 		a.notef("Uploaded %s as %s.", path, digest)
 		req.Artifacts = append(req.Artifacts, digest)
+	}
+	if manifests != nil {
+		if err := a.addManifests(ctx, client, manifests, req); err != nil {
+			return fmt.Errorf("task run: %w", err)
+		}
 	}
 	res, err := client.EnqueueTask(ctx, connect.NewRequest(req))
 	if err != nil {
