@@ -7,6 +7,7 @@
 // serialized by a transaction advisory lock, so the enqueue order (task
 // seq) is also the commit order every replica sees. Audit events are sealed
 // after their tenant's head row, locked as late as possible. Wake-ups are
-// sent with pg_notify inside the transaction, so listeners on every replica
-// hear them exactly when the change commits.
+// sent with pg_notify right after the transaction commits, so a write never
+// holds PostgreSQL's global notify lock, and listeners on every replica hear
+// them once the change is visible.
 package postgres

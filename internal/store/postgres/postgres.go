@@ -132,8 +132,8 @@ func (t *tx) wakeup(w store.Wakeup) {
 }
 
 // write runs fn in a READ COMMITTED transaction, appends the audit events
-// fn recorded, queues the wake-ups with pg_notify (delivered at commit) and
-// commits. Errors are prefixed with op.
+// fn recorded, commits, and then sends the wake-ups. Errors are prefixed
+// with op.
 func (s *Store) write(ctx context.Context, op string, fn func(*tx) error) (*tx, error) {
 	pgTx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -147,19 +147,43 @@ func (s *Store) write(ctx context.Context, op string, fn func(*tx) error) (*tx, 
 	if err := s.appendEvents(ctx, t); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	for _, w := range t.wakeups {
-		payload, err := json.Marshal(wakeupPayload{Schema: s.schema, Tenant: w.Tenant, EnvironmentID: w.EnvironmentID, CancelTaskID: w.CancelTaskID})
-		if err != nil {
-			return nil, fmt.Errorf("%s: encode wake-up: %w", op, err)
-		}
-		if _, err := t.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeupChannel, string(payload)); err != nil {
-			return nil, fmt.Errorf("%s: notify: %w", op, err)
-		}
-	}
 	if err := pgTx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("%s: commit: %w", op, err)
 	}
+	s.notify(ctx, op, t.wakeups)
 	return t, nil
+}
+
+// notifyTimeout bounds sending the wake-ups of a committed write.
+const notifyTimeout = 5 * time.Second
+
+// notify sends wake-ups with pg_notify, after their change committed: a
+// NOTIFY inside the transaction would make its commit take the database's
+// global notify lock, serializing every notifying commit across replicas.
+// The change is already stored, so a failure is only logged; listeners
+// lose a wake-up, which agents survive by claiming on an interval. The
+// caller's cancellation does not stop it, for the same reason.
+func (s *Store) notify(ctx context.Context, op string, wakeups []store.Wakeup) {
+	if len(wakeups) == 0 {
+		return
+	}
+	payloads := make([]string, 0, len(wakeups))
+	for _, w := range wakeups {
+		b, err := json.Marshal(wakeupPayload{Schema: s.schema, Tenant: w.Tenant, EnvironmentID: w.EnvironmentID, CancelTaskID: w.CancelTaskID})
+		if err != nil {
+			s.log.ErrorContext(ctx, "cannot encode a wake-up", "op", op, "error", err)
+			return
+		}
+		payloads = append(payloads, string(b))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	// One statement, in one implicit transaction: the wake-ups go out in
+	// order and together.
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n`,
+		wakeupChannel, payloads); err != nil {
+		s.log.WarnContext(ctx, "wake-ups not sent; agents will claim on their interval", "op", op, "wakeups", len(wakeups), "error", err)
+	}
 }
 
 // appendEvents seals t's events after their tenant's chain head, which it
