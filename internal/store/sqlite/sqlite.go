@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -39,6 +41,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
+	if err := createPrivate(o.Path); err != nil {
+		return nil, err
+	}
 	busy := o.BusyTimeout.Milliseconds()
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
@@ -80,6 +85,24 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
 	}
 	return &Store{w: w, r: r, log: o.Logger, clock: o.Now, wake: newBroker()}, nil
+}
+
+// createPrivate creates an empty database file at path, readable by its
+// owner only, unless a file is there already. The database holds the hub's
+// signing key and token hashes; SQLite gives the -wal and -shm files it
+// creates beside it the same mode.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite open: create %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sqlite open: create %s: %w", path, err)
+	}
+	return nil
 }
 
 // Close closes both pools and ends every ListenWakeups call.
