@@ -7,9 +7,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 )
 
 // owner says whether labels mark an object as this release's, and when
@@ -22,6 +22,16 @@ func owner(labels map[string]string, release string) (ours bool, why string) {
 		return false, fmt.Sprintf("owned by release %s", labels[LabelRelease])
 	}
 	return false, fmt.Sprintf("exists and is not managed by outpost release %s", release)
+}
+
+// meta reads only the metadata of objects: labels, resourceVersion and
+// UID are all collision defense and prune need.
+func (e *Executor) meta(ref Ref) metadata.ResourceInterface {
+	ri := e.metadata.Resource(ref.gvr())
+	if ref.Namespace != "" {
+		return ri.Namespace(ref.Namespace)
+	}
+	return ri
 }
 
 func (e *Executor) resource(ref Ref) dynamic.ResourceInterface {
@@ -46,7 +56,7 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 		snapTargets, snapPrune = indexSnapshots(r.snap.Targets), indexSnapshots(r.snap.Prune)
 	}
 	err := forEach(ctx, e.parallel, r.targets, func(ctx context.Context, tg *target) error {
-		live, err := e.resource(tg.ref).Get(ctx, tg.ref.Name, metav1.GetOptions{})
+		live, err := e.meta(tg.ref).Get(ctx, tg.ref.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			live = nil
@@ -93,7 +103,7 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 			p.snap = s
 			return nil
 		}
-		live, err := e.resource(p.ref).Get(ctx, p.ref.Name, metav1.GetOptions{})
+		live, err := e.meta(p.ref).Get(ctx, p.ref.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			return nil
@@ -122,8 +132,8 @@ func indexSnapshots(s []snapshot) map[string]snapshot {
 }
 
 // ownedNow re-reads an object right before it is deleted.
-func (e *Executor) ownedNow(ctx context.Context, ref Ref, release string) (*unstructured.Unstructured, bool, string, error) {
-	live, err := e.resource(ref).Get(ctx, ref.Name, metav1.GetOptions{})
+func (e *Executor) ownedNow(ctx context.Context, ref Ref, release string) (*metav1.PartialObjectMetadata, bool, string, error) {
+	live, err := e.meta(ref).Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, false, "", nil
 	}

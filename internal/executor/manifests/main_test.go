@@ -55,7 +55,7 @@ func admin(t *testing.T) setup {
 	return setup{cfg: rest.CopyConfig(env.Config), agentNS: env.Namespace(t, "agent"), target: env.Namespace(t, "app")}
 }
 
-func (s setup) executor(t *testing.T, mutate ...func(*manifests.Options)) *manifests.Executor {
+func (s setup) executor(t testing.TB, mutate ...func(*manifests.Options)) *manifests.Executor {
 	t.Helper()
 	opts := manifests.Options{Config: rest.CopyConfig(s.cfg), AgentNamespace: s.agentNS}
 	for _, m := range mutate {
@@ -68,7 +68,7 @@ func (s setup) executor(t *testing.T, mutate ...func(*manifests.Options)) *manif
 	return ex
 }
 
-func task(t *testing.T, id string, attempt int64, spec taskspec.Manifests) executor.Task {
+func task(t testing.TB, id string, attempt int64, spec taskspec.Manifests) executor.Task {
 	t.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
@@ -62,6 +63,7 @@ const (
 // that races on anyway.
 type Executor struct {
 	dynamic   dynamic.Interface
+	metadata  metadata.Interface
 	secrets   corev1client.SecretsGetter
 	access    authorizationv1client.SelfSubjectAccessReviewsGetter
 	mapper    *restmapper.DeferredDiscoveryRESTMapper
@@ -102,6 +104,10 @@ func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client) (*Ex
 	if err != nil {
 		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
 	}
+	meta, err := metadata.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
+	}
 	core, err := corev1client.NewForConfigAndClient(cfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
@@ -116,6 +122,7 @@ func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client) (*Ex
 	}
 	return &Executor{
 		dynamic:   dyn,
+		metadata:  meta,
 		secrets:   core,
 		access:    authz,
 		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),

@@ -23,9 +23,11 @@ const (
 	// DefaultEstablishTimeout bounds the wait for a CRD to be Established.
 	DefaultEstablishTimeout = time.Minute
 	// DefaultQPS and DefaultBurst rate-limit the executor's client when
-	// the caller's config leaves QPS at 0 (client-go would use 5).
-	DefaultQPS   = 200
-	DefaultBurst = 400
+	// the caller's config leaves QPS at 0 (client-go would use 5). A task
+	// makes about three requests per object (read, dry-run, apply); the
+	// API server's priority and fairness protects it beyond that.
+	DefaultQPS   = 1000
+	DefaultBurst = 2000
 	// defaultRequestTimeout bounds one API request when the config sets no
 	// timeout.
 	defaultRequestTimeout = time.Minute

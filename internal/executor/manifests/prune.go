@@ -17,9 +17,9 @@ type pruneItem struct {
 	// unfinished: only an unfinished task of the release may have
 	// written it; if it does not exist, it was never written.
 	unfinished bool
-	snap    snapshot
-	outcome string
-	reason  string
+	snap       snapshot
+	outcome    string
+	reason     string
 }
 
 // pruneCandidates lists what the release held and this revision lacks:
