@@ -48,10 +48,12 @@ var ErrIdentityConflict = errors.New("identity Secret holds another agent's iden
 // that exists empty (pre-created so RBAC can name it), and fails with
 // ErrIdentityConflict when another identity is already stored. Replicas
 // racing to enroll therefore end up sharing the first identity written:
-// the loser's Save fails, its process exits, and on restart Load returns
-// the winner. Failing is deliberate: Save cannot hand the winner back to
-// the caller, and carrying on with an identity nobody keeps would split the
-// replicas across agent ids until their next restart.
+// the loser's Save fails, and when it next establishes its session (the
+// agent retries, or the pod restarts) Load returns the winner. Failing is
+// deliberate: Save cannot hand the winner back to the caller, and carrying
+// on with an identity nobody keeps would split the replicas across agent
+// ids until their next restart. (With one single-use bootstrap token the
+// loser usually fails earlier, at enrollment, and recovers the same way.)
 //
 // The Secret's data are agent-id, environment and ed25519-seed (the raw
 // 32-byte seed). The private key is never written to logs or errors.
@@ -158,7 +160,7 @@ func (s SecretIdentity) Save(ctx context.Context, id Identity) error {
 			if stored.AgentID == id.AgentID && stored.Key.Equal(id.Key) {
 				return nil // a retried Save whose first create went through
 			}
-			return fmt.Errorf("agent: %w: %s holds agent %s, this process enrolled as %s; restart the agent to use the stored identity (and disable %s with `outpost agent disable`)",
+			return fmt.Errorf("agent: %w: %s holds agent %s (another replica enrolled first), this process enrolled as %s; the agent uses the stored identity once it retries or restarts, and %s can be disabled with `outpost agent disable`",
 				ErrIdentityConflict, s.ref(), stored.AgentID, id.AgentID, id.AgentID)
 		}
 		if !errors.Is(err, ErrNoIdentity) {

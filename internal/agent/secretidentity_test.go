@@ -118,7 +118,7 @@ func TestSecretIdentity(t *testing.T) {
 		}
 	})
 
-	t.Run("racing replicas share the first identity and the others are told to restart", func(t *testing.T) {
+	t.Run("racing replicas share the first identity and the others are told why theirs is not kept", func(t *testing.T) {
 		s := store()
 		const replicas = 8
 		ids := make([]Identity, replicas)
@@ -141,8 +141,8 @@ func TestSecretIdentity(t *testing.T) {
 				winner = i
 			case !errors.Is(err, ErrIdentityConflict):
 				t.Errorf("replica %d: %v, want ErrIdentityConflict", i, err)
-			case !strings.Contains(err.Error(), ns+"/"+s.Name) || !strings.Contains(err.Error(), "restart"):
-				t.Errorf("replica %d: error %q does not name the Secret and say to restart", i, err)
+			case !strings.Contains(err.Error(), ns+"/"+s.Name) || !strings.Contains(err.Error(), "restarts"):
+				t.Errorf("replica %d: error %q does not name the Secret and say what happens next", i, err)
 			}
 		}
 		if winner < 0 {

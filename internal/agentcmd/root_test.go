@@ -206,6 +206,62 @@ func TestAgentInAClusterKeepsItsIdentityInASecret(t *testing.T) {
 	}
 }
 
+// startedAs returns the agent id the process logged when it started, ""
+// before that.
+func (p *process) startedAs() string {
+	for line := range strings.Lines(p.logs.String()) {
+		if !strings.Contains(line, `msg="agent started"`) {
+			continue
+		}
+		for field := range strings.FieldsSeq(line) {
+			if id, ok := strings.CutPrefix(field, "agent="); ok {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+func TestReplicasRacingToEnrollEndOnOneIdentity(t *testing.T) {
+	isolate(t)
+	h := hubtest.Start(t, hubtest.Options{})
+	boot := h.CreateEnvironment(t, "prod")
+	self := kenv.Namespace(t, "outpost")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := kenv.AgentConfig(t, kubetest.Agent{Name: "racing-agent", Namespace: self})
+	if err := kubetest.WriteKubeconfig(kubeconfig, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Two pods of one Deployment: the same token, the same Secret.
+	args := []string{"--hub", h.URL, "--ca-file", h.CAFile, "--environment", "acme/prod",
+		"--kubeconfig", kubeconfig, "--namespace", self, "--bootstrap-token", boot}
+	replicas := []*process{startAgent(t, args...), startAgent(t, args...)}
+	deadline := time.After(30 * time.Second)
+	for i, p := range replicas {
+		for p.startedAs() == "" {
+			select {
+			case <-p.done:
+				// It lost at enrollment; Kubernetes would restart the pod.
+				t.Logf("replica %d exited: %v", i, p.err)
+				p = startAgent(t, args...)
+				replicas[i] = p
+			case <-deadline:
+				t.Fatalf("replica %d did not start:\n%s", i, p.logs)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	a, b := replicas[0].startedAs(), replicas[1].startedAs()
+	ids := agentIDs(t, h, "prod")
+	if a != b || len(ids) != 1 || ids[0] != a {
+		t.Fatalf("replicas run as %s and %s, hub has %v; want one shared identity", a, b, ids)
+	}
+	sec, err := kenv.Client.CoreV1().Secrets(self).Get(t.Context(), agent.DefaultIdentitySecret, metav1.GetOptions{})
+	if err != nil || string(sec.Data["agent-id"]) != a {
+		t.Fatalf("identity Secret holds %q (%v), want %s", sec.Data["agent-id"], err, a)
+	}
+}
+
 func TestAgentWithoutAClusterKeepsItsIdentityInAFile(t *testing.T) {
 	isolate(t)
 	h := hubtest.Start(t, hubtest.Options{})
