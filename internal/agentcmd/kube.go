@@ -60,8 +60,8 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 		Burst:      k.burst,
 	})
 	if errors.Is(err, kube.ErrNotConfigured) {
-		if k.namespace != "" || len(k.denyKinds) > 0 || k.allowPrivileged {
-			return kubeSetup{}, false, errors.New("--namespace, --deny-kind and --allow-privileged need a cluster: pass --kubeconfig, or run the agent in a pod")
+		if k.namespace != "" || k.identitySecret != agent.DefaultIdentitySecret || len(k.denyKinds) > 0 || k.allowPrivileged {
+			return kubeSetup{}, false, errors.New("--namespace, --identity-secret, --deny-kind and --allow-privileged need a cluster: pass --kubeconfig, or run the agent in a pod")
 		}
 		return kubeSetup{}, false, nil
 	}

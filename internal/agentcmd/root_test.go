@@ -294,6 +294,7 @@ func TestAgentFlagsAreChecked(t *testing.T) {
 		wantErr string
 	}{
 		{"deny rules without a cluster are refused", []string{"--deny-kind", "Secret"}, "need a cluster"},
+		{"an identity Secret without a cluster is refused", []string{"--identity-secret", "my-identity"}, "need a cluster"},
 		{"a malformed deny rule is named", []string{"--kubeconfig", kubeconfig, "--deny-kind", "not a kind"}, "--deny-kind"},
 		{"an invalid identity Secret name is refused", []string{"--kubeconfig", kubeconfig, "--identity-secret", "Bad_Name"}, "--identity-secret"},
 		{"an invalid namespace is refused", []string{"--kubeconfig", kubeconfig, "--namespace", "Bad_NS"}, "Bad_NS"},
