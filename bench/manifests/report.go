@@ -53,9 +53,14 @@ func render(cfg config, res *results) string {
 			r.objects, float64(r.artifact)/(1<<20), mib(r.idle), mib(r.peak), mib(r.done), mib(r.after), verdict(r.idle > 0 && r.idle < targetIdleKiB))
 	}
 	var details []string
-	if res.serverVersion != "" {
-		details = append(details, fmt.Sprintf("kube-apiserver %s; %s", res.serverVersion, strings.ReplaceAll(res.kubectlVersion, "\n", ", ")))
+	versions := []string{"kube-apiserver " + res.serverVersion}
+	if res.kubectlVersion != "" {
+		versions = append(versions, "kubectl "+strings.ReplaceAll(res.kubectlVersion, "\n", ", "))
 	}
+	if r := res.rss; r != nil && r.agentVersion != "" {
+		versions = append(versions, "outpost-agent "+r.agentVersion)
+	}
+	details = append(details, strings.Join(versions, "; "))
 	if a := res.apply; a != nil {
 		details = append(details,
 			fmt.Sprintf("large bundle: %d objects in %d files, %.1f MiB of YAML; runs: %v", a.objects, a.files, float64(a.bytes)/(1<<20), runList(a)),

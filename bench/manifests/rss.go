@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -27,6 +29,8 @@ type rssResult struct {
 	artifact  int // bytes
 	outcome   string
 	agentArgs []string
+	// agentVersion is what the binary reports (make build stamps it).
+	agentVersion string
 }
 
 // rssEnvironment is the environment the agent process serves.
@@ -64,7 +68,10 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 	}
 
 	r := &rssResult{}
-	r.agentArgs = agentProcessArgs(h, tokenFile, kubeconfig, dir)
+	if out, err := exec.CommandContext(ctx, agentBin, "--version").Output(); err == nil { //nolint:gosec // our own build
+		r.agentVersion = strings.TrimSpace(string(out))
+	}
+	r.agentArgs = agentProcessArgs(h, tokenFile, kubeconfig)
 	a, err := startChild(agentBin, filepath.Join(dir, "agent.log"), r.agentArgs...)
 	if err != nil {
 		return nil, err
@@ -131,13 +138,14 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 }
 
 // agentProcessArgs is the outpost-agent command line: the hub, a bootstrap
-// token, the cluster through --kubeconfig, everything else default.
-func agentProcessArgs(h *hubProc, tokenFile, kubeconfig, dir string) []string {
+// token, the cluster through --kubeconfig, everything else default (so the
+// identity lives in a Secret in the agent's namespace, outpost-system, as
+// in a cluster).
+func agentProcessArgs(h *hubProc, tokenFile, kubeconfig string) []string {
 	return []string{
 		"--hub", h.url, "--ca-file", h.caFile,
 		"--bootstrap-token-file", tokenFile,
 		"--environment", benchTenant + "/" + rssEnvironment,
-		"--identity-file", filepath.Join(dir, "agent-identity.json"),
 		"--kubeconfig", kubeconfig,
 		"--log-level", "info",
 	}
