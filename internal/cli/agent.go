@@ -65,7 +65,7 @@ func (a *app) agentTable(w io.Writer, agents []*v1.Agent) {
 		case ag.GetConnected():
 			status = "connected"
 		}
-		row(w, ag.GetId(), ag.GetEnvironment(), orDash(ag.GetHostname()), orDash(ag.GetVersion()), status,
+		row(w, ag.GetId(), envName(ag.GetTenant(), ag.GetEnvironment()), orDash(ag.GetHostname()), orDash(ag.GetVersion()), status,
 			a.ago(ag.GetLastSeenAt()), a.when(ag.GetEnrolledAt()))
 	}
 }

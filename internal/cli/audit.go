@@ -62,7 +62,7 @@ func (a *app) newAuditListCommand() *cobra.Command {
 				row(w, "SEQ", "TIME", "ACTOR", "ACTION", "ENVIRONMENT", "SUBJECT")
 				for _, e := range res.Msg.GetEvents() {
 					row(w, strconv.FormatInt(e.GetSeq(), 10), a.when(e.GetTime()), orDash(e.GetActor()), e.GetAction(),
-						orDash(e.GetEnvironment()), orDash(e.GetSubject()))
+						orDash(envName(e.GetTenant(), e.GetEnvironment())), orDash(e.GetSubject()))
 				}
 			})
 		},

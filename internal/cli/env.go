@@ -57,6 +57,6 @@ func (a *app) newEnvCommand() *cobra.Command {
 func (a *app) environmentTable(w io.Writer, envs []*v1.Environment) {
 	row(w, "ENVIRONMENT", "AGENTS", "CREATED")
 	for _, e := range envs {
-		row(w, e.GetTenant()+"/"+e.GetName(), strconv.Itoa(int(e.GetAgents())), a.when(e.GetCreatedAt()))
+		row(w, envName(e.GetTenant(), e.GetName()), strconv.Itoa(int(e.GetAgents())), a.when(e.GetCreatedAt()))
 	}
 }

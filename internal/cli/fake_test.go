@@ -62,9 +62,9 @@ func newFakeHub() *fakeHub {
 			{Tenant: fakeTenant, Name: "staging", CreatedAt: ts(-2*time.Hour - 15*time.Minute)},
 		},
 		agents: []*v1.Agent{
-			{Id: "ag-1", Environment: "prod", Hostname: "node-a", Version: "v1.2.0", EnrolledAt: ts(-72 * time.Hour),
+			{Id: "ag-1", Tenant: fakeTenant, Environment: "prod", Hostname: "node-a", Version: "v1.2.0", EnrolledAt: ts(-72 * time.Hour),
 				LastSeenAt: ts(-10 * time.Second), Connected: true, KeyFingerprint: strings.Repeat("ab", 32)},
-			{Id: "ag-2", Environment: "prod", Hostname: "node-b", Version: "v1.1.0", EnrolledAt: ts(-40 * 24 * time.Hour),
+			{Id: "ag-2", Tenant: fakeTenant, Environment: "prod", Hostname: "node-b", Version: "v1.1.0", EnrolledAt: ts(-40 * 24 * time.Hour),
 				LastSeenAt: ts(-5 * 24 * time.Hour), Disabled: true, KeyFingerprint: strings.Repeat("cd", 32)},
 		},
 		tasks: []*v1.Task{

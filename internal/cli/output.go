@@ -167,6 +167,16 @@ func prettyJSON(b []byte, prefix string) string {
 	return prefix + buf.String()
 }
 
+// envName is how every view names an environment: "tenant/env", since an
+// environment name is only unique inside its tenant. An empty tenant
+// leaves the name as it is.
+func envName(tenant, env string) string {
+	if tenant == "" || env == "" {
+		return env
+	}
+	return tenant + "/" + env
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

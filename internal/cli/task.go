@@ -309,7 +309,7 @@ func isTerminal(s v1.TaskState) bool {
 func (a *app) taskTable(w io.Writer, tasks []*v1.Task) {
 	row(w, "ID", "ENVIRONMENT", "KIND", "STATE", "ATTEMPT", "AGENT", "CREATED", "UPDATED")
 	for _, t := range tasks {
-		row(w, t.GetId(), t.GetEnvironment(), t.GetKind(), stateName(t.GetState()), attempts(t),
+		row(w, t.GetId(), envName(t.GetTenant(), t.GetEnvironment()), t.GetKind(), stateName(t.GetState()), attempts(t),
 			orDash(t.GetAgentId()), a.when(t.GetCreatedAt()), a.ago(t.GetUpdatedAt()))
 	}
 }
@@ -330,7 +330,7 @@ func (a *app) taskDetail(w io.Writer, t *v1.Task) {
 		}
 	}
 	field("ID", t.GetId())
-	field("ENVIRONMENT", strings.TrimPrefix(t.GetTenant()+"/", "/")+t.GetEnvironment())
+	field("ENVIRONMENT", envName(t.GetTenant(), t.GetEnvironment()))
 	field("KIND", t.GetKind())
 	state := stateName(t.GetState())
 	if t.GetCancelRequested() && !isTerminal(t.GetState()) {

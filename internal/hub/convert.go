@@ -72,6 +72,7 @@ func (h *Hub) agentToProto(ctx context.Context, a store.Agent) *outpostv1.Agent 
 	}
 	return &outpostv1.Agent{
 		Id:             a.ID,
+		Tenant:         a.Tenant,
 		Environment:    envName,
 		Hostname:       a.Hostname,
 		Version:        a.Version,

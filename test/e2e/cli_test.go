@@ -69,6 +69,14 @@ func TestOperatorCLIAgainstARealHub(t *testing.T) {
 			t.Fatalf("agent list:\n%s", out)
 		}
 	})
+	t.Run("every list names the environment as tenant/env", func(t *testing.T) {
+		for _, args := range [][]string{{"env", "list"}, {"agent", "list"}, {"task", "list"}, {"task", "get", "via-cli"}} {
+			out := must("", args...)
+			if !strings.Contains(out, "acme/prod") {
+				t.Errorf("outpost %s does not name acme/prod:\n%s", strings.Join(args, " "), out)
+			}
+		}
+	})
 	t.Run("audit verify accepts the hub's chain", func(t *testing.T) {
 		out := must("", "audit", "verify")
 		if !strings.Contains(strings.ToLower(out), "verified") {

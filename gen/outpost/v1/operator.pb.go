@@ -470,8 +470,9 @@ func (x *CreateBootstrapTokenResponse) GetEnvironment() string {
 }
 
 type Agent struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Environment name inside the tenant (for example "prod").
 	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
 	Hostname    string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	Version     string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
@@ -481,8 +482,10 @@ type Agent struct {
 	Connected   bool                   `protobuf:"varint,8,opt,name=connected,proto3" json:"connected,omitempty"`
 	// Hex SHA-256 of the agent's public key.
 	KeyFingerprint string `protobuf:"bytes,9,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Tenant of the agent's environment.
+	Tenant        string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -574,6 +577,13 @@ func (x *Agent) GetConnected() bool {
 func (x *Agent) GetKeyFingerprint() string {
 	if x != nil {
 		return x.KeyFingerprint
+	}
+	return ""
+}
+
+func (x *Agent) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -1619,7 +1629,7 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12 \n" +
-	"\venvironment\x18\x03 \x01(\tR\venvironment\"\xcd\x02\n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\"\xe5\x02\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x1a\n" +
@@ -1631,7 +1641,9 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"lastSeenAt\x12\x1a\n" +
 	"\bdisabled\x18\a \x01(\bR\bdisabled\x12\x1c\n" +
 	"\tconnected\x18\b \x01(\bR\tconnected\x12'\n" +
-	"\x0fkey_fingerprint\x18\t \x01(\tR\x0ekeyFingerprint\"5\n" +
+	"\x0fkey_fingerprint\x18\t \x01(\tR\x0ekeyFingerprint\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\"5\n" +
 	"\x11ListAgentsRequest\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\"?\n" +
 	"\x12ListAgentsResponse\x12)\n" +
