@@ -17,13 +17,13 @@ const (
 	// SecretIdentityType is the type of the Secret holding an agent
 	// identity, so nobody mistakes it for (or overwrites it with) another
 	// kind of Secret.
-	SecretIdentityType corev1.SecretType = "outpost.dev/agent-identity"
+	SecretIdentityType corev1.SecretType = "outpost.dev/agent-identity" //nolint:gosec // a type name, not a credential
 	// DefaultIdentitySecret is the usual name of that Secret.
 	DefaultIdentitySecret = "outpost-agent-identity"
 
 	secretKeyAgentID     = "agent-id"
 	secretKeyEnvironment = "environment"
-	secretKeySeed        = "ed25519-seed"
+	secretKeySeed        = "ed25519-seed" //nolint:gosec // a key name, not a credential
 
 	labelManagedBy = "app.kubernetes.io/managed-by"
 	labelComponent = "app.kubernetes.io/component"
