@@ -44,6 +44,12 @@
 //	make bench-manifests
 //	go run ./bench/manifests -objects 1000 -runs 5
 //
+// -rtt adds a round trip between both contenders and the API server (a
+// loopback TCP proxy that holds each chunk for half of it each way), to
+// see a control plane that is not on the same machine:
+//
+//	go run ./bench/manifests -phases apply,small -rtt 10ms
+//
 // -cpuprofile writes a CPU profile of this process over the executor's
 // large-bundle applies only (kubectl is another process):
 //
@@ -85,6 +91,7 @@ type config struct {
 	binDir       string
 	cpuprofile   string
 	settle       time.Duration
+	rtt          time.Duration
 	timeout      time.Duration
 	keep         bool
 }
@@ -104,6 +111,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.kubectl, "kubectl", "", "kubectl binary (default: kubectl beside kube-apiserver, built by hack/testbins.sh kubectl)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the executor's large-bundle applies to this file")
+	fs.DurationVar(&c.rtt, "rtt", 0, "round trip added between the contenders and the API server by a loopback proxy (0: none), to see a cluster that is not on the same machine")
 	fs.DurationVar(&c.settle, "settle", 10*time.Second, "how long the agent process idles after connecting before its idle RSS is read")
 	fs.DurationVar(&c.timeout, "timeout", 90*time.Minute, "stop the whole benchmark after this long")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp directory (bundles, kubeconfig, hub and agent logs)")
@@ -133,6 +141,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-small-objects must be between 1 and 100")
 	case c.parallel < 0 || c.parallel > 256:
 		return c, errors.New("-parallel must be between 0 and 256")
+	case c.rtt < 0 || c.rtt > time.Second:
+		return c, errors.New("-rtt must be between 0 and 1s")
 	case c.timeout <= 0:
 		return c, errors.New("-timeout must be positive")
 	}

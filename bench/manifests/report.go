@@ -13,7 +13,11 @@ import (
 func render(cfg config, res *results) string {
 	var b strings.Builder
 	if a := res.apply; a != nil {
-		fmt.Fprintf(&b, "| apply of %d objects | runs | kubectl median | kubectl p90 | agent median | agent p90 | kubectl ÷ agent (median) | agent ≥ %.0f× faster |\n", a.objects, targetSpeedup)
+		where := ""
+		if cfg.rtt > 0 {
+			where = fmt.Sprintf(", API server %v away", cfg.rtt)
+		}
+		fmt.Fprintf(&b, "| apply of %d objects%s | runs | kubectl median | kubectl p90 | agent median | agent p90 | kubectl ÷ agent (median) | agent ≥ %.0f× faster |\n", a.objects, where, targetSpeedup)
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 		for pass, name := range passNames {
 			kube, agnt := a.kubectl[pass].wall, a.agent[pass].wall
@@ -61,6 +65,9 @@ func render(cfg config, res *results) string {
 		versions = append(versions, "outpost-agent "+r.agentVersion)
 	}
 	details = append(details, strings.Join(versions, "; "))
+	if cfg.rtt > 0 {
+		details = append(details, fmt.Sprintf("API server round trip: %v added by a loopback proxy for kubectl and the agent (-rtt)", cfg.rtt))
+	}
 	if a := res.apply; a != nil {
 		details = append(details,
 			fmt.Sprintf("large bundle: %d objects in %d files, %.1f MiB of YAML; runs: %v", a.objects, a.files, float64(a.bytes)/(1<<20), runList(a)),

@@ -69,7 +69,7 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 
 	r := &rssResult{}
 	if out, err := exec.CommandContext(ctx, agentBin, "--version").Output(); err == nil { //nolint:gosec // our own build
-		r.agentVersion = strings.TrimSpace(string(out))
+		r.agentVersion = strings.TrimPrefix(strings.TrimSpace(string(out)), "outpost-agent version ")
 	}
 	r.agentArgs = agentProcessArgs(h, tokenFile, kubeconfig)
 	a, err := startChild(agentBin, filepath.Join(dir, "agent.log"), r.agentArgs...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -106,11 +107,28 @@ func run(ctx context.Context, cfg config, args []string) error {
 	if err := env.CreateNamespace(ctx, agentNamespace); err != nil {
 		return err
 	}
+	// The contenders' view of the cluster: direct, or through a proxy that
+	// adds a round trip.
+	clientCfg := env.Config
+	if cfg.rtt > 0 {
+		u, err := url.Parse(env.Config.Host)
+		if err != nil {
+			return err
+		}
+		proxy, err := startLatencyProxy(u.Host, cfg.rtt)
+		if err != nil {
+			return err
+		}
+		defer proxy.Close()
+		if clientCfg, err = proxy.proxied(env.Config); err != nil {
+			return err
+		}
+	}
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
-	if err := kubetest.WriteKubeconfig(kubeconfig, env.Config); err != nil {
+	if err := kubetest.WriteKubeconfig(kubeconfig, clientCfg); err != nil {
 		return err
 	}
-	ag, err := newAgentApplier(env.Config)
+	ag, err := newAgentApplier(clientCfg)
 	if err != nil {
 		return err
 	}
