@@ -140,7 +140,7 @@ func scanAgent(row interface{ Scan(...any) error }) (store.Agent, error) {
 }
 
 func getAgent(ctx context.Context, q querier, id string) (store.Agent, error) {
-	a, err := scanAgent(q.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = ?`, id))
+	a, err := scanAgent(q.QueryRowContext(ctx, qGetAgent, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Agent{}, fmt.Errorf("agent %q: %w", id, store.ErrNotFound)
 	}

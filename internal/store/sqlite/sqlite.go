@@ -24,7 +24,8 @@ import (
 // concurrent use; it assumes it is the only writer process on its file.
 type Store struct {
 	w     *sql.DB // one connection, every write transaction
-	r     *sql.DB // query-only connections
+	ws    stmts   // prepared on w
+	r     reader  // query-only connections
 	log   *slog.Logger
 	clock func() time.Time
 	wake  *broker
@@ -84,7 +85,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = r.Close()
 		return nil, fmt.Errorf("sqlite open %s: %w", o.Path, err)
 	}
-	return &Store{w: w, r: r, log: o.Logger, clock: o.Now, wake: newBroker()}, nil
+	ws, err := prepareAll(ctx, w, writeQueries)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite open: %w", err), w.Close(), r.Close())
+	}
+	rs, err := prepareAll(ctx, r, readQueries)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite open: %w", err), ws.close(), w.Close(), r.Close())
+	}
+	return &Store{w: w, ws: ws, r: reader{DB: r, stmts: rs}, log: o.Logger, clock: o.Now, wake: newBroker()}, nil
 }
 
 // createPrivate creates an empty database file at path, readable by its
@@ -110,7 +119,7 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.wake.close()
-		err = errors.Join(s.r.Close(), s.w.Close())
+		err = errors.Join(s.r.stmts.close(), s.ws.close(), s.r.Close(), s.w.Close())
 	})
 	return err
 }
@@ -130,6 +139,7 @@ func (s *Store) orNow(t time.Time) time.Time {
 // are appended at its end and published after its commit.
 type tx struct {
 	*sql.Tx
+	stmts   stmts
 	events  []audit.Event
 	sealed  []audit.Event
 	wakeups []store.Wakeup
@@ -154,7 +164,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(*tx) error) (*tx, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: begin: %w", op, err)
 	}
-	t := &tx{Tx: sqlTx}
+	t := &tx{Tx: sqlTx, stmts: s.ws}
 	if err := fn(t); err != nil {
 		_ = sqlTx.Rollback()
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -179,7 +189,7 @@ func (s *Store) appendEvents(ctx context.Context, t *tx) error {
 			e.Time = s.now()
 		}
 		var head audit.Event
-		err := t.QueryRowContext(ctx, `SELECT seq, hash FROM audit_heads WHERE tenant = ?`, e.Tenant).Scan(&head.Seq, &head.Hash)
+		err := t.QueryRowContext(ctx, qAuditHead, e.Tenant).Scan(&head.Seq, &head.Hash)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("append audit: tenant %q: %w", e.Tenant, store.ErrNotFound)
 		}
@@ -187,13 +197,11 @@ func (s *Store) appendEvents(ctx context.Context, t *tx) error {
 			return fmt.Errorf("append audit: read head: %w", err)
 		}
 		e.Seal(head)
-		if _, err := t.ExecContext(ctx, `INSERT INTO audit_events
-			(tenant, seq, time, environment, actor, action, subject, details, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := t.ExecContext(ctx, qInsertAudit,
 			e.Tenant, e.Seq, e.Time.UnixMicro(), e.Environment, e.Actor, e.Action, e.Subject, e.Details, e.PrevHash, e.Hash); err != nil {
 			return fmt.Errorf("append audit: insert: %w", err)
 		}
-		if _, err := t.ExecContext(ctx, `UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?`, e.Seq, e.Hash, e.Tenant); err != nil {
+		if _, err := t.ExecContext(ctx, qUpdateAuditHead, e.Seq, e.Hash, e.Tenant); err != nil {
 			return fmt.Errorf("append audit: update head: %w", err)
 		}
 		t.sealed = append(t.sealed, e)

@@ -66,7 +66,7 @@ func decodeList(s string) ([]string, error) {
 }
 
 func getTask(ctx context.Context, q querier, tenant, id string) (store.Task, int64, error) {
-	t, seq, err := scanTask(q.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = ? AND id = ?`, tenant, id))
+	t, seq, err := scanTask(q.QueryRowContext(ctx, qGetTask, tenant, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Task{}, 0, fmt.Errorf("task %q: %w", id, store.ErrNotFound)
 	}
@@ -93,9 +93,7 @@ func (n envNames) get(ctx context.Context, q querier, id string) (string, error)
 func apply(ctx context.Context, tx *tx, c store.Change) error {
 	if c.Write {
 		t := c.Task
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, attempt = ?, agent_id = ?, updated_at = ?,
-			finished_at = ?, lease_expires_at = ?, not_before = ?, cancel_requested = ?, result = ?, error = ?
-			WHERE tenant = ? AND id = ?`,
+		if _, err := tx.ExecContext(ctx, qUpdateTask,
 			string(t.State), t.Attempt, t.AgentID, t.UpdatedAt.UnixMicro(),
 			micros(t.FinishedAt), micros(t.LeaseExpiresAt), micros(t.NotBefore), t.CancelRequested, t.Result, t.Error,
 			t.Tenant, t.ID); err != nil {
@@ -136,9 +134,7 @@ func (s *Store) EnqueueTask(ctx context.Context, t store.Task, actor string) (st
 			return fmt.Errorf("environment %q: %w", t.EnvironmentID, store.ErrNotFound)
 		}
 		var seq int64
-		err = tx.QueryRowContext(ctx, `INSERT INTO tasks (tenant, id, environment_id, kind, spec, conflict_keys, artifacts,
-			max_attempts, deadline, state, attempt, created_at, updated_at, not_before)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING seq`,
+		err = tx.QueryRowContext(ctx, qInsertTask,
 			nt.Tenant, nt.ID, nt.EnvironmentID, nt.Kind, nonNil(nt.Spec), encodeList(nt.ConflictKeys), encodeList(nt.Artifacts),
 			nt.MaxAttempts, micros(nt.Deadline), string(nt.State), nt.CreatedAt.UnixMicro(), nt.UpdatedAt.UnixMicro(), micros(nt.NotBefore)).
 			Scan(&seq)
@@ -227,13 +223,7 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 // queueEntries returns the environment's leased tasks, then its oldest
 // queued ones, as PlanClaims wants them.
 func queueEntries(ctx context.Context, q querier, tenant, envID string) ([]store.QueueEntry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, state, attempt, kind, conflict_keys, not_before, deadline FROM (
-			SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 0 AS part, seq FROM tasks
-			WHERE tenant = ? AND environment_id = ? AND state = 'leased'
-			UNION ALL
-			SELECT * FROM (SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 1 AS part, seq FROM tasks
-				WHERE tenant = ? AND environment_id = ? AND state = 'queued' ORDER BY seq LIMIT ?)
-		) ORDER BY part, seq`,
+	rows, err := q.QueryContext(ctx, qQueueEntries,
 		tenant, envID, tenant, envID, store.ClaimScanLimit)
 	if err != nil {
 		return nil, err
@@ -307,7 +297,7 @@ func (s *Store) RenewLease(ctx context.Context, p store.RenewParams) (store.Task
 		if t, err = store.RenewLease(cur, p); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`,
+		_, err = tx.ExecContext(ctx, qRenewLease,
 			t.LeaseExpiresAt.UnixMicro(), t.UpdatedAt.UnixMicro(), t.Tenant, t.ID)
 		return err
 	})

@@ -138,7 +138,7 @@ func scanEnv(row interface{ Scan(...any) error }) (store.Environment, error) {
 }
 
 func getEnv(ctx context.Context, q querier, id string) (store.Environment, error) {
-	env, err := scanEnv(q.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments WHERE id = ?`, id))
+	env, err := scanEnv(q.QueryRowContext(ctx, qGetEnv, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Environment{}, fmt.Errorf("environment %q: %w", id, store.ErrNotFound)
 	}
