@@ -297,8 +297,9 @@ func TestManifestsAgentKilledMidApply(t *testing.T) {
 		}
 		return len(list.Items)
 	}
+	// Kill it once a good part, but not all, of the bundle is applied.
 	deadline := time.Now().Add(60 * time.Second)
-	for applied(r.target) == 0 {
+	for applied(r.target) < n/4 {
 		if time.Now().After(deadline) {
 			t.Fatal("the agent applied nothing within 60s")
 		}
@@ -345,6 +346,54 @@ func TestManifestsAgentKilledMidApply(t *testing.T) {
 		}
 		if len(resp.Msg.GetAgents()) != 1 {
 			t.Fatalf("%d agents enrolled, want 1", len(resp.Msg.GetAgents()))
+		}
+	})
+}
+
+// TestManifestsTasksRunInParallelUnlessTheyShareARelease enqueues two
+// overlapping tasks for one release and two for different releases: the
+// first pair runs one after the other, the second at the same time.
+func TestManifestsTasksRunInParallelUnlessTheyShareARelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver, a hub and an agent")
+	}
+	// Rate-limited so that each task lasts long enough to overlap.
+	r := startKubeRig(t, "40")
+	bundle := func(prefix string) string {
+		docs := map[string]string{}
+		for i := range 30 {
+			docs[fmt.Sprintf("%s-%02d", prefix, i)] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s-%02d\n", prefix, i)
+		}
+		return writeBundle(t, docs)
+	}
+	queue := func(id, release string, dir string) {
+		t.Helper()
+		r.cli(t, "", "task", "run", "--env", "prod", "--kind", "manifests", "--id", id,
+			"--release", release, "--namespace", r.target, "--bundle", dir)
+	}
+	same := bundle("same")
+	queue("same-a", "same", same)
+	queue("same-b", "same", same)
+	queue("apart-a", "apart-a", bundle("apart-a"))
+	queue("apart-b", "apart-b", bundle("apart-b"))
+	for _, id := range []string{"same-a", "same-b", "apart-a", "apart-b"} {
+		if got := r.h.waitTask(t, id, 2*time.Minute, hubtest.Terminal); got.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED {
+			t.Fatalf("task %s: %v: %s", id, got.GetState(), got.GetError())
+		}
+	}
+	claimed := r.h.auditTimes(t, "agent.task_claimed")
+	done := r.h.auditTimes(t, "agent.task_completed")
+	overlap := func(a, b string) bool {
+		return claimed[a].Before(done[b]) && claimed[b].Before(done[a])
+	}
+	t.Run("tasks of one release never overlap", func(t *testing.T) {
+		if overlap("same-a", "same-b") {
+			t.Fatalf("same-a ran %v..%v and same-b %v..%v", claimed["same-a"], done["same-a"], claimed["same-b"], done["same-b"])
+		}
+	})
+	t.Run("tasks of different releases run at the same time", func(t *testing.T) {
+		if !overlap("apart-a", "apart-b") {
+			t.Fatalf("apart-a ran %v..%v and apart-b %v..%v", claimed["apart-a"], done["apart-a"], claimed["apart-b"], done["apart-b"])
 		}
 	})
 }

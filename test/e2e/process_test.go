@@ -222,6 +222,27 @@ func (h *hubProc) auditActions(t *testing.T, action string) map[string]int {
 	}
 }
 
+// auditTimes returns when each subject last had an audit event of action.
+func (h *hubProc) auditTimes(t *testing.T, action string) map[string]time.Time {
+	t.Helper()
+	at := map[string]time.Time{}
+	after := int64(0)
+	for {
+		resp, err := h.operator.ListAuditEvents(t.Context(), connect.NewRequest(&outpostv1.ListAuditEventsRequest{AfterSeq: after, Limit: 1000, Action: action}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := resp.Msg.GetEvents()
+		if len(evs) == 0 {
+			return at
+		}
+		for _, e := range evs {
+			at[e.GetSubject()] = e.GetTime().AsTime()
+		}
+		after = evs[len(evs)-1].GetSeq()
+	}
+}
+
 func (h *hubProc) verifyAudit(t *testing.T) {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(binaries(t), "outpost-hub"), "audit", "verify", "--tenant", "acme", "--db", h.db).CombinedOutput()
