@@ -36,8 +36,8 @@ func (k *kubeFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&k.context, "kube-context", "", "kubeconfig context to use instead of the current one")
 	fl.StringVar(&k.namespace, "namespace", "", "the agent's own namespace, holding its identity and inventories (default: env "+kube.EnvNamespace+", else the pod's namespace, else "+kube.DefaultNamespace+")")
 	fl.StringVar(&k.identitySecret, "identity-secret", env("OUTPOST_IDENTITY_SECRET", agent.DefaultIdentitySecret), "Secret in the agent's namespace that keeps its identity when Kubernetes is configured (env OUTPOST_IDENTITY_SECRET)")
-	fl.Float32Var(&k.qps, "kube-qps", kube.DefaultQPS, "Kubernetes API requests per second, sustained")
-	fl.IntVar(&k.burst, "kube-burst", kube.DefaultBurst, "Kubernetes API requests in a burst")
+	fl.Float32Var(&k.qps, "kube-qps", 0, fmt.Sprintf("Kubernetes API requests per second, sustained (default %d)", manifests.DefaultQPS))
+	fl.IntVar(&k.burst, "kube-burst", 0, fmt.Sprintf("Kubernetes API requests in a burst (default %d)", manifests.DefaultBurst))
 	fl.StringSliceVar(&k.denyKinds, "deny-kind", nil, "kinds manifests tasks may never apply, added to the default deny list: group/Kind, Kind (core group) or group/* (repeatable, comma-separated)")
 	fl.BoolVar(&k.allowPrivileged, "allow-privileged", false, "let manifests tasks apply privileged pods (privileged containers, host namespaces, hostPath, SYS_ADMIN)")
 }

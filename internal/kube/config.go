@@ -22,11 +22,6 @@ const (
 	DefaultServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	// DefaultNamespace is the agent's namespace when nothing names one.
 	DefaultNamespace = "outpost-system"
-	// DefaultQPS and DefaultBurst are the client-side rate limits; client-go's
-	// own (5/10) would make a large bundle crawl. They match the manifests
-	// executor's; the API server's priority and fairness is the real guard.
-	DefaultQPS   = 200
-	DefaultBurst = 400
 
 	// EnvKubeconfig names a kubeconfig for the agent only; EnvKubeconfigStd
 	// is the one kubectl reads. Both may hold a path list.
@@ -73,7 +68,9 @@ type Options struct {
 	Namespace string
 	// UserAgent is sent with every request, e.g. "outpost-agent/1.2.3".
 	UserAgent string
-	// QPS and Burst are client-side rate limits (DefaultQPS, DefaultBurst).
+	// QPS and Burst are client-side rate limits. Zero leaves them to each
+	// client's constructor: the manifests executor raises them to its own
+	// defaults, other clients keep client-go's.
 	QPS   float32
 	Burst int
 	// Getenv reads the environment; os.Getenv when nil.
@@ -94,11 +91,9 @@ func (o *Options) Validate() error {
 	if o.QPS < 0 || o.Burst < 0 {
 		return errors.New("kube: QPS and Burst must not be negative")
 	}
-	if o.QPS == 0 {
-		o.QPS = DefaultQPS
-	}
-	if o.Burst == 0 {
-		o.Burst = DefaultBurst
+	if o.QPS > 0 && o.Burst == 0 {
+		// client-go would allow bursts of 10 whatever the rate.
+		o.Burst = int(2 * o.QPS)
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "outpost-agent"

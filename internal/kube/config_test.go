@@ -198,15 +198,27 @@ func TestLoadInClusterConfig(t *testing.T) {
 	}
 }
 
-func TestLoadDefaultsRateLimits(t *testing.T) {
+func TestLoadDefaults(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	c, err := Load(w.opts(Options{Kubeconfig: writeKubeconfig(t, "k")}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Config.QPS != DefaultQPS || c.Config.Burst != DefaultBurst || !strings.HasPrefix(c.Config.UserAgent, "outpost-agent (") {
-		t.Errorf("QPS %v, burst %d, user agent %q; want the defaults", c.Config.QPS, c.Config.Burst, c.Config.UserAgent)
+	if c.Config.QPS != 0 || c.Config.Burst != 0 || !strings.HasPrefix(c.Config.UserAgent, "outpost-agent (") {
+		t.Errorf("QPS %v, burst %d, user agent %q; want rate limits left to each client and the default user agent", c.Config.QPS, c.Config.Burst, c.Config.UserAgent)
+	}
+}
+
+func TestLoadBurstFollowsQPS(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	c, err := Load(w.opts(Options{Kubeconfig: writeKubeconfig(t, "k"), QPS: 50}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config.QPS != 50 || c.Config.Burst != 100 {
+		t.Errorf("QPS %v, burst %d; want 50 and twice that", c.Config.QPS, c.Config.Burst)
 	}
 }
 
