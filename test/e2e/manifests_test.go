@@ -246,6 +246,26 @@ func TestManifestsEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a bundle of several MiB travels as an artifact and is applied", func(t *testing.T) {
+		big := map[string]string{}
+		value := strings.Repeat("x", 120<<10)
+		for i := range 40 {
+			big[fmt.Sprintf("blob-%02d", i)] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: blob-%02d\ndata:\n  payload: %s\n", i, value)
+		}
+		res := r.apply(t, "blobs-1", "blobs", r.target, writeBundle(t, big))
+		if res.Counts.Created != 40 {
+			t.Fatalf("counts %+v, want 40 created", res.Counts)
+		}
+		task := r.h.task(t, "blobs-1")
+		if len(task.GetArtifacts()) != 1 || len(task.GetSpec()) > 64<<10 {
+			t.Fatalf("task carries %d artifacts and a %d-byte spec; want the bundle as one artifact", len(task.GetArtifacts()), len(task.GetSpec()))
+		}
+		cm, err := c.CoreV1().ConfigMaps(r.target).Get(t.Context(), "blob-39", metav1.GetOptions{})
+		if err != nil || len(cm.Data["payload"]) != len(value) {
+			t.Fatalf("blob-39: %v, payload of %d bytes", err, len(cm.Data["payload"]))
+		}
+	})
+
 	t.Run("a task for another namespace fails validation naming the missing permission", func(t *testing.T) {
 		out, err := runCLI(t, r.cliConfig, "", "task", "run", "--env", "prod", "--kind", "manifests", "--id", "shop-elsewhere",
 			"--release", "elsewhere", "--namespace", "kube-system", "--bundle", writeBundle(t, shopBundle()), "--wait")
