@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -20,6 +21,20 @@ type Identity struct {
 	AgentID     string
 	Environment string
 	Key         ed25519.PrivateKey
+}
+
+// String describes the identity without its key, so that printing one
+// with fmt (%v, %+v, %s) never shows the private key.
+func (id Identity) String() string {
+	return fmt.Sprintf("agent %s in %s", id.AgentID, id.Environment)
+}
+
+// GoString is String for %#v.
+func (id Identity) GoString() string { return id.String() }
+
+// LogValue logs the identity without its key.
+func (id Identity) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("agent_id", id.AgentID), slog.String("environment", id.Environment))
 }
 
 // IdentityStore keeps the identity across restarts. Load returns

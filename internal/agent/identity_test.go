@@ -1,11 +1,17 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +55,25 @@ func TestFileIdentity(t *testing.T) {
 			t.Fatal("incomplete identity accepted")
 		}
 	})
+}
+
+func TestIdentityNeverPrintsItsKey(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Identity{AgentID: "agt_1", Environment: "acme/prod", Key: key}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("enrolled", "identity", id)
+	printed := []string{fmt.Sprint(id), fmt.Sprintf("%+v", id), fmt.Sprintf("%#v", id), fmt.Sprintf("%v", &id), logged.String()}
+	for _, form := range []string{string(key), hex.EncodeToString(key.Seed()), base64.StdEncoding.EncodeToString(key), strings.Trim(fmt.Sprint([]byte(key.Seed())), "[]")} {
+		for _, p := range printed {
+			if strings.Contains(p, form) {
+				t.Fatalf("the private key appears in %q", p)
+			}
+		}
+	}
+	if !strings.Contains(logged.String(), "agt_1") || !strings.Contains(fmt.Sprint(id), "acme/prod") {
+		t.Fatalf("the identity is not described: %q / %q", logged.String(), fmt.Sprint(id))
+	}
 }
