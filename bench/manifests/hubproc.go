@@ -76,7 +76,10 @@ func (c *child) alive() error {
 	select {
 	case err := <-c.exited:
 		c.exited <- err
-		return fmt.Errorf("%s exited (%v): %s", c.name, err, tail(c.logPath, 15))
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return fmt.Errorf("%s exited (%w): %s", c.name, err, tail(c.logPath, 15))
 	default:
 		return nil
 	}

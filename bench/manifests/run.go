@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer proxy.Close()
+		defer func() { _ = proxy.Close() }()
 		if clientCfg, err = proxy.proxied(env.Config); err != nil {
 			return err
 		}
