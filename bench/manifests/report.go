@@ -65,6 +65,7 @@ func render(cfg config, res *results) string {
 		versions = append(versions, "outpost-agent "+r.agentVersion)
 	}
 	details = append(details, strings.Join(versions, "; "))
+	details = append(details, "executor client: "+executorLimits())
 	if cfg.rtt > 0 {
 		details = append(details, fmt.Sprintf("API server round trip: %v added by a loopback proxy for kubectl and the agent (-rtt)", cfg.rtt))
 	}
