@@ -81,7 +81,8 @@ func (a *app) waitTask(ctx context.Context, client outpostv1connect.OperatorServ
 		res, err := client.GetTask(ctx, connect.NewRequest(&v1.GetTaskRequest{Id: id}))
 		switch {
 		case ctx.Err() != nil:
-			return last, a.waitEnded(ctx, id, last, timeout)
+			err := a.waitEnded(ctx, client, id, &last, timeout)
+			return last, err
 		case err == nil:
 			last = res.Msg.GetTask()
 			if isTerminal(last.GetState()) {
@@ -91,17 +92,35 @@ func (a *app) waitTask(ctx context.Context, client outpostv1connect.OperatorServ
 			return last, apiError("wait for task "+id, err)
 		}
 		if policy.Sleep(ctx, n) != nil {
-			return last, a.waitEnded(ctx, id, last, timeout)
+			err := a.waitEnded(ctx, client, id, &last, timeout)
+			return last, err
 		}
 	}
 }
 
+// finalFetchTimeout bounds the one look at a task after a wait timed out.
+const finalFetchTimeout = 5 * time.Second
+
 // waitEnded explains why a wait's context ended: its own timeout, or the
-// caller's cancellation (Ctrl-C).
-func (a *app) waitEnded(ctx context.Context, id string, last *v1.Task, timeout time.Duration) error {
+// caller's cancellation (Ctrl-C). After a timeout it looks at the task once
+// more, so the caller is shown its state even when the timeout passed
+// before the first answer.
+func (a *app) waitEnded(ctx context.Context, client outpostv1connect.OperatorServiceClient, id string, last **v1.Task, timeout time.Duration) error {
 	if !errors.Is(context.Cause(ctx), ErrWaitTimeout) {
 		return fmt.Errorf("wait for task %s: %w", id, context.Cause(ctx))
 	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFetchTimeout)
+	defer cancel()
+	if res, err := client.GetTask(fctx, connect.NewRequest(&v1.GetTaskRequest{Id: id})); err == nil {
+		*last = res.Msg.GetTask()
+		if isTerminal((*last).GetState()) {
+			return nil
+		}
+	}
+	return waitTimedOut(id, *last, timeout)
+}
+
+func waitTimedOut(id string, last *v1.Task, timeout time.Duration) error {
 	state := "not seen yet"
 	if last != nil {
 		state = "still " + stateName(last.GetState())

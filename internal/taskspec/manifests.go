@@ -104,7 +104,7 @@ func IsArtifactDigest(s string) bool {
 	}
 	for i := 0; i < len(hex); i++ {
 		c := hex[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

@@ -20,7 +20,7 @@ import (
 // Inventory Secret layout.
 const (
 	// InventorySecretType is the type of the inventory Secrets.
-	InventorySecretType corev1.SecretType = "outpost.dev/inventory"
+	InventorySecretType corev1.SecretType = "outpost.dev/inventory" //nolint:gosec // a Secret type name, not a credential
 	// inventoryPrefix starts the name of a release's inventory Secret.
 	inventoryPrefix = "outpost-release-"
 	keyCommitted    = "committed"

@@ -27,7 +27,7 @@ func AssetsDir() (string, error) {
 		dir = d
 	}
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		st, err := os.Stat(filepath.Join(dir, bin))
+		st, err := os.Stat(filepath.Join(dir, bin)) //nolint:gosec // the test binaries directory is the developer's own setting
 		if err != nil || st.Mode()&0o111 == 0 {
 			return "", fmt.Errorf("%w (looked in %s)", ErrNoAssets, dir)
 		}
@@ -67,7 +67,7 @@ func defaultAssetsDir() (string, error) {
 
 // readVersions reads the KEY=VALUE lines of hack/testbins.versions.
 func readVersions(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // hack/testbins.versions in this source tree
 	if err != nil {
 		return nil, fmt.Errorf("kubetest: pinned versions: %w", err)
 	}

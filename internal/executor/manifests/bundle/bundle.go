@@ -122,7 +122,7 @@ func (d *decoder) jsonStream(data []byte) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: document %d: malformed JSON: %v", ErrInvalid, doc, err)
+			return fmt.Errorf("%w: document %d: malformed JSON: %w", ErrInvalid, doc, err)
 		}
 		if err := d.document(doc, raw); err != nil {
 			return err
@@ -138,7 +138,7 @@ func (d *decoder) yamlStream(data []byte) error {
 		}
 		raw, err := yaml.YAMLToJSON(text)
 		if err != nil {
-			return fmt.Errorf("%w: document %d: malformed YAML: %v", ErrInvalid, doc, err)
+			return fmt.Errorf("%w: document %d: malformed YAML: %w", ErrInvalid, doc, err)
 		}
 		if err := d.document(doc, raw); err != nil {
 			return err
@@ -192,7 +192,7 @@ func (d *decoder) document(doc int, raw []byte) error {
 	if raw[0] == '[' {
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
-			return fmt.Errorf("%w: document %d: %v", ErrInvalid, doc, err)
+			return fmt.Errorf("%w: document %d: %w", ErrInvalid, doc, err)
 		}
 		for i, item := range items {
 			if err := d.object(doc, i+1, item); err != nil {
@@ -209,7 +209,7 @@ func (d *decoder) document(doc int, raw []byte) error {
 		Items []json.RawMessage `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &head); err != nil {
-		return fmt.Errorf("%w: document %d: %v", ErrInvalid, doc, err)
+		return fmt.Errorf("%w: document %d: %w", ErrInvalid, doc, err)
 	}
 	if strings.HasSuffix(head.Kind, "List") && head.Items != nil {
 		for i, item := range head.Items {
@@ -270,7 +270,7 @@ func check(u *unstructured.Unstructured) error {
 	if !ok || kind == "" {
 		return errors.New("kind is missing or not a string")
 	}
-	if strings.ContainsFunc(kind, func(r rune) bool { return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r))) }) {
+	if strings.ContainsFunc(kind, func(r rune) bool { return r >= unicode.MaxASCII || !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
 		return fmt.Errorf("kind %q: want letters and digits", kind)
 	}
 	meta, ok := u.Object["metadata"].(map[string]any)

@@ -69,7 +69,7 @@ func Database(t testing.TB) string {
 		}
 		t.Skip("!!!!! SKIPPING POSTGRESQL STORE TESTS !!!!! " + msg + " (CI=true turns this skip into a failure)")
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	name := RandomName("outpost_test_")
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create test database: %v", err)
@@ -82,7 +82,7 @@ func Database(t testing.TB) string {
 			t.Errorf("drop test database %s: %v", name, err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop test database %s: %v", name, err)
 		}
