@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/outposthq/outpost/internal/store"
@@ -142,5 +143,42 @@ func TestFailedPutLeavesNoChunks(t *testing.T) {
 	}
 	if chunks != 0 || uploads != 0 {
 		t.Fatalf("%d chunks and %d uploads left behind", chunks, uploads)
+	}
+}
+
+// A claim must not walk an environment's finished tasks: on a busy hub
+// they outnumber the unfinished ones by far, and every claim would slow
+// down as history grows.
+func TestClaimReadsOnlyUnfinishedTasks(t *testing.T) {
+	s := openTest(t)
+	rows, err := s.r.DB.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+qQueueEntries, "acme", "env", "acme", "env", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	searches := 0
+	for _, step := range plan {
+		if !strings.Contains(step, " tasks") {
+			continue
+		}
+		if !strings.HasPrefix(step, "SEARCH tasks USING INDEX tasks_unfinished ") {
+			t.Fatalf("claim query plan step %q, want a search of tasks_unfinished; plan %q", step, plan)
+		}
+		searches++
+	}
+	if searches != 2 {
+		t.Fatalf("claim query plan %q, want two searches of tasks_unfinished", plan)
 	}
 }

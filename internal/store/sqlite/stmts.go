@@ -11,15 +11,19 @@ import (
 // runs some of them. They are prepared once per pool at Open, so SQLite
 // parses and plans them once instead of at every call.
 const (
-	qGetTask      = `SELECT ` + taskColumns + ` FROM tasks WHERE tenant = ? AND id = ?`
-	qGetEnv       = `SELECT ` + envColumns + ` FROM environments WHERE id = ?`
-	qGetAgent     = `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`
+	qGetTask  = `SELECT ` + taskColumns + ` FROM tasks WHERE tenant = ? AND id = ?`
+	qGetEnv   = `SELECT ` + envColumns + ` FROM environments WHERE id = ?`
+	qGetAgent = `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`
+	// qQueueEntries reads only unfinished tasks, through the partial index
+	// tasks_unfinished: the repeated state IN (…) is its WHERE, which lets
+	// SQLite use it, and INDEXED BY keeps the planner from walking every
+	// task the environment ever had through tasks_env_seq instead.
 	qQueueEntries = `SELECT id, state, attempt, kind, conflict_keys, not_before, deadline FROM (
-			SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 0 AS part, seq FROM tasks
-			WHERE tenant = ? AND environment_id = ? AND state = 'leased'
+			SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 0 AS part, seq FROM tasks INDEXED BY tasks_unfinished
+			WHERE tenant = ? AND environment_id = ? AND state = 'leased' AND state IN ('queued', 'leased')
 			UNION ALL
-			SELECT * FROM (SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 1 AS part, seq FROM tasks
-				WHERE tenant = ? AND environment_id = ? AND state = 'queued' ORDER BY seq LIMIT ?)
+			SELECT * FROM (SELECT id, state, attempt, kind, conflict_keys, not_before, deadline, 1 AS part, seq FROM tasks INDEXED BY tasks_unfinished
+				WHERE tenant = ? AND environment_id = ? AND state = 'queued' AND state IN ('queued', 'leased') ORDER BY seq LIMIT ?)
 		) ORDER BY part, seq`
 	qUpdateTask = `UPDATE tasks SET state = ?, attempt = ?, agent_id = ?, updated_at = ?,
 			finished_at = ?, lease_expires_at = ?, not_before = ?, cancel_requested = ?, result = ?, error = ?
