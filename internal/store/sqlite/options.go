@@ -21,6 +21,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ReadConns bounds the read pool; 0 means 4.
 	ReadConns int
+	// MaxBatch bounds how many concurrent writes are committed as one
+	// transaction (group commit); 0 means 128, 1 commits each write alone.
+	MaxBatch int
 }
 
 // Validate reports what is wrong with o.
@@ -38,6 +41,9 @@ func (o Options) Validate() error {
 	if o.ReadConns < 0 {
 		errs = append(errs, errors.New("sqlite: ReadConns must not be negative"))
 	}
+	if o.MaxBatch < 0 {
+		errs = append(errs, errors.New("sqlite: MaxBatch must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -53,6 +59,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReadConns == 0 {
 		o.ReadConns = 4
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = defaultMaxBatch
 	}
 	return o
 }

@@ -29,6 +29,8 @@ type Store struct {
 	log   *slog.Logger
 	clock func() time.Time
 	wake  *broker
+	// writer runs every write transaction (group commit, writer.go).
+	writer *writer
 
 	closeOnce sync.Once
 }
@@ -93,7 +95,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite open: %w", err), ws.close(), w.Close(), r.Close())
 	}
-	return &Store{w: w, ws: ws, r: reader{DB: r, stmts: rs}, log: o.Logger, clock: o.Now, wake: newBroker()}, nil
+	s := &Store{w: w, ws: ws, r: reader{DB: r, stmts: rs}, log: o.Logger, clock: o.Now, wake: newBroker(), writer: newWriter(o.MaxBatch)}
+	go s.runWriter()
+	return s, nil
 }
 
 // createPrivate creates an empty database file at path, readable by its
@@ -118,6 +122,7 @@ func createPrivate(path string) error {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.writer.close()
 		s.wake.close()
 		err = errors.Join(s.r.stmts.close(), s.ws.close(), s.r.Close(), s.w.Close())
 	})
@@ -139,6 +144,9 @@ func (s *Store) orNow(t time.Time) time.Time {
 // are appended at its end and published after its commit.
 type tx struct {
 	*sql.Tx
+	// ctx runs every statement of the transaction, whoever's call it
+	// serves (see write).
+	ctx     context.Context
 	stmts   stmts
 	events  []audit.Event
 	sealed  []audit.Event
@@ -154,59 +162,6 @@ func (t *tx) wakeup(w store.Wakeup) {
 		}
 	}
 	t.wakeups = append(t.wakeups, w)
-}
-
-// write runs fn in a write transaction, appends the audit events fn
-// recorded, commits, and then publishes the wake-ups. Errors are prefixed
-// with op.
-func (s *Store) write(ctx context.Context, op string, fn func(*tx) error) (*tx, error) {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: begin: %w", op, err)
-	}
-	t := &tx{Tx: sqlTx, stmts: s.ws}
-	if err := fn(t); err != nil {
-		_ = sqlTx.Rollback()
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	if err := s.appendEvents(ctx, t); err != nil {
-		_ = sqlTx.Rollback()
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return nil, fmt.Errorf("%s: commit: %w", op, err)
-	}
-	s.wake.publish(t.wakeups)
-	return t, nil
-}
-
-// appendEvents seals t's events after their tenant's chain head and inserts
-// them. It runs last in the transaction, so the head is held as briefly as
-// possible (SQLite has one writer; the head needs no row lock).
-func (s *Store) appendEvents(ctx context.Context, t *tx) error {
-	for _, e := range t.events {
-		if e.Time.IsZero() {
-			e.Time = s.now()
-		}
-		var head audit.Event
-		err := t.QueryRowContext(ctx, qAuditHead, e.Tenant).Scan(&head.Seq, &head.Hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("append audit: tenant %q: %w", e.Tenant, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("append audit: read head: %w", err)
-		}
-		e.Seal(head)
-		if _, err := t.ExecContext(ctx, qInsertAudit,
-			e.Tenant, e.Seq, e.Time.UnixMicro(), e.Environment, e.Actor, e.Action, e.Subject, e.Details, e.PrevHash, e.Hash); err != nil {
-			return fmt.Errorf("append audit: insert: %w", err)
-		}
-		if _, err := t.ExecContext(ctx, qUpdateAuditHead, e.Seq, e.Hash, e.Tenant); err != nil {
-			return fmt.Errorf("append audit: update head: %w", err)
-		}
-		t.sealed = append(t.sealed, e)
-	}
-	return nil
 }
 
 // isUnique reports whether err is a unique or primary key violation.

@@ -37,11 +37,16 @@ const (
 			(tenant, seq, time, environment, actor, action, subject, details, prev_hash, hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdateAuditHead = `UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?`
+	// One savepoint per operation of a group commit (writer.go).
+	qSavepoint  = `SAVEPOINT op`
+	qRelease    = `RELEASE op`
+	qRollbackTo = `ROLLBACK TO op`
 )
 
 var (
 	// writeQueries run in write transactions.
-	writeQueries = []string{qGetTask, qGetEnv, qQueueEntries, qUpdateTask, qInsertTask, qRenewLease, qAuditHead, qInsertAudit, qUpdateAuditHead}
+	writeQueries = []string{qGetTask, qGetEnv, qQueueEntries, qUpdateTask, qInsertTask, qRenewLease, qAuditHead, qInsertAudit, qUpdateAuditHead,
+		qSavepoint, qRelease, qRollbackTo}
 	// readQueries run on the read pool.
 	readQueries = []string{qGetTask, qGetEnv, qGetAgent}
 )
@@ -75,26 +80,28 @@ func (s stmts) close() error {
 // ExecContext, QueryContext and QueryRowContext run a prepared statement
 // in the transaction when query is one, and prepare query otherwise. The
 // transaction runs on the writer's only connection, where the statement
-// was prepared, so database/sql reuses it.
-func (t *tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+// was prepared, so database/sql reuses it. They run under the
+// transaction's context, not the caller's: the transaction may serve
+// several callers, and a cancelled statement would end it for all of them.
+func (t *tx) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		return t.Tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
 	}
-	return t.Tx.ExecContext(ctx, query, args...)
+	return t.Tx.ExecContext(t.ctx, query, args...)
 }
 
-func (t *tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t *tx) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		return t.Tx.StmtContext(t.ctx, st).QueryContext(t.ctx, args...)
 	}
-	return t.Tx.QueryContext(ctx, query, args...)
+	return t.Tx.QueryContext(t.ctx, query, args...)
 }
 
-func (t *tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (t *tx) QueryRowContext(_ context.Context, query string, args ...any) *sql.Row {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+		return t.Tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
 	}
-	return t.Tx.QueryRowContext(ctx, query, args...)
+	return t.Tx.QueryRowContext(t.ctx, query, args...)
 }
 
 // reader is the read pool with its prepared statements.
