@@ -202,9 +202,9 @@ func (h *hubProc) waitTask(t *testing.T, id string, timeout time.Duration, cond 
 	return nil
 }
 
-func (h *hubProc) auditActions(t *testing.T, action string) map[string]int {
+// auditEvents calls fn for every audit event of action, oldest first.
+func (h *hubProc) auditEvents(t *testing.T, action string, fn func(*outpostv1.AuditEvent)) {
 	t.Helper()
-	count := map[string]int{}
 	after := int64(0)
 	for {
 		resp, err := h.operator.ListAuditEvents(t.Context(), connect.NewRequest(&outpostv1.ListAuditEventsRequest{AfterSeq: after, Limit: 1000, Action: action}))
@@ -213,34 +213,29 @@ func (h *hubProc) auditActions(t *testing.T, action string) map[string]int {
 		}
 		evs := resp.Msg.GetEvents()
 		if len(evs) == 0 {
-			return count
+			return
 		}
 		for _, e := range evs {
-			count[e.GetSubject()]++
+			fn(e)
 		}
 		after = evs[len(evs)-1].GetSeq()
 	}
+}
+
+// auditActions counts the audit events of action by subject.
+func (h *hubProc) auditActions(t *testing.T, action string) map[string]int {
+	t.Helper()
+	count := map[string]int{}
+	h.auditEvents(t, action, func(e *outpostv1.AuditEvent) { count[e.GetSubject()]++ })
+	return count
 }
 
 // auditTimes returns when each subject last had an audit event of action.
 func (h *hubProc) auditTimes(t *testing.T, action string) map[string]time.Time {
 	t.Helper()
 	at := map[string]time.Time{}
-	after := int64(0)
-	for {
-		resp, err := h.operator.ListAuditEvents(t.Context(), connect.NewRequest(&outpostv1.ListAuditEventsRequest{AfterSeq: after, Limit: 1000, Action: action}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs := resp.Msg.GetEvents()
-		if len(evs) == 0 {
-			return at
-		}
-		for _, e := range evs {
-			at[e.GetSubject()] = e.GetTime().AsTime()
-		}
-		after = evs[len(evs)-1].GetSeq()
-	}
+	h.auditEvents(t, action, func(e *outpostv1.AuditEvent) { at[e.GetSubject()] = e.GetTime().AsTime() })
+	return at
 }
 
 func (h *hubProc) verifyAudit(t *testing.T) {
