@@ -17,6 +17,7 @@ var auditScenarios = []scenario{
 	{"every change appends an audit event and the chain verifies", testAuditChain},
 	{"audit events are listed by sequence and action", testListAudit},
 	{"each tenant has its own audit chain", testAuditPerTenant},
+	{"one change recording events of several tenants extends each chain", testAuditSeveralTenantsAtOnce},
 }
 
 // auditedHistory runs one change of every kind and returns the actions it
@@ -199,5 +200,68 @@ func Tamper(t *testing.T, open func(t *testing.T) store.Store, exec func(t *test
 				t.Fatalf("Verify after %q = %v, want ErrChainBroken", tt.query, err)
 			}
 		})
+	}
+}
+
+// A claim of several tasks records several events in one transaction, and
+// a sweep records events of every tenant whose leases ran out: each
+// chain must come out whole, in the order of the changes.
+func testAuditSeveralTenantsAtOnce(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	ctx := t.Context()
+	must(t, s.CreateTenant(ctx, store.Tenant{Name: "globex", CreatedAt: T0}, "operator:root"))
+	must(t, s.CreateEnvironment(ctx, store.Environment{ID: "g1", Tenant: "globex", Name: "prod", CreatedAt: T0}, "operator:root"))
+	for _, id := range []string{"t1", "t2", "t3"} {
+		f.enqueue(t, f.task(id))
+	}
+	g := store.Task{ID: "g-t1", Tenant: "globex", EnvironmentID: "g1", Kind: "http", Spec: []byte(`{}`), MaxAttempts: 2, CreatedAt: T0}
+	if _, _, err := s.EnqueueTask(ctx, g, "operator:root"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.claim(t, "agent-1", 3, T0.Add(time.Second)); len(got) != 3 {
+		t.Fatalf("claimed %d tasks, want 3", len(got))
+	}
+	gl, err := s.ClaimTasks(ctx, store.ClaimParams{Tenant: "globex", EnvironmentID: "g1", AgentID: "agent-g", Max: 1, LeaseDuration: time.Minute, Now: T0.Add(time.Second)})
+	must(t, err)
+	if len(gl) != 1 {
+		t.Fatalf("globex claimed %d tasks, want 1", len(gl))
+	}
+	res, err := s.Sweep(ctx, T0.Add(time.Hour), minutes)
+	must(t, err)
+	if res.Requeued+res.Failed != 4 {
+		t.Fatalf("sweep %+v, want 4 leases ended", res)
+	}
+	acme := f.events(t)
+	must(t, audit.Verify(acme))
+	globex, err := s.ListAudit(ctx, "globex", 0, 1000, "")
+	must(t, err)
+	must(t, audit.Verify(globex))
+	count := func(es []audit.Event, action string) int {
+		n := 0
+		for _, e := range es {
+			if e.Action == action {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(acme, audit.ActionTaskClaimed); n != 3 {
+		t.Errorf("acme has %d claim events, want 3", n)
+	}
+	if n := count(acme, audit.ActionTaskLeaseExpired); n != 3 {
+		t.Errorf("acme has %d lease expiries, want 3", n)
+	}
+	if n := count(globex, audit.ActionTaskLeaseExpired); n != 1 {
+		t.Errorf("globex has %d lease expiries, want 1", n)
+	}
+	last := globex[len(globex)-1]
+	if last.Action != audit.ActionTaskLeaseExpired || last.Subject != "g-t1" {
+		t.Errorf("globex's last event is %s %s, want the lease expiry of g-t1", last.Action, last.Subject)
+	}
+	// The next change links to the head the sweep left.
+	e, err := s.AppendAudit(ctx, audit.Event{Time: T0.Add(2 * time.Hour), Tenant: "globex", Actor: "operator:root", Action: "x", Details: "{}"})
+	must(t, err)
+	if e.Seq != last.Seq+1 || e.PrevHash != last.Hash {
+		t.Fatalf("event after the sweep: seq %d prev %.12s, want %d %.12s", e.Seq, e.PrevHash, last.Seq+1, last.Hash)
 	}
 }
