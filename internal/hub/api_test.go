@@ -560,3 +560,22 @@ func TestArtifactAccess(t *testing.T) {
 		wantCode(t, err, connect.CodeNotFound)
 	})
 }
+
+func TestAcceptedAccessTokenIsRefusedOnceExpired(t *testing.T) {
+	clk := &clock{}
+	h := hubtest.Start(t, hubtest.Options{Hub: func(o *hub.Options) { o.Now = clk.Now }})
+	h.CreateEnvironment(t, "prod")
+	a := mustEnroll(t, h, "prod")
+	// Accepted, and so remembered as verified.
+	for range 2 {
+		if _, err := a.client.Heartbeat(t.Context(), connect.NewRequest(&outpostv1.HeartbeatRequest{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past its expiry and the verifier's leeway.
+	clk.Advance(auth.DefaultAccessTokenTTL + time.Minute)
+	_, err := a.client.Heartbeat(t.Context(), connect.NewRequest(&outpostv1.HeartbeatRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	_, err = a.client.Claim(t.Context(), connect.NewRequest(&outpostv1.ClaimRequest{MaxTasks: 1}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+}

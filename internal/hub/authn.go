@@ -51,9 +51,13 @@ func (h *Hub) authAgent(ctx context.Context, hdr http.Header, scope string) (age
 	if err != nil {
 		return agentCaller{}, err
 	}
-	claims, err := h.tokens.Verify(tok)
-	if err != nil {
-		return agentCaller{}, connect.NewError(connect.CodeUnauthenticated, err)
+	now := h.opts.Now()
+	claims, ok := h.verified.get(tok, now)
+	if !ok {
+		if claims, err = h.tokens.Verify(tok); err != nil {
+			return agentCaller{}, connect.NewError(connect.CodeUnauthenticated, err)
+		}
+		h.verified.put(tok, claims, now)
 	}
 	if !claims.HasScope(scope) {
 		return agentCaller{}, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("access token lacks scope %s", scope))

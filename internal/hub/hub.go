@@ -25,6 +25,7 @@ type Hub struct {
 	opts     Options
 	store    store.Store
 	tokens   *auth.TokenAuthority
+	verified *verifiedTokens
 	notifier *notifier
 	metrics  *metrics
 	gatherer prometheus.Gatherer
@@ -60,7 +61,7 @@ func New(ctx context.Context, opts Options) (*Hub, error) {
 		return nil, err
 	}
 	n := newNotifier(opts.Now)
-	h := &Hub{opts: opts, store: opts.Store, tokens: tokens, notifier: n, envNames: map[string]store.Environment{}}
+	h := &Hub{opts: opts, store: opts.Store, tokens: tokens, verified: newVerifiedTokens(), notifier: n, envNames: map[string]store.Environment{}}
 	if g, ok := opts.Registerer.(prometheus.Gatherer); ok {
 		h.gatherer = g
 	}
