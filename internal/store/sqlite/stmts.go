@@ -14,6 +14,9 @@ const (
 	qGetTask  = `SELECT ` + taskColumns + ` FROM tasks WHERE tenant = ? AND id = ?`
 	qGetEnv   = `SELECT ` + envColumns + ` FROM environments WHERE id = ?`
 	qGetAgent = `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`
+	// Every operator call reads its token, every enqueue its environment.
+	qGetAPIToken  = `SELECT id, tenant, name, hash, created_at, expires_at FROM api_tokens WHERE hash = ?`
+	qGetEnvByName = `SELECT ` + envColumns + ` FROM environments WHERE tenant = ? AND name = ?`
 	// qQueueEntries reads only unfinished tasks, through the partial index
 	// tasks_unfinished: the repeated state IN (…) is its WHERE, which lets
 	// SQLite use it, and INDEXED BY keeps the planner from walking every
@@ -48,7 +51,7 @@ var (
 	writeQueries = []string{qGetTask, qGetEnv, qQueueEntries, qUpdateTask, qInsertTask, qRenewLease, qAuditHead, qInsertAudit, qUpdateAuditHead,
 		qSavepoint, qRelease, qRollbackTo}
 	// readQueries run on the read pool.
-	readQueries = []string{qGetTask, qGetEnv, qGetAgent}
+	readQueries = []string{qGetTask, qGetEnv, qGetAgent, qGetAPIToken, qGetEnvByName}
 )
 
 // stmts holds one pool's prepared statements by query text. It is filled

@@ -87,7 +87,7 @@ func (s *Store) GetAPITokenByHash(ctx context.Context, hash []byte, now time.Tim
 		created int64
 		expires sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, tenant, name, hash, created_at, expires_at FROM api_tokens WHERE hash = ?`, hash).
+	err := s.r.QueryRowContext(ctx, qGetAPIToken, hash).
 		Scan(&tok.ID, &tok.Tenant, &tok.Name, &tok.Hash, &created, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.APIToken{}, fmt.Errorf("get api token: %w", store.ErrNotFound)
@@ -156,7 +156,7 @@ func (s *Store) GetEnvironment(ctx context.Context, id string) (store.Environmen
 
 // GetEnvironmentByName returns the tenant's environment called name.
 func (s *Store) GetEnvironmentByName(ctx context.Context, tenant, name string) (store.Environment, error) {
-	env, err := scanEnv(s.r.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments WHERE tenant = ? AND name = ?`, tenant, name))
+	env, err := scanEnv(s.r.QueryRowContext(ctx, qGetEnvByName, tenant, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Environment{}, fmt.Errorf("get environment %s/%s: %w", tenant, name, store.ErrNotFound)
 	}
