@@ -50,8 +50,10 @@ func (e *Executor) dryRunEach(ctx context.Context, targets []*target, retryUntil
 	var reasons = map[*target]string{}
 	err := forEach(ctx, e.parallel, targets, func(ctx context.Context, tg *target) error {
 		for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-			_, err := e.apply(ctx, tg, true)
+			sentAfter := e.clock.now()
+			out, err := e.apply(ctx, tg, true)
 			if err == nil {
+				tg.noop = unchanged(tg.seen, out, sentAfter)
 				return nil
 			}
 			if apierrors.IsNotFound(err) && e.now().Before(retryUntil) {
@@ -168,17 +170,26 @@ func (e *Executor) applyAll(ctx context.Context, r *run) (int, error) {
 	return len(deferred), nil
 }
 
-// applyEach applies targets in parallel and records their outcomes.
+// applyEach applies targets in parallel and records their outcomes. A
+// target whose dry-run showed no change is not sent again: the object was
+// as the bundle wants it when it was dry-run, and applying it then would
+// have been a no-op.
 func (e *Executor) applyEach(ctx context.Context, targets []*target) error {
 	return forEach(ctx, e.parallel, targets, func(ctx context.Context, tg *target) error {
-		out, err := e.apply(ctx, tg, false)
-		if err != nil {
-			return apiError(ctx, "apply", tg.String(), err)
+		var rv string
+		if tg.noop {
+			rv = tg.seen.rv
+		} else {
+			out, err := e.apply(ctx, tg, false)
+			if err != nil {
+				return apiError(ctx, "apply", tg.String(), err)
+			}
+			rv = out.GetResourceVersion()
 		}
 		switch {
 		case !tg.existed:
 			tg.outcome = OutcomeCreated
-		case out.GetResourceVersion() == tg.rv:
+		case rv == tg.rv:
 			tg.outcome = OutcomeUnchanged
 		default:
 			tg.outcome = OutcomeConfigured

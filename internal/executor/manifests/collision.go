@@ -65,6 +65,7 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 		}
 		tg.live = live != nil
 		if tg.live {
+			tg.seen = newLiveMeta(&live.ObjectMeta)
 			tg.existed, tg.rv = true, live.GetResourceVersion()
 			if ours, why := owner(live.GetLabels(), r.spec.Release); !ours {
 				if r.spec.Adopt {

@@ -35,7 +35,10 @@
 //
 // Namespaces and CRDs are applied first, then the other objects in a stable
 // kind order (Helm's install order), with bounded parallelism within each
-// kind. Prune deletes, in the reverse order, what the release's previous
+// kind. An object whose dry-run showed that applying it changes nothing is
+// reported unchanged and not sent again (see noop.go for how that is
+// told), so a task that changes nothing costs one read and one dry-run per
+// object. Prune deletes, in the reverse order, what the release's previous
 // inventory held and this revision lacks, after checking again that each
 // object still carries the release's labels.
 //

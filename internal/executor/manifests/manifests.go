@@ -75,6 +75,8 @@ type Executor struct {
 	parallel  int
 	establish time.Duration
 	now       func() time.Time
+	// clock tracks the API server's clock, for the no-change check.
+	clock *serverClock
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -92,14 +94,16 @@ func New(opts Options) (*Executor, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultRequestTimeout
 	}
+	clock := &serverClock{}
+	cfg.Wrap(clock.wrap)
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
 	}
-	return newWithClient(opts, cfg, httpClient)
+	return newWithClient(opts, cfg, httpClient, clock)
 }
 
-func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client) (*Executor, error) {
+func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client, clock *serverClock) (*Executor, error) {
 	dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
@@ -134,6 +138,7 @@ func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client) (*Ex
 		parallel:  opts.Parallelism,
 		establish: opts.EstablishTimeout,
 		now:       opts.Now,
+		clock:     clock,
 	}, nil
 }
 

@@ -36,6 +36,11 @@ type target struct {
 	rv      string
 	skip    string
 	adopted bool
+	// seen is what observe read of the live object, nil if none.
+	seen *liveMeta
+	// noop: the dry-run showed that applying it changes nothing, so it is
+	// not applied again (see unchanged).
+	noop bool
 
 	outcome string
 	reason  string
