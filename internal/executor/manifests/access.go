@@ -33,7 +33,10 @@ func (p permission) String() string {
 // checkAccess asks the API server, with one SelfSubjectAccessReview per
 // distinct permission, whether the agent may do everything the task needs:
 // get, create and patch every object of the bundle, get and delete every
-// prune candidate, and read and write the release's inventory.
+// prune candidate, and read and write the release's inventory. In the same
+// batch it asks whether the agent may list the resources observe would
+// rather LIST than GET one by one, and records the answers in r.mayList; a
+// task never needs list, so a denied list only means GETs.
 func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 	needs := map[permission]string{}
 	var order []permission
@@ -56,6 +59,15 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 			need(permission{p.ref.Group, p.ref.Resource, p.ref.Namespace, verb}, "pruning "+p.ref.String())
 		}
 	}
+	optional := map[permission][]listKey{}
+	for _, k := range listGroups(r.reads()) {
+		p := k.permission()
+		if optional[p] == nil {
+			order = append(order, p)
+		}
+		optional[p] = append(optional[p], k)
+	}
+	r.mayList = make(map[listKey]bool, len(optional))
 	var mu sync.Mutex
 	var denied []permission
 	err := forEach(ctx, e.parallel, order, func(ctx context.Context, p permission) error {
@@ -66,10 +78,15 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 		if err != nil {
 			return apiError(ctx, "check permission", p.String(), err)
 		}
-		if !out.Status.Allowed {
-			mu.Lock()
+		mu.Lock()
+		defer mu.Unlock()
+		switch keys, opt := optional[p]; {
+		case opt:
+			for _, k := range keys {
+				r.mayList[k] = out.Status.Allowed
+			}
+		case !out.Status.Allowed:
 			denied = append(denied, p)
-			mu.Unlock()
 		}
 		return nil
 	})

@@ -48,26 +48,29 @@ func (r Ref) gvr() schema.GroupVersionResource {
 
 // observe reads every target and prune candidate (collision defense): an
 // existing target that does not carry this release's labels is skipped
-// unless the task adopts it. A reused snapshot supplies what the first
-// attempt saw, so outcomes stay as that attempt would have reported them.
+// unless the task adopts it. A resource with several objects in one
+// namespace is read with one metadata LIST where the agent may list it,
+// the others with a metadata GET each. A reused snapshot supplies what the
+// first attempt saw, so outcomes stay as that attempt would have reported
+// them.
 func (e *Executor) observe(ctx context.Context, r *run) error {
 	var snapTargets, snapPrune map[string]snapshot
 	if r.snap != nil {
 		snapTargets, snapPrune = indexSnapshots(r.snap.Targets), indexSnapshots(r.snap.Prune)
 	}
-	err := forEach(ctx, e.parallel, r.targets, func(ctx context.Context, tg *target) error {
-		live, err := e.meta(tg.ref).Get(ctx, tg.ref.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			live = nil
-		case err != nil:
+	fromList, err := e.listAll(ctx, r)
+	if err != nil {
+		return err
+	}
+	err = forEach(ctx, e.parallel, r.targets, func(ctx context.Context, tg *target) error {
+		live, err := e.readLive(ctx, tg.ref, fromList)
+		if err != nil {
 			return apiError(ctx, "read", tg.String(), err)
 		}
-		tg.live = live != nil
+		tg.seen, tg.live = live, live != nil
 		if tg.live {
-			tg.seen = newLiveMeta(&live.ObjectMeta)
-			tg.existed, tg.rv = true, live.GetResourceVersion()
-			if ours, why := owner(live.GetLabels(), r.spec.Release); !ours {
+			tg.existed, tg.rv = true, live.rv
+			if ours, why := owner(live.labels, r.spec.Release); !ours {
 				if r.spec.Adopt {
 					tg.adopted = true
 				} else {
@@ -104,15 +107,15 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 			p.snap = s
 			return nil
 		}
-		live, err := e.meta(p.ref).Get(ctx, p.ref.Name, metav1.GetOptions{})
+		live, err := e.readLive(ctx, p.ref, fromList)
 		switch {
-		case apierrors.IsNotFound(err):
-			return nil
 		case err != nil:
 			return apiError(ctx, "read prune candidate", p.ref.String(), err)
+		case live == nil:
+			return nil
 		}
-		p.snap.Existed, p.snap.ResourceVersion = true, live.GetResourceVersion()
-		p.snap.Owned, _ = owner(live.GetLabels(), r.spec.Release)
+		p.snap.Existed, p.snap.ResourceVersion = true, live.rv
+		p.snap.Owned, _ = owner(live.labels, r.spec.Release)
 		return nil
 	})
 	if err != nil {

@@ -21,6 +21,11 @@
 //     pruned, unless the task adopts it;
 //  6. a server-side dry-run apply of every object to be written.
 //
+// Collision defense reads only metadata: with one paginated LIST for a
+// resource with several objects in one namespace when the agent may list
+// it there (asked in the same SelfSubjectAccessReview batch; a task never
+// needs list, a denied one means a GET per object), else a GET per object.
+//
 // Two kinds of objects cannot be dry-run before the first write, since the
 // API server rejects them until something else of the bundle exists:
 // custom resources whose CustomResourceDefinition the bundle introduces,

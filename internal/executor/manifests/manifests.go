@@ -77,6 +77,9 @@ type Executor struct {
 	now       func() time.Time
 	// clock tracks the API server's clock, for the no-change check.
 	clock *serverClock
+	// listPage and listBudget are listPageSize and listBudget; tests
+	// lower them.
+	listPage, listBudget int
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -125,20 +128,22 @@ func newWithClient(opts Options, cfg *rest.Config, httpClient *http.Client, cloc
 		return nil, fmt.Errorf("manifests: kubernetes client: %w", err)
 	}
 	return &Executor{
-		dynamic:   dyn,
-		metadata:  meta,
-		secrets:   core,
-		access:    authz,
-		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
-		agentNS:   opts.AgentNamespace,
-		log:       opts.Logger,
-		limits:    bundle.Limits{MaxBytes: opts.MaxBundleBytes, MaxObjects: opts.MaxObjects},
-		deny:      slices.Clone(opts.Deny),
-		allowPriv: opts.AllowPrivileged,
-		parallel:  opts.Parallelism,
-		establish: opts.EstablishTimeout,
-		now:       opts.Now,
-		clock:     clock,
+		dynamic:    dyn,
+		metadata:   meta,
+		secrets:    core,
+		access:     authz,
+		mapper:     restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		agentNS:    opts.AgentNamespace,
+		log:        opts.Logger,
+		limits:     bundle.Limits{MaxBytes: opts.MaxBundleBytes, MaxObjects: opts.MaxObjects},
+		deny:       slices.Clone(opts.Deny),
+		allowPriv:  opts.AllowPrivileged,
+		parallel:   opts.Parallelism,
+		establish:  opts.EstablishTimeout,
+		now:        opts.Now,
+		clock:      clock,
+		listPage:   listPageSize,
+		listBudget: listBudget,
 	}, nil
 }
 
@@ -156,6 +161,9 @@ type run struct {
 	// snap is a pending snapshot of this task reused from an earlier
 	// attempt, nil on a first attempt.
 	snap *pending
+	// mayList holds the groups of objects the agent may LIST (see
+	// observe).
+	mayList map[listKey]bool
 }
 
 // Execute applies the bundle of a manifests task. See the package

@@ -68,7 +68,7 @@ func TestNoOpTaskSendsNoApply(t *testing.T) {
 	s := leastPrivilege(t)
 	foreign := configMap("foreign", s.target, map[string]string{"owner": "someone else"})
 	createConfigMap(t, s.target, "foreign", map[string]string{"owner": "someone else"})
-	docs := append(configMaps(4+2, map[string]string{"v": "1"}), service, deployment, foreign)
+	docs := append(configMaps(manifests.ListMin+2, map[string]string{"v": "1"}), service, deployment, foreign)
 	spec := taskspec.Manifests{Release: "quiet", Namespace: s.target, Bundle: join(docs...)}
 	first := execute(t, s.executor(t), task(t, "q1", 1, spec))
 	if first.Counts.Created != len(docs)-1 || first.Counts.Skipped != 1 {
@@ -81,7 +81,7 @@ func TestNoOpTaskSendsNoApply(t *testing.T) {
 	t.Run("every object is reported unchanged and the unmanaged one skipped", func(t *testing.T) {
 		want := map[string]string{"Service/web": "unchanged", "Deployment/web": "unchanged",
 			"ConfigMap/foreign": "skipped: exists and is not managed by outpost release quiet"}
-		for i := range 4 + 2 {
+		for i := range manifests.ListMin + 2 {
 			want[fmt.Sprintf("ConfigMap/cm-%d", i)] = "unchanged"
 		}
 		wantOutcomes(t, again, want)
@@ -94,6 +94,11 @@ func TestNoOpTaskSendsNoApply(t *testing.T) {
 			t.Fatalf("%v; want 0 applies and %d dry-runs", &n, len(docs)-1)
 		}
 	})
+	t.Run("the ConfigMaps are read with one LIST, the others with a GET each", func(t *testing.T) {
+		if n.lists.Load() != 1 || n.gets.Load() != 2 {
+			t.Fatalf("%v; want 1 LIST (ConfigMaps) and 2 GETs (Service, Deployment)", &n)
+		}
+	})
 }
 
 func TestChangedObjectIsApplied(t *testing.T) {
@@ -102,11 +107,11 @@ func TestChangedObjectIsApplied(t *testing.T) {
 	// the data tells the change.
 	bundle := func(v string) taskspec.Manifests {
 		return taskspec.Manifests{Release: "fixed", Namespace: s.target, Revision: 1,
-			Bundle: join(append(configMaps(4, nil), configMap("settings", "", map[string]string{"v": v}))...)}
+			Bundle: join(append(configMaps(manifests.ListMin, nil), configMap("settings", "", map[string]string{"v": v}))...)}
 	}
 	execute(t, s.executor(t), task(t, "f1", 1, bundle("1")))
 	others := map[string]string{}
-	for i := range 4 {
+	for i := range manifests.ListMin {
 		others[fmt.Sprintf("ConfigMap/cm-%d", i)] = "unchanged"
 	}
 	withSettings := func(outcome string) map[string]string {

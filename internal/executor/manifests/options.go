@@ -24,9 +24,9 @@ const (
 	DefaultEstablishTimeout = time.Minute
 	// DefaultQPS and DefaultBurst rate-limit the executor's client when
 	// the caller's config leaves QPS at 0 (client-go would use 5). A task
-	// makes up to three requests per object (read, dry-run, apply;
-	// unchanged objects are not applied); the API server's priority and
-	// fairness protects it beyond that.
+	// makes up to three requests per object (read, dry-run, apply; reads
+	// are batched in LISTs and unchanged objects are not applied); the API
+	// server's priority and fairness protects it beyond that.
 	DefaultQPS   = 1000
 	DefaultBurst = 2000
 	// defaultRequestTimeout bounds one API request when the config sets no
