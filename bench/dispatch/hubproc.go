@@ -1,23 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/procstat"
 
 	"github.com/outposthq/outpost/internal/devcert"
 	"github.com/outposthq/outpost/internal/hubcmd"
@@ -139,7 +138,7 @@ type runningHub struct {
 // startHub serves db on a free loopback port and waits until /healthz
 // answers.
 func (r hubRunner) startHub(ctx context.Context, db, dir string) (*runningHub, error) {
-	addr, err := freeLoopbackAddr()
+	addr, err := procstat.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +179,7 @@ func (r hubRunner) startHub(ctx context.Context, db, dir string) (*runningHub, e
 	}
 	if err := h.waitHealthy(ctx, exited); err != nil {
 		_ = h.stop()
-		return nil, fmt.Errorf("%w (hub log: %s)", err, tail(logPath, 20))
+		return nil, fmt.Errorf("%w (hub log: %s)", err, procstat.Tail(logPath, 20))
 	}
 	return h, nil
 }
@@ -250,113 +249,4 @@ func (h *runningHub) profile() func() {
 		h.signal(syscall.SIGUSR2)
 		time.Sleep(time.Second) // let the hub write the profile before it is stopped
 	}
-}
-
-// memory is a reading of /proc/<pid>/status, in KiB.
-type memory struct {
-	RSS, HWM int64
-}
-
-func readMemory(pid int) (memory, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, fmt.Errorf("read hub memory: %w", err)
-	}
-	defer f.Close()
-	var m memory
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &m.RSS
-		case "VmHWM":
-			dst = &m.HWM
-		default:
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("read hub memory: %s: %w", k, err)
-		}
-		*dst = n
-	}
-	return m, sc.Err()
-}
-
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
-// tail returns the last n lines of a file, for error messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path) //nolint:gosec // our own temp dir
-	if err != nil {
-		return "unreadable"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// cpuTime returns the CPU time (user + system) a process has used so far.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14 and stime 15.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	// USER_HZ is 100 on every Linux the benchmark targets.
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
-
-// machineCPU returns the busy and total jiffies of all CPUs so far, from
-// the first line of /proc/stat; zeros when it cannot be read.
-func machineCPU() (busy, total int64) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
-	}
-	for i, v := range f[1:] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, 0
-		}
-		// guest and guest_nice (fields 9, 10) are already in user time.
-		if i >= 8 {
-			break
-		}
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
 }

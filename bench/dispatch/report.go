@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/procstat"
 )
 
 // Targets from the issue.
@@ -88,7 +86,7 @@ func appendResults(ctx context.Context, cfg config, args []string, results []out
 	}
 	fmt.Fprintf(&b, "\n## dispatch, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
-	fmt.Fprintf(&b, "- machine: %s\n", machine(ctx))
+	fmt.Fprintf(&b, "- machine: %s\n", procstat.Machine(ctx))
 	fmt.Fprintf(&b, "- hub: %s; agents, operator client and load generator in the benchmark process, all on 127.0.0.1\n", hubWhere(cfg))
 	fmt.Fprintf(&b, "- per configuration: %d warm-up tasks (not counted), then one row per phase, each up to %d tasks or %v of enqueueing; steady rows enqueue open-loop at the rate shown, the burst row with %d callers back to back; latency = EnqueueTask call start → executor start; tasks/s = results recorded by the hub ÷ (last result − first enqueue)\n\n",
 		cfg.warmup, cfg.tasks, cfg.duration, cfg.enqueuers)
@@ -129,51 +127,4 @@ func command(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
-}
-
-// machine describes where the benchmark ran.
-func machine(ctx context.Context) string {
-	parts := []string{fmt.Sprintf("%d CPUs (nproc)", runtime.NumCPU())}
-	if m := cpuModel(); m != "" {
-		parts = append(parts, m)
-	}
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) == nil {
-		parts = append(parts, fmt.Sprintf("%.0f GiB RAM", float64(si.Totalram)*float64(si.Unit)/(1<<30)))
-	}
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		parts = append(parts, "Linux "+utsString(u.Release[:]))
-	}
-	parts = append(parts, runtime.Version())
-	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
-		parts = append(parts, "commit "+strings.TrimSpace(string(out)))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-func utsString(b []int8) string {
-	var s strings.Builder
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s.WriteByte(byte(c))
-	}
-	return s.String()
 }

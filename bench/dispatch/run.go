@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/procstat"
+
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 )
 
@@ -173,7 +175,7 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 	// Let enrollment's garbage settle before reading the idle footprint.
 	time.Sleep(2 * time.Second)
 	var mem hubMemory
-	if m, err := readMemory(h.PID); err == nil {
+	if m, err := procstat.ReadMemory(h.PID); err == nil {
 		mem.idle = m.RSS
 	}
 
@@ -216,7 +218,7 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 	rows = append(rows, measure(p, false, func() (int, bool) { return ld.burst(ctx, p, cfg.enqueuers, cfg.duration), false }))
 	stopProfile()
 
-	if m, err := readMemory(h.PID); err == nil {
+	if m, err := procstat.ReadMemory(h.PID); err == nil {
 		mem.peak, mem.end = m.HWM, m.RSS
 	}
 	for i := range rows {
@@ -269,15 +271,15 @@ func (u cpuUsage) String() string {
 
 func measureCPU(hubPID int, fn func()) cpuUsage {
 	self := os.Getpid()
-	h0, _ := cpuTime(hubPID)
-	b0, _ := cpuTime(self)
-	busy0, total0 := machineCPU()
+	h0, _ := procstat.CPUTime(hubPID)
+	b0, _ := procstat.CPUTime(self)
+	busy0, total0 := procstat.MachineCPU()
 	t0 := time.Now()
 	fn()
 	wall := time.Since(t0).Seconds()
-	h1, _ := cpuTime(hubPID)
-	b1, _ := cpuTime(self)
-	busy1, total1 := machineCPU()
+	h1, _ := procstat.CPUTime(hubPID)
+	b1, _ := procstat.CPUTime(self)
+	busy1, total1 := procstat.MachineCPU()
 	u := cpuUsage{hub: (h1 - h0).Seconds() / wall, bench: (b1 - b0).Seconds() / wall}
 	if total1 > total0 {
 		u.machine = float64(busy1-busy0) / float64(total1-total0)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/procstat"
+
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
 
@@ -54,10 +56,10 @@ func (m *costMeter) read(ctx context.Context) (snapshot, error) {
 	}
 	s.requests = requestCounts(raw)
 	if m.serverPID > 0 {
-		s.server, _ = cpuTime(m.serverPID)
+		s.server, _ = procstat.CPUTime(m.serverPID)
 	}
 	if m.etcdPID > 0 {
-		s.etcd, _ = cpuTime(m.etcdPID)
+		s.etcd, _ = procstat.CPUTime(m.etcdPID)
 	}
 	return s, nil
 }

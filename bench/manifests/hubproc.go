@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/procstat"
 
 	"connectrpc.com/connect"
 
@@ -79,7 +80,7 @@ func (c *child) alive() error {
 		if err == nil {
 			err = errors.New("exit status 0")
 		}
-		return fmt.Errorf("%s exited (%w): %s", c.name, err, tail(c.logPath, 15))
+		return fmt.Errorf("%s exited (%w): %s", c.name, err, procstat.Tail(c.logPath, 15))
 	default:
 		return nil
 	}
@@ -104,7 +105,7 @@ func startHub(ctx context.Context, bin, dir string) (*hubProc, error) {
 		return nil, fmt.Errorf("outpost-hub admin token: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	token := strings.TrimSpace(stdout.String())
-	addr, err := freeLoopbackAddr()
+	addr, err := procstat.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func (h *hubProc) waitReady(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("outpost-hub did not become ready within 60s: %s", tail(h.logPath, 15))
+	return fmt.Errorf("outpost-hub did not become ready within 60s: %s", procstat.Tail(h.logPath, 15))
 }
 
 // streamToken adds the bearer token to client streams (UploadArtifact),
@@ -214,22 +215,4 @@ func (h *hubProc) upload(ctx context.Context, data []byte) (string, error) {
 		return "", fmt.Errorf("upload artifact: the hub stored %s, want %s", resp.Msg.GetDigest(), digest)
 	}
 	return digest, nil
-}
-
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
-// tail returns the last n lines of a file, for error messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path) //nolint:gosec // our own temp dir
-	if err != nil {
-		return "unreadable"
-	}
-	return lastLines(string(b), n)
 }

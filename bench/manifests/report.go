@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/procstat"
 )
 
 // render writes the results as markdown: one table per phase, then what
@@ -128,7 +130,7 @@ func appendResults(ctx context.Context, cfg config, args []string, report string
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## manifests, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
-	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", machine(ctx), loadAverage())
+	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
 	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), kubectl processes, the executor in the benchmark process; for memory, separate outpost-hub (SQLite) and outpost-agent processes\n\n")
 	b.WriteString(report)
 	f, err := os.OpenFile(cfg.results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644) //nolint:gosec // results are meant to be read

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/procstat"
+
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -84,7 +86,7 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 	if err := sleep(ctx, cfg.settle); err != nil {
 		return nil, err
 	}
-	m, err := readMemory(a.pid())
+	m, err := procstat.ReadMemory(a.pid())
 	if err != nil {
 		return nil, err
 	}
@@ -122,14 +124,14 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 		return nil, fmt.Errorf("task ended %s: %s", task.GetState(), task.GetError())
 	}
 	r.outcome = outcomeSummary(task.GetResult())
-	if m, err = readMemory(a.pid()); err != nil {
+	if m, err = procstat.ReadMemory(a.pid()); err != nil {
 		return nil, err
 	}
 	r.peak, r.done = m.HWM, m.RSS
 	if err := sleep(ctx, cfg.settle); err != nil {
 		return nil, err
 	}
-	if m, err = readMemory(a.pid()); err == nil {
+	if m, err = procstat.ReadMemory(a.pid()); err == nil {
 		r.after = m.RSS
 	}
 	fmt.Fprintf(os.Stderr, "agent RSS idle %s, peak %s, after the task %s, %s later %s; task %s\n",
@@ -170,7 +172,7 @@ func waitConnected(ctx context.Context, h *hubProc, a *child) error {
 			return err
 		}
 	}
-	return fmt.Errorf("the agent did not connect within 60s: %s", tail(a.logPath, 15))
+	return fmt.Errorf("the agent did not connect within 60s: %s", procstat.Tail(a.logPath, 15))
 }
 
 // waitTask polls the task until it ends.
@@ -191,7 +193,7 @@ func waitTask(ctx context.Context, h *hubProc, a *child, id string, timeout time
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("task %s did not end within %v: %s", id, timeout, tail(a.logPath, 15))
+	return nil, fmt.Errorf("task %s did not end within %v: %s", id, timeout, procstat.Tail(a.logPath, 15))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

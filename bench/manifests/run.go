@@ -10,6 +10,8 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/procstat"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -212,7 +214,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 		defer pprof.StopCPUProfile()
 	}
 	costs := newCostMeter(env)
-	meter := startBusy()
+	meter := procstat.StartBusy()
 	for i := range cfg.runs {
 		order := []string{"kubectl", "agent"}
 		if i%2 == 1 {
@@ -236,11 +238,11 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 				}
 				var wall, client time.Duration
 				if tool == "agent" {
-					self0, _ := cpuTime(os.Getpid())
+					self0, _ := procstat.CPUTime(os.Getpid())
 					// One release per run: reusing one across namespaces
 					// would prune the previous run's objects.
 					wall, err = ag.apply(ctx, fmt.Sprintf("bench-%d", i), b)
-					self1, _ := cpuTime(os.Getpid())
+					self1, _ := procstat.CPUTime(os.Getpid())
 					client = self1 - self0
 					validated, _ := ag.phases.last()
 					dst[pass].validate = append(dst[pass].validate, validated)
@@ -263,11 +265,11 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 				return nil, err
 			}
 			fmt.Fprintf(os.Stderr, "run %d/%d %-7s fresh %-8s no-op %-8s (load %s)\n", i+1, cfg.runs, tool,
-				secs(dst[0].wall[i]), secs(dst[1].wall[i]), loadAverage())
+				secs(dst[0].wall[i]), secs(dst[1].wall[i]), procstat.LoadAverage())
 		}
 	}
-	r.busy = meter.share()
-	r.load = loadAverage()
+	r.busy = meter.Share()
+	r.load = procstat.LoadAverage()
 	return r, nil
 }
 

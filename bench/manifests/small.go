@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/procstat"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/agent"
@@ -29,7 +31,7 @@ func runSmall(ctx context.Context, cfg config, env *kubetest.Env, ag *agentAppli
 	if err := clean(ctx, env, "bench-small-warmup"); err != nil {
 		return nil, err
 	}
-	meter := startBusy()
+	meter := procstat.StartBusy()
 	for _, pass := range []struct {
 		ns    string
 		limit int
@@ -61,8 +63,8 @@ func runSmall(ctx context.Context, cfg config, env *kubetest.Env, ag *agentAppli
 		if err := clean(ctx, env, pass.ns); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(os.Stderr, "%d bundles × %d objects, %d at a time: %s (load %s)\n", cfg.smallBundles, cfg.smallObjects, pass.limit, secs(*pass.dst), loadAverage())
+		fmt.Fprintf(os.Stderr, "%d bundles × %d objects, %d at a time: %s (load %s)\n", cfg.smallBundles, cfg.smallObjects, pass.limit, secs(*pass.dst), procstat.LoadAverage())
 	}
-	r.busy = meter.share()
+	r.busy = meter.Share()
 	return r, nil
 }

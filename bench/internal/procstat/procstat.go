@@ -1,10 +1,14 @@
-package main
+// Package procstat reads what the benchmarks report about processes and
+// the machine from /proc: memory, CPU time, how busy the machine was, and
+// a one-line description of it.
+package procstat
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,18 +18,19 @@ import (
 	"time"
 )
 
-// memory is a reading of /proc/<pid>/status, in KiB.
-type memory struct {
+// Memory is a reading of /proc/<pid>/status, in KiB.
+type Memory struct {
 	RSS, HWM int64
 }
 
-func readMemory(pid int) (memory, error) {
+// ReadMemory reads VmRSS and VmHWM of a process.
+func ReadMemory(pid int) (Memory, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return memory{}, fmt.Errorf("read memory of %d: %w", pid, err)
+		return Memory{}, fmt.Errorf("read Memory of %d: %w", pid, err)
 	}
 	defer f.Close()
-	var m memory
+	var m Memory
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
@@ -43,15 +48,15 @@ func readMemory(pid int) (memory, error) {
 		}
 		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return memory{}, fmt.Errorf("read memory of %d: %s: %w", pid, k, err)
+			return Memory{}, fmt.Errorf("read Memory of %d: %s: %w", pid, k, err)
 		}
 		*dst = n
 	}
 	return m, sc.Err()
 }
 
-// cpuTime returns the CPU time (user + system) a process has used so far.
-func cpuTime(pid int) (time.Duration, error) {
+// CPUTime returns the CPU time (user + system) a process has used so far.
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -72,9 +77,9 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// machineCPU returns the busy and total jiffies of all CPUs so far, from
+// MachineCPU returns the busy and total jiffies of all CPUs so far, from
 // the first line of /proc/stat; zeros when it cannot be read.
-func machineCPU() (busy, total int64) {
+func MachineCPU() (busy, total int64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0
@@ -101,26 +106,27 @@ func machineCPU() (busy, total int64) {
 	return busy, total
 }
 
-// busyMeter measures the share of all CPUs busy between start and stop,
-// whoever used them: the other work on a shared machine shows here.
-type busyMeter struct{ busy, total int64 }
+// BusyMeter measures the share of all CPUs busy between start and stop,
+// whoever used them: the other work on a shared Machine shows here.
+type BusyMeter struct{ busy, total int64 }
 
-func startBusy() busyMeter {
-	b, t := machineCPU()
-	return busyMeter{b, t}
+// StartBusy starts a BusyMeter now.
+func StartBusy() BusyMeter {
+	b, t := MachineCPU()
+	return BusyMeter{b, t}
 }
 
-// share returns the busy share since the meter started, 0 to 1.
-func (m busyMeter) share() float64 {
-	b, t := machineCPU()
+// Share returns the busy share since the meter started, 0 to 1.
+func (m BusyMeter) Share() float64 {
+	b, t := MachineCPU()
 	if t <= m.total {
 		return 0
 	}
 	return float64(b-m.busy) / float64(t-m.total)
 }
 
-// loadAverage returns /proc/loadavg's first three fields.
-func loadAverage() string {
+// LoadAverage returns /proc/loadavg's first three fields.
+func LoadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
@@ -132,8 +138,8 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// machine describes where the benchmark ran.
-func machine(ctx context.Context) string {
+// Machine describes where the benchmark ran.
+func Machine(ctx context.Context) string {
 	parts := []string{fmt.Sprintf("%d CPUs (nproc)", runtime.NumCPU())}
 	if m := cpuModel(); m != "" {
 		parts = append(parts, m)
@@ -177,4 +183,27 @@ func utsString(b []int8) string {
 		s.WriteByte(byte(c))
 	}
 	return s.String()
+}
+
+// FreeLoopbackAddr returns a 127.0.0.1 address with a port free a moment ago.
+func FreeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+// Tail returns the last n lines of a file, for error messages.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path) //nolint:gosec // the benchmark's own temp files
+	if err != nil {
+		return "unreadable"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
