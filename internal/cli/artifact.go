@@ -20,25 +20,31 @@ const artifactChunkSize = 1 << 20
 
 // uploadArtifact streams the file at path to the hub in chunks and returns
 // its digest ("sha256:<hex>").
-//
-// The protocol wants the digest and size in the header, before the first
-// chunk, so the file is read twice: once to hash it, once to send it while
-// hashing again. A file that changes in between fails the upload here
-// rather than storing content under the wrong digest.
 func uploadArtifact(ctx context.Context, client outpostv1connect.OperatorServiceClient, path string) (string, error) {
 	f, err := os.Open(path) //nolint:gosec // the operator names the file to upload
 	if err != nil {
 		return "", fmt.Errorf("artifact: %w", err)
 	}
 	defer closeQuietly(f)
+	return uploadContent(ctx, client, path, f)
+}
+
+// uploadContent streams r to the hub in chunks and returns its digest;
+// name says what r is in errors.
+//
+// The protocol wants the digest and size in the header, before the first
+// chunk, so r is read twice: once to hash it, once to send it while
+// hashing again. Content that changes in between fails the upload here
+// rather than storing it under the wrong digest.
+func uploadContent(ctx context.Context, client outpostv1connect.OperatorServiceClient, name string, r io.ReadSeeker) (string, error) {
 	h := sha256.New()
-	size, err := io.Copy(h, f)
+	size, err := io.Copy(h, r)
 	if err != nil {
-		return "", fmt.Errorf("artifact %s: %w", path, err)
+		return "", fmt.Errorf("artifact %s: %w", name, err)
 	}
 	digest := digestOf(h)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("artifact %s: %w", path, err)
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("artifact %s: %w", name, err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -51,7 +57,7 @@ func uploadArtifact(ctx context.Context, client outpostv1connect.OperatorService
 			_, err = stream.CloseAndReceive()
 		}
 		if err != nil {
-			return apiError("upload "+path, err)
+			return apiError("upload "+name, err)
 		}
 		return nil
 	}
@@ -65,7 +71,7 @@ func uploadArtifact(ctx context.Context, client outpostv1connect.OperatorService
 	var sent int64
 	buf := make([]byte, artifactChunkSize)
 	for {
-		n, err := io.ReadFull(f, buf)
+		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			h.Write(buf[:n])
 			sent += int64(n)
@@ -77,18 +83,18 @@ func uploadArtifact(ctx context.Context, client outpostv1connect.OperatorService
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("artifact %s: %w", path, err)
+			return "", fmt.Errorf("artifact %s: %w", name, err)
 		}
 	}
 	if sent != size || digestOf(h) != digest {
-		return "", fmt.Errorf("artifact %s changed while it was uploaded; upload it again once it is complete", path)
+		return "", fmt.Errorf("artifact %s changed while it was uploaded; upload it again once it is complete", name)
 	}
 	res, err := stream.CloseAndReceive()
 	if err != nil {
-		return "", apiError("upload "+path, err)
+		return "", apiError("upload "+name, err)
 	}
 	if got := res.Msg.GetDigest(); got != digest {
-		return "", fmt.Errorf("upload %s: the hub stored digest %s, the file has %s", path, got, digest)
+		return "", fmt.Errorf("upload %s: the hub stored digest %s, the content has %s", name, got, digest)
 	}
 	return digest, nil
 }

@@ -119,7 +119,7 @@ func (a *app) encodeManifests(ctx context.Context, client outpostv1connect.Opera
 	if len(spec) <= maxInlineSpecBytes {
 		return spec, "", nil
 	}
-	digest, err := uploadBundle(ctx, client, t.data)
+	digest, err := uploadContent(ctx, client, "the bundle", bytes.NewReader(t.data))
 	if err != nil {
 		return nil, "", err
 	}
@@ -131,24 +131,6 @@ func (a *app) encodeManifests(ctx context.Context, client outpostv1connect.Opera
 		return nil, "", fmt.Errorf("manifests spec: %w", err)
 	}
 	return spec, digest, nil
-}
-
-// uploadBundle uploads data through a private temporary file, so a bundle
-// joined from several files goes up the same way as any --artifact.
-func uploadBundle(ctx context.Context, client outpostv1connect.OperatorServiceClient, data []byte) (string, error) {
-	tmp, err := os.CreateTemp("", "outpost-bundle-*.yaml")
-	if err != nil {
-		return "", fmt.Errorf("bundle: %w", err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", fmt.Errorf("bundle: write %s: %w", tmp.Name(), err)
-	}
-	return uploadArtifact(ctx, client, tmp.Name())
 }
 
 // readBundle reads the files and directories named by --bundle into one
