@@ -273,18 +273,13 @@ func measureCPU(hubPID int, fn func()) cpuUsage {
 	self := os.Getpid()
 	h0, _ := procstat.CPUTime(hubPID)
 	b0, _ := procstat.CPUTime(self)
-	busy0, total0 := procstat.MachineCPU()
+	busy := procstat.StartBusy()
 	t0 := time.Now()
 	fn()
 	wall := time.Since(t0).Seconds()
 	h1, _ := procstat.CPUTime(hubPID)
 	b1, _ := procstat.CPUTime(self)
-	busy1, total1 := procstat.MachineCPU()
-	u := cpuUsage{hub: (h1 - h0).Seconds() / wall, bench: (b1 - b0).Seconds() / wall}
-	if total1 > total0 {
-		u.machine = float64(busy1-busy0) / float64(total1-total0)
-	}
-	return u
+	return cpuUsage{hub: (h1 - h0).Seconds() / wall, bench: (b1 - b0).Seconds() / wall, machine: busy.Share()}
 }
 
 // raiseFileLimit lifts the soft open-file limit to at least need (up to

@@ -77,9 +77,9 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// MachineCPU returns the busy and total jiffies of all CPUs so far, from
+// machineCPU returns the busy and total jiffies of all CPUs so far, from
 // the first line of /proc/stat; zeros when it cannot be read.
-func MachineCPU() (busy, total int64) {
+func machineCPU() (busy, total int64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0
@@ -112,13 +112,13 @@ type BusyMeter struct{ busy, total int64 }
 
 // StartBusy starts a BusyMeter now.
 func StartBusy() BusyMeter {
-	b, t := MachineCPU()
+	b, t := machineCPU()
 	return BusyMeter{b, t}
 }
 
 // Share returns the busy share since the meter started, 0 to 1.
 func (m BusyMeter) Share() float64 {
-	b, t := MachineCPU()
+	b, t := machineCPU()
 	if t <= m.total {
 		return 0
 	}
