@@ -144,9 +144,6 @@ func (s *Store) orNow(t time.Time) time.Time {
 // are appended at its end and published after its commit.
 type tx struct {
 	*sql.Tx
-	// ctx runs every statement of the transaction, whoever's call it
-	// serves (see write).
-	ctx     context.Context
 	stmts   stmts
 	events  []audit.Event
 	sealed  []audit.Event

@@ -83,28 +83,28 @@ func (s stmts) close() error {
 // ExecContext, QueryContext and QueryRowContext run a prepared statement
 // in the transaction when query is one, and prepare query otherwise. The
 // transaction runs on the writer's only connection, where the statement
-// was prepared, so database/sql reuses it. They run under the
-// transaction's context, not the caller's: the transaction may serve
-// several callers, and a cancelled statement would end it for all of them.
+// was prepared, so database/sql reuses it. They ignore the caller's
+// context: the transaction may serve several callers, and a cancelled
+// statement would end it for all of them.
 func (t *tx) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
+		return t.Tx.StmtContext(context.Background(), st).ExecContext(context.Background(), args...)
 	}
-	return t.Tx.ExecContext(t.ctx, query, args...)
+	return t.Tx.ExecContext(context.Background(), query, args...)
 }
 
 func (t *tx) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(t.ctx, st).QueryContext(t.ctx, args...)
+		return t.Tx.StmtContext(context.Background(), st).QueryContext(context.Background(), args...)
 	}
-	return t.Tx.QueryContext(t.ctx, query, args...)
+	return t.Tx.QueryContext(context.Background(), query, args...)
 }
 
 func (t *tx) QueryRowContext(_ context.Context, query string, args ...any) *sql.Row {
 	if st := t.stmts[query]; st != nil {
-		return t.Tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
+		return t.Tx.StmtContext(context.Background(), st).QueryRowContext(context.Background(), args...)
 	}
-	return t.Tx.QueryRowContext(t.ctx, query, args...)
+	return t.Tx.QueryRowContext(context.Background(), query, args...)
 }
 
 // reader is the read pool with its prepared statements.

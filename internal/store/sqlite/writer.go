@@ -223,8 +223,8 @@ func (s *Store) commitBatch(batch []*writeOp) {
 	alone := len(run) == 1
 	var ok []*writeOp
 	for i, o := range run {
-		t := &tx{Tx: sqlTx, ctx: ctx, stmts: s.ws}
-		err := s.runOp(t, heads, o, !alone)
+		t := &tx{Tx: sqlTx, stmts: s.ws}
+		err := s.runOp(ctx, t, heads, o, !alone)
 		if err == nil {
 			o.t = t
 			ok = append(ok, o)
@@ -267,30 +267,30 @@ func (s *Store) commitBatch(batch []*writeOp) {
 // runOp runs o.fn and appends its audit events, inside a savepoint when
 // the transaction holds other operations. An error wrapping
 // errBatchBroken means the transaction can no longer be used.
-func (s *Store) runOp(t *tx, heads chainHeads, o *writeOp, savepoint bool) error {
+func (s *Store) runOp(ctx context.Context, t *tx, heads chainHeads, o *writeOp, savepoint bool) error {
 	if savepoint {
-		if _, err := t.ExecContext(t.ctx, qSavepoint); err != nil {
+		if _, err := t.ExecContext(ctx, qSavepoint); err != nil {
 			return fmt.Errorf("%w: savepoint: %w", errBatchBroken, err)
 		}
 	}
 	err := o.fn(t)
 	var moved chainHeads
 	if err == nil {
-		moved, err = s.appendEvents(t, heads)
+		moved, err = s.appendEvents(ctx, t, heads)
 	}
 	if err != nil {
 		if savepoint {
-			if _, rerr := t.ExecContext(t.ctx, qRollbackTo); rerr != nil {
+			if _, rerr := t.ExecContext(ctx, qRollbackTo); rerr != nil {
 				return fmt.Errorf("%w: %w (rollback to savepoint: %w)", errBatchBroken, err, rerr)
 			}
-			if _, rerr := t.ExecContext(t.ctx, qRelease); rerr != nil {
+			if _, rerr := t.ExecContext(ctx, qRelease); rerr != nil {
 				return fmt.Errorf("%w: %w (release savepoint: %w)", errBatchBroken, err, rerr)
 			}
 		}
 		return err
 	}
 	if savepoint {
-		if _, err := t.ExecContext(t.ctx, qRelease); err != nil {
+		if _, err := t.ExecContext(ctx, qRelease); err != nil {
 			return fmt.Errorf("%w: release savepoint: %w", errBatchBroken, err)
 		}
 	}
@@ -305,12 +305,12 @@ func (s *Store) runOp(t *tx, heads chainHeads, o *writeOp, savepoint bool) error
 type chainHeads map[string]audit.Event
 
 // head returns the tenant's head as this transaction sees it.
-func (h chainHeads) head(t *tx, tenant string) (audit.Event, error) {
+func (h chainHeads) head(ctx context.Context, t *tx, tenant string) (audit.Event, error) {
 	if e, ok := h[tenant]; ok {
 		return e, nil
 	}
 	var head audit.Event
-	err := t.QueryRowContext(t.ctx, qAuditHead, tenant).Scan(&head.Seq, &head.Hash)
+	err := t.QueryRowContext(ctx, qAuditHead, tenant).Scan(&head.Seq, &head.Hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return audit.Event{}, fmt.Errorf("append audit: tenant %q: %w", tenant, store.ErrNotFound)
 	}
@@ -333,7 +333,7 @@ func (h chainHeads) save(ctx context.Context, sqlTx *sql.Tx, ws stmts) error {
 // appendEvents seals t's events after their tenant's head and inserts
 // them; it returns the heads they moved, for the caller to keep once the
 // operation is kept. It runs last in the operation.
-func (s *Store) appendEvents(t *tx, heads chainHeads) (chainHeads, error) {
+func (s *Store) appendEvents(ctx context.Context, t *tx, heads chainHeads) (chainHeads, error) {
 	var moved chainHeads
 	for _, e := range t.events {
 		if e.Time.IsZero() {
@@ -342,12 +342,12 @@ func (s *Store) appendEvents(t *tx, heads chainHeads) (chainHeads, error) {
 		head, ok := moved[e.Tenant]
 		if !ok {
 			var err error
-			if head, err = heads.head(t, e.Tenant); err != nil {
+			if head, err = heads.head(ctx, t, e.Tenant); err != nil {
 				return nil, err
 			}
 		}
 		e.Seal(head)
-		if _, err := t.ExecContext(t.ctx, qInsertAudit,
+		if _, err := t.ExecContext(ctx, qInsertAudit,
 			e.Tenant, e.Seq, e.Time.UnixMicro(), e.Environment, e.Actor, e.Action, e.Subject, e.Details, e.PrevHash, e.Hash); err != nil {
 			return nil, fmt.Errorf("append audit: insert: %w", err)
 		}
