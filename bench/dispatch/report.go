@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 )
 
 // Targets from the issue.
@@ -85,7 +86,7 @@ func appendResults(ctx context.Context, cfg config, args []string, results []out
 		b.WriteString(resultsHeader)
 	}
 	fmt.Fprintf(&b, "\n## dispatch, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
+	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/dispatch", args))
 	fmt.Fprintf(&b, "- machine: %s\n", procstat.Machine(ctx))
 	fmt.Fprintf(&b, "- hub: %s; agents, operator client and load generator in the benchmark process, all on 127.0.0.1\n", hubWhere(cfg))
 	fmt.Fprintf(&b, "- per configuration: %d warm-up tasks (not counted), then one row per phase, each up to %d tasks or %v of enqueueing; steady rows enqueue open-loop at the rate shown, the burst row with %d callers back to back; latency = EnqueueTask call start → executor start; tasks/s = results recorded by the hub ÷ (last result − first enqueue)\n\n",
@@ -100,15 +101,7 @@ func appendResults(ctx context.Context, cfg config, args []string, results []out
 			fmt.Fprintf(&b, "- %s\n", o.verify)
 		}
 	}
-	f, err := os.OpenFile(cfg.results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644) //nolint:gosec // results are meant to be read
-	if err != nil {
-		return fmt.Errorf("write results: %w", err)
-	}
-	if _, err := f.WriteString(b.String()); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write results: %w", err)
-	}
-	return f.Close()
+	return report.Append(cfg.results, b.String())
 }
 
 func hubWhere(cfg config) string {
@@ -116,15 +109,4 @@ func hubWhere(cfg config) string {
 		return "separate process (this program in hub mode, keeping a CPU profile)"
 	}
 	return "separate outpost-hub process"
-}
-
-func command(args []string) string {
-	parts := []string{"go", "run", "./bench/dispatch"}
-	for _, a := range args {
-		if strings.ContainsAny(a, " \t'\"$") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
 }

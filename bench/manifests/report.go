@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 )
 
 // render writes the results as markdown: one table per phase, then what
@@ -125,32 +126,13 @@ func redactArgs(args []string) []string {
 }
 
 // appendResults appends a dated section with the command, machine and
-// report to cfg.results.
-func appendResults(ctx context.Context, cfg config, args []string, report string) error {
+// rendered tables to cfg.results.
+func appendResults(ctx context.Context, cfg config, args []string, tables string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## manifests, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- command: `%s`\n", command(args))
+	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/manifests", args))
 	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
 	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), kubectl processes, the executor in the benchmark process; for memory, separate outpost-hub (SQLite) and outpost-agent processes\n\n")
-	b.WriteString(report)
-	f, err := os.OpenFile(cfg.results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644) //nolint:gosec // results are meant to be read
-	if err != nil {
-		return fmt.Errorf("write results: %w", err)
-	}
-	if _, err := f.WriteString(b.String()); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write results: %w", err)
-	}
-	return f.Close()
-}
-
-func command(args []string) string {
-	parts := []string{"go", "run", "./bench/manifests"}
-	for _, a := range args {
-		if strings.ContainsAny(a, " \t'\"$") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
+	b.WriteString(tables)
+	return report.Append(cfg.results, b.String())
 }
