@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/outposthq/outpost/internal/kube"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,9 +27,7 @@ const (
 	secretKeyEnvironment = "environment"
 	secretKeySeed        = "ed25519-seed" //nolint:gosec // a key name, not a credential
 
-	labelManagedBy = "app.kubernetes.io/managed-by"
 	labelComponent = "app.kubernetes.io/component"
-	managedBy      = "outpost"
 
 	// maxIdentityField bounds the agent id and environment read back from a
 	// Secret; the hub issues far shorter ones.
@@ -131,7 +131,7 @@ func (s SecretIdentity) Save(ctx context.Context, id Identity) error {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      s.Name,
 			Namespace: s.Namespace,
-			Labels:    map[string]string{labelManagedBy: managedBy, labelComponent: "agent-identity"},
+			Labels:    map[string]string{kube.LabelManagedBy: kube.ManagedBy, labelComponent: "agent-identity"},
 		},
 		Type:      SecretIdentityType,
 		Immutable: &immutable,

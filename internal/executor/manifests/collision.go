@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/outposthq/outpost/internal/kube"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -15,10 +17,10 @@ import (
 // owner says whether labels mark an object as this release's, and when
 // they do not, why: the reason reported for a skipped object.
 func owner(labels map[string]string, release string) (ours bool, why string) {
-	if labels[LabelManagedBy] == ManagedByValue && labels[LabelRelease] == release {
+	if labels[kube.LabelManagedBy] == kube.ManagedBy && labels[LabelRelease] == release {
 		return true, ""
 	}
-	if labels[LabelManagedBy] == ManagedByValue && labels[LabelRelease] != "" {
+	if labels[kube.LabelManagedBy] == kube.ManagedBy && labels[LabelRelease] != "" {
 		return false, fmt.Sprintf("owned by release %s", labels[LabelRelease])
 	}
 	return false, fmt.Sprintf("exists and is not managed by outpost release %s", release)

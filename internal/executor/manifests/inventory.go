@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/outposthq/outpost/internal/kube"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -164,7 +166,7 @@ func (inv *inventory) save(ctx context.Context, rec *record) error {
 			Name:            inv.name,
 			Namespace:       inv.namespace,
 			ResourceVersion: rec.rv,
-			Labels:          map[string]string{LabelManagedBy: ManagedByValue, LabelRelease: inv.release},
+			Labels:          map[string]string{kube.LabelManagedBy: kube.ManagedBy, LabelRelease: inv.release},
 		},
 		Type: InventorySecretType,
 		Data: data,

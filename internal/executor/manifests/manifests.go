@@ -31,10 +31,6 @@ import (
 const (
 	// FieldManager owns the fields the executor applies.
 	FieldManager = "outpost"
-	// LabelManagedBy marks every object the executor writes.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// ManagedByValue is LabelManagedBy's value.
-	ManagedByValue = "outpost"
 	// LabelRelease names the release that owns an object.
 	LabelRelease = "outpost.dev/release"
 	// LabelRevision names the revision that last wrote an object.

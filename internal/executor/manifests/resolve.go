@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/outposthq/outpost/internal/kube"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -55,7 +57,7 @@ func (tg *target) label(release string, revision int64) {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelManagedBy] = ManagedByValue
+	labels[kube.LabelManagedBy] = kube.ManagedBy
 	labels[LabelRelease] = release
 	labels[LabelRevision] = fmt.Sprint(revision)
 	tg.obj.SetLabels(labels)
