@@ -23,6 +23,7 @@ import (
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/gen/outpost/v1/outpostv1connect"
 	"github.com/outposthq/outpost/internal/devcert"
+	"github.com/outposthq/outpost/internal/hubtest"
 	"github.com/outposthq/outpost/internal/transport"
 )
 
@@ -119,14 +120,7 @@ func startHub(ctx context.Context, bin, dir string) (*hubProc, error) {
 		h.stop()
 		return nil, err
 	}
-	bearer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token)
-			return next(ctx, req)
-		}
-	})
-	streamBearer := &streamToken{token: token}
-	h.op = outpostv1connect.NewOperatorServiceClient(h.client, h.url, connect.WithInterceptors(bearer, streamBearer))
+	h.op = outpostv1connect.NewOperatorServiceClient(h.client, h.url, connect.WithInterceptors(hubtest.WithToken(token)))
 	return h, nil
 }
 
@@ -164,24 +158,6 @@ func (h *hubProc) waitReady(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("outpost-hub did not become ready within 60s: %s", procstat.Tail(h.logPath, 15))
-}
-
-// streamToken adds the bearer token to client streams (UploadArtifact),
-// which unary interceptors do not see.
-type streamToken struct{ token string }
-
-func (s *streamToken) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
-
-func (s *streamToken) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+s.token)
-		return conn
-	}
-}
-
-func (s *streamToken) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // upload stores data as an artifact in chunks and returns its digest.
