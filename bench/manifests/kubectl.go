@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/procstat"
 )
 
 // kubectl runs `kubectl apply --server-side` as a user would: one process
@@ -51,10 +53,10 @@ func (k kubectl) apply(ctx context.Context, dir string, objects int) (wall, cpu 
 	err = cmd.Run()
 	wall = time.Since(t0)
 	if err != nil {
-		return 0, 0, fmt.Errorf("kubectl apply: %w: %s", err, lastLines(stderr.String(), 10))
+		return 0, 0, fmt.Errorf("kubectl apply: %w: %s", err, procstat.LastLines(stderr.String(), 10))
 	}
 	if got := strings.Count(stdout.String(), " serverside-applied"); got != objects {
-		return 0, 0, fmt.Errorf("kubectl apply reported %d objects applied, want %d: %s", got, objects, lastLines(stdout.String()+stderr.String(), 10))
+		return 0, 0, fmt.Errorf("kubectl apply reported %d objects applied, want %d: %s", got, objects, procstat.LastLines(stdout.String()+stderr.String(), 10))
 	}
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
@@ -63,11 +65,3 @@ func (k kubectl) apply(ctx context.Context, dir string, objects int) (wall, cpu 
 func kubectlPath(assets string) string { return filepath.Join(assets, "kubectl") }
 
 var errNoKubectl = errors.New("kubectl is not built: run hack/testbins.sh kubectl (or make bench-manifests)")
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

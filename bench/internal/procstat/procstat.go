@@ -201,7 +201,12 @@ func Tail(path string, n int) string {
 	if err != nil {
 		return "unreadable"
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return LastLines(string(b), n)
+}
+
+// LastLines returns the last n lines of s, for error messages.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
