@@ -83,28 +83,24 @@ func (a *agentApplier) apply(ctx context.Context, release string, b *bundle) (ti
 	return d, nil
 }
 
-// phaseLog keeps the durations the executor logs when it has validated a
-// bundle and when it has applied it, so the benchmark can split an apply's
-// wall time into validation (decode, discovery, access review, reading the
-// live objects, dry-run) and the rest (inventory, apply, prune, commit).
+// phaseLog keeps the validation time the executor logs once it has
+// validated a bundle (decode, discovery, access review, reading the live
+// objects, dry-run), so the benchmark can tell it apart from the rest of an
+// apply's wall time.
 type phaseLog struct {
 	mu        sync.Mutex
 	validated time.Duration
-	applied   time.Duration
 }
 
 var _ slog.Handler = (*phaseLog)(nil)
 
-// The executor's log messages the benchmark reads.
-const (
-	msgValidated = "manifests bundle validated"
-	msgApplied   = "manifests task applied"
-)
+// msgValidated is the executor's log message the benchmark reads.
+const msgValidated = "manifests bundle validated"
 
 func (*phaseLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
 func (p *phaseLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != msgValidated && r.Message != msgApplied {
+	if r.Message != msgValidated {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -113,11 +109,7 @@ func (p *phaseLog) Handle(_ context.Context, r slog.Record) error {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if r.Message == msgValidated {
-			p.validated = a.Value.Duration()
-		} else {
-			p.applied = a.Value.Duration()
-		}
+		p.validated = a.Value.Duration()
 		return false
 	})
 	return nil
@@ -126,11 +118,11 @@ func (p *phaseLog) Handle(_ context.Context, r slog.Record) error {
 func (p *phaseLog) WithAttrs([]slog.Attr) slog.Handler { return p }
 func (p *phaseLog) WithGroup(string) slog.Handler      { return p }
 
-// last returns the validation time and the total of the last task.
-func (p *phaseLog) last() (validated, total time.Duration) {
+// lastValidated returns the validation time of the last task.
+func (p *phaseLog) lastValidated() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.validated, p.applied
+	return p.validated
 }
 
 // memFetcher serves artifacts from memory, checking the digest on Close

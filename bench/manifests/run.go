@@ -244,8 +244,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 					wall, err = ag.apply(ctx, fmt.Sprintf("bench-%d", i), b)
 					self1, _ := procstat.CPUTime(os.Getpid())
 					client = self1 - self0
-					validated, _ := ag.phases.last()
-					dst[pass].validate = append(dst[pass].validate, validated)
+					dst[pass].validate = append(dst[pass].validate, ag.phases.lastValidated())
 				} else {
 					wall, client, err = k.applyBundle(ctx, b, filepath.Join(tmp, ns))
 				}
