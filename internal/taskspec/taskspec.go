@@ -34,6 +34,7 @@ var kinds = []struct {
 }{
 	{KindHTTP, func() Spec { return new(HTTP) }},
 	{KindManifests, func() Spec { return new(Manifests) }},
+	{KindHelm, func() Spec { return new(Helm) }},
 }
 
 // Kinds returns the known task kinds, sorted.

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -262,29 +262,12 @@ func (e *Executor) bundleBytes(ctx context.Context, t executor.Task, spec *tasks
 	if spec.Artifact == "" {
 		return []byte(spec.Bundle), nil
 	}
-	if !slices.Contains(t.Artifacts, spec.Artifact) {
-		return nil, executor.Terminal(fmt.Errorf("manifests: %w: %s is not among the task's artifacts; attach it to the task", ErrArtifact, spec.Artifact))
-	}
-	if t.Fetcher == nil {
-		return nil, executor.Terminal(fmt.Errorf("manifests: %w: %s: the agent has no artifact fetcher", ErrArtifact, spec.Artifact))
-	}
-	rc, err := t.Fetcher.Fetch(ctx, spec.Artifact)
-	if err != nil {
-		return nil, fmt.Errorf("manifests: %w: fetch %s: %w", ErrArtifact, spec.Artifact, err)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, e.limits.MaxBytes+1))
-	if err != nil {
-		_ = rc.Close()
-		return nil, fmt.Errorf("manifests: %w: read %s: %w", ErrArtifact, spec.Artifact, err)
-	}
-	if int64(len(data)) > e.limits.MaxBytes {
-		_ = rc.Close()
-		return nil, executor.Terminal(fmt.Errorf("manifests: %w: %s is larger than the %d bytes the agent accepts; split the release", ErrInvalidBundle, spec.Artifact, e.limits.MaxBytes))
-	}
-	// Close verifies the digest; its failure means the bytes are not the
-	// artifact's.
-	if err := rc.Close(); err != nil {
-		return nil, fmt.Errorf("manifests: %w: verify %s: %w", ErrArtifact, spec.Artifact, err)
+	data, err := executor.ReadArtifact(ctx, t, spec.Artifact, e.limits.MaxBytes)
+	switch {
+	case errors.Is(err, executor.ErrArtifactTooLarge):
+		return nil, executor.Terminal(fmt.Errorf("manifests: %w: %w; split the release", ErrInvalidBundle, err))
+	case err != nil:
+		return nil, fmt.Errorf("manifests: %w: %w", ErrArtifact, err)
 	}
 	return data, nil
 }
