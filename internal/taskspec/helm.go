@@ -79,8 +79,8 @@ type Helm struct {
 	// DefaultHelmTimeoutSeconds.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 	// Atomic rolls a failed upgrade back (and uninstalls a failed first
-	// install); nil means true.
-	Atomic *bool `json:"atomic,omitempty"`
+	// install). As with helm --atomic, it implies Wait.
+	Atomic bool `json:"atomic,omitempty"`
 	// HistoryMax caps the revisions kept; 0 means DefaultHelmHistoryMax.
 	HistoryMax int `json:"history_max,omitempty"`
 	// Adopt lets the release take over existing objects that belong to no
@@ -148,8 +148,9 @@ func (s *Helm) Timeout() int {
 	return s.TimeoutSeconds
 }
 
-// AtomicEnabled reports whether a failed install or upgrade is undone.
-func (s *Helm) AtomicEnabled() bool { return s.Atomic == nil || *s.Atomic }
+// Waits reports whether the task waits for readiness: when asked to, and
+// when it is atomic.
+func (s *Helm) Waits() bool { return s.Wait || s.Atomic }
 
 // EffectiveHistoryMax returns the number of revisions kept.
 func (s *Helm) EffectiveHistoryMax() int {

@@ -168,3 +168,10 @@ func podSpecViolation(path []string) func(map[string]any) string {
 		return ""
 	}
 }
+
+// Denied returns why the first of rules that denies u rejects it, naming
+// the rule, or "" when u passes. Other executors (helm) check what they
+// render with it, so the agent has one deny list.
+func Denied(rules []Rule, allowPrivileged bool, u *unstructured.Unstructured) string {
+	return checkDeny(rules, allowPrivileged, u)
+}

@@ -1,0 +1,158 @@
+package helm
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"helm.sh/helm/v4/pkg/kube"
+)
+
+// Phases of a task, named in its errors.
+const (
+	PhaseFetch    = "fetch"
+	PhaseVerify   = "verify"
+	PhaseRender   = "render"
+	PhaseValidate = "validate"
+	PhaseApply    = "apply"
+	PhaseWait     = "wait"
+)
+
+// PhaseError is a failure of one phase of a helm task.
+type PhaseError struct {
+	Release string
+	Phase   string
+	Err     error
+}
+
+func (e *PhaseError) Error() string {
+	return "helm " + e.Release + ": " + e.Phase + ": " + e.Err.Error()
+}
+
+func (e *PhaseError) Unwrap() error { return e.Err }
+
+// PhaseOf returns the phase err failed in, or "" when it is not a
+// PhaseError.
+func PhaseOf(err error) string {
+	var pe *PhaseError
+	if errors.As(err, &pe) {
+		return pe.Phase
+	}
+	return ""
+}
+
+// tracker wraps Helm's Kubernetes client to learn which phase the action is
+// in (a write means apply, waiting for readiness means wait) and what
+// happened to each object.
+type tracker struct {
+	kube.Interface
+	waitOptions kube.InterfaceWaitOptions
+
+	// waits says whether the task waits for readiness; without it Helm's
+	// Wait is a no-op and must not move the phase.
+	waits bool
+
+	mu      sync.Mutex
+	phase   string
+	created kube.ResourceList
+	updated kube.ResourceList
+	deleted kube.ResourceList
+}
+
+var (
+	_ kube.Interface            = (*tracker)(nil)
+	_ kube.InterfaceWaitOptions = (*tracker)(nil)
+)
+
+func newTracker(c *kube.Client, waits bool) *tracker {
+	return &tracker{Interface: c, waitOptions: c, waits: waits, phase: PhaseApply}
+}
+
+func (t *tracker) enter(phase string) {
+	t.mu.Lock()
+	t.phase = phase
+	t.mu.Unlock()
+}
+
+// current returns the phase the action was last in.
+func (t *tracker) current() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.phase
+}
+
+func (t *tracker) record(res *kube.Result) {
+	if res == nil {
+		return
+	}
+	t.mu.Lock()
+	t.created = append(t.created, res.Created...)
+	t.updated = append(t.updated, res.Updated...)
+	t.deleted = append(t.deleted, res.Deleted...)
+	t.mu.Unlock()
+}
+
+func (t *tracker) Create(resources kube.ResourceList, options ...kube.ClientCreateOption) (*kube.Result, error) {
+	t.enter(PhaseApply)
+	res, err := t.Interface.Create(resources, options...)
+	t.record(res)
+	return res, err
+}
+
+func (t *tracker) Update(original, target kube.ResourceList, options ...kube.ClientUpdateOption) (*kube.Result, error) {
+	t.enter(PhaseApply)
+	res, err := t.Interface.Update(original, target, options...)
+	t.record(res)
+	return res, err
+}
+
+func (t *tracker) Delete(resources kube.ResourceList, policy metav1.DeletionPropagation) (*kube.Result, []error) {
+	t.enter(PhaseApply)
+	res, errs := t.Interface.Delete(resources, policy)
+	t.record(res)
+	return res, errs
+}
+
+func (t *tracker) GetWaiter(ws kube.WaitStrategy) (kube.Waiter, error) {
+	w, err := t.Interface.GetWaiter(ws)
+	if err != nil {
+		return nil, err
+	}
+	return &phaseWaiter{Waiter: w, t: t}, nil
+}
+
+func (t *tracker) GetWaiterWithOptions(ws kube.WaitStrategy, opts ...kube.WaitOption) (kube.Waiter, error) {
+	w, err := t.waitOptions.GetWaiterWithOptions(ws, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &phaseWaiter{Waiter: w, t: t}, nil
+}
+
+// phaseWaiter marks the wait phase while the release's resources are
+// awaited; hooks (WatchUntilReady) and deletions stay in apply.
+type phaseWaiter struct {
+	kube.Waiter
+	t *tracker
+}
+
+func (w *phaseWaiter) Wait(resources kube.ResourceList, timeout time.Duration) error {
+	if w.t.waits {
+		w.t.enter(PhaseWait)
+	}
+	return w.Waiter.Wait(resources, timeout)
+}
+
+func (w *phaseWaiter) WaitWithJobs(resources kube.ResourceList, timeout time.Duration) error {
+	if w.t.waits {
+		w.t.enter(PhaseWait)
+	}
+	return w.Waiter.WaitWithJobs(resources, timeout)
+}
+
+func (w *phaseWaiter) WatchUntilReady(resources kube.ResourceList, timeout time.Duration) error {
+	w.t.enter(PhaseApply)
+	return w.Waiter.WatchUntilReady(resources, timeout)
+}
