@@ -61,7 +61,9 @@ func (e *Executor) deploy(ctx context.Context, r *run) (*Result, error) {
 		}
 	}
 
+	r.tracker.setRendering(true)
 	dry, err := e.runDeploy(ctx, r, ch, vals, last, action.DryRunServer)
+	r.tracker.setRendering(false)
 	if err != nil {
 		return nil, r.fail(PhaseRender, classify(err))
 	}

@@ -2,6 +2,7 @@ package helm
 
 import (
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -50,6 +51,11 @@ type tracker struct {
 	kube.Interface
 	waitOptions kube.InterfaceWaitOptions
 
+	// rendering is set while Helm renders the release as a dry run: the
+	// executor only needs the rendered manifests then, and objects of a
+	// CRD the chart brings cannot be built before the CRD is installed.
+	rendering bool
+
 	// waits says whether the task waits for readiness; without it Helm's
 	// Wait is a no-op and must not move the phase.
 	waits bool
@@ -91,6 +97,25 @@ func (t *tracker) record(res *kube.Result) {
 	t.created = append(t.created, res.Created...)
 	t.updated = append(t.updated, res.Updated...)
 	t.deleted = append(t.deleted, res.Deleted...)
+	t.mu.Unlock()
+}
+
+// Build turns manifests into resources, except while rendering, when
+// Helm's dry run gets none: the executor validates the rendered objects
+// itself.
+func (t *tracker) Build(r io.Reader, validate bool) (kube.ResourceList, error) {
+	t.mu.Lock()
+	rendering := t.rendering
+	t.mu.Unlock()
+	if rendering {
+		return kube.ResourceList{}, nil
+	}
+	return t.Interface.Build(r, validate)
+}
+
+func (t *tracker) setRendering(on bool) {
+	t.mu.Lock()
+	t.rendering = on
 	t.mu.Unlock()
 }
 

@@ -232,7 +232,9 @@ func (e *Executor) checkOwnership(ctx context.Context, r *rendered, release, nam
 		mu        sync.Mutex
 		collision []string
 	)
-	err := e.forEach(ctx, slices.Concat(r.crds, r.objects), func(ctx context.Context, o *object) error {
+	// CRDs are left out: Helm installs those of crds/ when they are
+	// missing and never changes or deletes them.
+	err := e.forEach(ctx, r.objects, func(ctx context.Context, o *object) error {
 		if o.gvr.Resource == "" {
 			return nil
 		}

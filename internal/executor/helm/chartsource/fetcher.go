@@ -110,6 +110,8 @@ type target struct {
 	repo *url.URL
 	// display is the repository URL as errors and logs show it.
 	display string
+	// ref is an OCI repository's reference, host[:port]/path/chart.
+	ref string
 	// red scrubs this request's credentials from error text.
 	red *redact.Redactor
 }
