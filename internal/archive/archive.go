@@ -264,6 +264,8 @@ func streamLimit(o Options) int64 {
 // the decompressor made of it).
 func streamErr(err error, in, stream *capReader, o Options) *Error {
 	switch {
+	case in.err != nil:
+		return newErr("", ErrCorrupt, in.err, "reading the archive")
 	case in.over:
 		return newErr("", ErrTooLarge, nil, "compressed stream is larger than %d bytes", o.MaxCompressedBytes)
 	case stream != nil && stream.over:
@@ -288,6 +290,7 @@ type capReader struct {
 	limit int64
 	n     int64
 	over  bool
+	err   error // a read error of r, other than io.EOF
 }
 
 var errCap = errors.New("archive: read limit reached")
@@ -304,6 +307,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 			c.over = true
 			return 0, errCap
 		}
+		if err != nil && err != io.EOF {
+			c.err = err
+		}
 		return 0, err
 	}
 	if rest := c.limit - c.n; int64(len(p)) > rest {
@@ -311,6 +317,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 
