@@ -202,8 +202,10 @@ func TestFetchOCIFailures(t *testing.T) {
 			says:     []string{`chart "db" differs from the reference's last segment "web"`},
 		},
 		{
-			name:     "a reference with credentials in it is refused, pointing at vault references",
-			req:      func(req *Request) { req.Repository = strings.Replace(req.Repository, "oci://", "oci://"+testUser+":"+testPassword+"@", 1) },
+			name: "a reference with credentials in it is refused, pointing at vault references",
+			req: func(req *Request) {
+				req.Repository = strings.Replace(req.Repository, "oci://", "oci://"+testUser+":"+testPassword+"@", 1)
+			},
 			sentinel: ErrInvalidRequest,
 			says:     []string{"carries credentials in its URL", "vault references"},
 		},
