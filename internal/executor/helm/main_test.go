@@ -263,3 +263,7 @@ func dyn(t *testing.T) dynamic.Interface {
 	}
 	return c
 }
+
+func shopHistory(ns, release string) taskspec.Helm {
+	return taskspec.Helm{Action: taskspec.HelmHistory, Release: release, Namespace: ns}
+}

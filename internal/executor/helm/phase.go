@@ -60,8 +60,12 @@ type tracker struct {
 	// Wait is a no-op and must not move the phase.
 	waits bool
 
-	mu      sync.Mutex
-	phase   string
+	mu    sync.Mutex
+	phase string
+	// failed is the phase of the first call that failed: an atomic task
+	// rolls back after a failed wait, and the rollback's own calls must
+	// not hide where the task failed.
+	failed  string
 	created kube.ResourceList
 	updated kube.ResourceList
 	deleted kube.ResourceList
@@ -82,11 +86,27 @@ func (t *tracker) enter(phase string) {
 	t.mu.Unlock()
 }
 
-// current returns the phase the action was last in.
+// current returns the phase the first failed call was in, or else the
+// phase the action was last in.
 func (t *tracker) current() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.failed != "" {
+		return t.failed
+	}
 	return t.phase
+}
+
+// done notes the outcome of a call made in the current phase.
+func (t *tracker) done(err error) error {
+	if err != nil {
+		t.mu.Lock()
+		if t.failed == "" {
+			t.failed = t.phase
+		}
+		t.mu.Unlock()
+	}
+	return err
 }
 
 func (t *tracker) record(res *kube.Result) {
@@ -123,14 +143,14 @@ func (t *tracker) Create(resources kube.ResourceList, options ...kube.ClientCrea
 	t.enter(PhaseApply)
 	res, err := t.Interface.Create(resources, options...)
 	t.record(res)
-	return res, err
+	return res, t.done(err)
 }
 
 func (t *tracker) Update(original, target kube.ResourceList, options ...kube.ClientUpdateOption) (*kube.Result, error) {
 	t.enter(PhaseApply)
 	res, err := t.Interface.Update(original, target, options...)
 	t.record(res)
-	return res, err
+	return res, t.done(err)
 }
 
 func (t *tracker) Delete(resources kube.ResourceList, policy metav1.DeletionPropagation) (*kube.Result, []error) {
@@ -167,17 +187,17 @@ func (w *phaseWaiter) Wait(resources kube.ResourceList, timeout time.Duration) e
 	if w.t.waits {
 		w.t.enter(PhaseWait)
 	}
-	return w.Waiter.Wait(resources, timeout)
+	return w.t.done(w.Waiter.Wait(resources, timeout))
 }
 
 func (w *phaseWaiter) WaitWithJobs(resources kube.ResourceList, timeout time.Duration) error {
 	if w.t.waits {
 		w.t.enter(PhaseWait)
 	}
-	return w.Waiter.WaitWithJobs(resources, timeout)
+	return w.t.done(w.Waiter.WaitWithJobs(resources, timeout))
 }
 
 func (w *phaseWaiter) WatchUntilReady(resources kube.ResourceList, timeout time.Duration) error {
 	w.t.enter(PhaseApply)
-	return w.Waiter.WatchUntilReady(resources, timeout)
+	return w.t.done(w.Waiter.WatchUntilReady(resources, timeout))
 }

@@ -59,7 +59,7 @@ func selectVersion(available []string, want string) (string, error) {
 		}
 	}
 	if want == "" {
-		return "", fmt.Errorf("%w: every published version is a prerelease, and no version asks for the latest stable one (available: %s)", ErrNoMatchingVersion, avail)
+		return "", fmt.Errorf("%w: every published version is a prerelease, and an empty version asks for the latest stable one; name a prerelease to use it (available: %s)", ErrNoMatchingVersion, avail)
 	}
 	return "", fmt.Errorf("%w constraint %q (available: %s)", ErrNoMatchingVersion, want, avail)
 }
