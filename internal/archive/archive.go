@@ -227,15 +227,15 @@ func ReadTarGz(r io.Reader, opts Options) ([]File, error) {
 			// Only with GODEBUG=tarinsecurepath=0; the name is judged below.
 			err = nil
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, streamErr(err, in, stream, o)
 		}
 		if err := rd.entry(hdr, tr); err != nil {
-			e, ok := err.(*Error)
-			if !ok {
+			var e *Error
+			if !errors.As(err, &e) {
 				// The stream failed inside this entry's data.
 				e = streamErr(err, in, stream, o)
 				e.Name = hdr.Name
@@ -307,7 +307,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 			c.over = true
 			return 0, errCap
 		}
-		if err != nil && err != io.EOF {
+		if err != nil && !errors.Is(err, io.EOF) {
 			c.err = err
 		}
 		return 0, err
@@ -317,7 +317,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		c.err = err
 	}
 	return n, err

@@ -78,6 +78,10 @@ func (l YAMLLimits) withDefaults() YAMLLimits {
 	if l.MaxAliases == 0 {
 		l.MaxAliases = DefaultYAMLMaxAliases
 	}
+	// Leave headroom for the running totals, which add the file's own
+	// nodes and bytes to what aliases add.
+	l.MaxExpandedNodes = min(l.MaxExpandedNodes, 1<<62)
+	l.MaxExpandedBytes = min(l.MaxExpandedBytes, 1<<62)
 	return l
 }
 
@@ -116,17 +120,19 @@ func CheckYAML(name string, data []byte, limits YAMLLimits) (err error) {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return fail(ErrInvalidYAML, err, "document %d", doc)
+			// The parser reads ahead, so the error may belong to a later
+			// document than doc; its message gives the line.
+			return fail(ErrInvalidYAML, err, "does not parse")
 		}
 		if _, err := w.visit(&root, 1); err != nil {
 			switch {
-			case err == errCycle:
+			case errors.Is(err, errCycle):
 				return fail(ErrInvalidYAML, nil, "document %d: an alias refers to a node that contains it", doc)
-			case err == errDepth:
+			case errors.Is(err, errDepth):
 				return fail(ErrTooLarge, nil, "document %d: nested deeper than %d levels, aliases expanded", doc, l.MaxDepth)
-			case err == errAliases:
+			case errors.Is(err, errAliases):
 				return fail(ErrTooLarge, nil, "more than %d aliases", l.MaxAliases)
-			case err == errNodes:
+			case errors.Is(err, errNodes):
 				return fail(ErrTooLarge, nil, "aliases expand to more than %d extra nodes", l.MaxExpandedNodes)
 			default: // errBytes
 				return fail(ErrTooLarge, nil, "aliases expand to more than %d extra bytes of text", l.MaxExpandedBytes)
@@ -235,15 +241,17 @@ func (w *walker) alias(n *yaml.Node, depth int) (int, error) {
 	if depth+e.height-1 > w.l.MaxDepth {
 		return 0, errDepth
 	}
+	// The added totals never pass their limits, so these differences
+	// cannot overflow.
+	if e.nodes > w.l.MaxExpandedNodes-w.addedNodes {
+		return 0, errNodes
+	}
+	if e.bytes > w.l.MaxExpandedBytes-w.addedBytes {
+		return 0, errBytes
+	}
 	w.nodes += e.nodes
 	w.bytes += e.bytes
 	w.addedNodes += e.nodes
 	w.addedBytes += e.bytes
-	if w.addedNodes > w.l.MaxExpandedNodes {
-		return 0, errNodes
-	}
-	if w.addedBytes > w.l.MaxExpandedBytes {
-		return 0, errBytes
-	}
 	return e.height, nil
 }
