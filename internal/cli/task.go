@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	v1 "github.com/outposthq/outpost/gen/outpost/v1"
+	"github.com/outposthq/outpost/internal/taskspec"
 )
 
 // maxSpecBytes bounds a task spec read from a file or stdin.
@@ -43,12 +44,13 @@ type taskRunFlags struct {
 	timeout       time.Duration
 	wait          bool
 	manifests     manifestsFlags
+	helm          helmFlags
 }
 
 func (a *app) newTaskRunCommand() *cobra.Command {
 	var f taskRunFlags
 	cmd := &cobra.Command{
-		Use:   "run --env NAME (--kind KIND (--spec FILE|- | --spec-json JSON) | --kind manifests --release NAME --bundle FILE|DIR) [flags]",
+		Use:   "run --env NAME (--kind KIND (--spec FILE|- | --spec-json JSON) | --kind manifests --release NAME --bundle FILE|DIR | --kind helm --release NAME --namespace NS --chart DIR|FILE.tgz|oci://...) [flags]",
 		Short: "Queue a task, optionally with artifacts, and optionally wait for it",
 		Long: `run queues one task for an environment. The spec is the kind's JSON document.
 
@@ -64,7 +66,23 @@ The bundle travels inline, or as an uploaded artifact when it is larger than
 256 KiB, and the task gets the conflict key manifests/RELEASE so that two
 revisions of one release never apply at once:
 
-  outpost task run --env prod --kind manifests --release web --bundle deploy/web/ --wait`,
+  outpost task run --env prod --kind manifests --release web --bundle deploy/web/ --wait
+
+For helm tasks, --release, --namespace and the helm flags build the spec.
+--helm-action is install (the default, helm upgrade --install), upgrade,
+rollback, uninstall, status or history. A chart directory given to --chart
+is packed here, reproducibly and honouring .helmignore; a chart archive is
+sent as it is; --repo URL --chart-name NAME and --chart oci://host/path/chart
+let the agent fetch it, with --password as a vault reference, never the
+password itself. -f/--values files merge left to right, then --set, as with
+helm. The chart travels inline, or as an uploaded artifact when it is larger
+than 256 KiB, and the task gets the conflict key helm/NAMESPACE/RELEASE.
+--helm-wait and --helm-timeout are helm's --wait and --timeout; --wait and
+--timeout remain those of the task:
+
+  outpost task run --env prod --release shop --namespace shop --chart ./charts/shop \
+    -f prod.yaml --set image.tag=1.4.2 --helm-wait --wait
+  outpost task run --env prod --release shop --namespace shop --helm-action rollback --rollback-to 3 --wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runTask(cmd, f) },
 	}
@@ -80,11 +98,12 @@ revisions of one release never apply at once:
 	fl.DurationVar(&f.timeout, "timeout", 0, "time allowed from queueing to completion (default: none)")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the task to finish; exit 1 if it failed or was cancelled")
 	f.manifests.bind(fl)
+	f.helm.bind(fl)
 	return cmd
 }
 
 func (a *app) runTask(cmd *cobra.Command, f taskRunFlags) error {
-	if f.env == "" || (f.kind == "" && !f.manifests.used()) {
+	if f.env == "" || (f.kind == "" && !f.manifests.used() && !f.helm.used()) {
 		return errors.New("task run: pass --env NAME and --kind KIND")
 	}
 	if f.maxAttempts < 0 || f.timeout < 0 {
@@ -93,11 +112,15 @@ func (a *app) runTask(cmd *cobra.Command, f taskRunFlags) error {
 	var (
 		spec      []byte
 		manifests *manifestsTask
+		helm      *helmTask
 		err       error
 	)
-	if f.manifests.used() {
+	switch {
+	case f.buildsHelm():
+		helm, err = a.prepareHelm(&f)
+	case f.manifests.used():
 		manifests, err = prepareManifests(&f)
-	} else {
+	default:
 		spec, err = a.readSpec(f)
 	}
 	if err != nil {
@@ -132,6 +155,11 @@ func (a *app) runTask(cmd *cobra.Command, f taskRunFlags) error {
 	}
 	if manifests != nil {
 		if err := a.addManifests(ctx, client, manifests, req); err != nil {
+			return fmt.Errorf("task run: %w", err)
+		}
+	}
+	if helm != nil {
+		if err := a.addHelm(ctx, client, helm, req); err != nil {
 			return fmt.Errorf("task run: %w", err)
 		}
 	}
@@ -348,6 +376,9 @@ func (a *app) taskDetail(w io.Writer, t *v1.Task) {
 	field("DEADLINE", a.when(t.GetDeadline()))
 	field("FINISHED", a.when(t.GetFinishedAt()))
 	field("ERROR", t.GetError())
+	if t.GetKind() == taskspec.KindHelm && a.helmDetail(w, t) {
+		return
+	}
 	linef(w, "SPEC:\n%s\n", prettyJSON(t.GetSpec(), "  "))
 	if len(t.GetResult()) > 0 {
 		linef(w, "RESULT:\n%s\n", prettyJSON(t.GetResult(), "  "))
