@@ -126,7 +126,9 @@ func quote(name string) string {
 }
 
 // Options bounds an archive. A zero field takes its default; a negative one
-// is invalid.
+// is invalid. A caller that computes a bound, such as what is left of a
+// budget shared by nested archives, must refuse a result of zero or less
+// itself: passed here, zero would mean the default.
 type Options struct {
 	// MaxFileBytes caps one file, uncompressed.
 	MaxFileBytes int64
@@ -201,7 +203,10 @@ type File struct {
 // kind of entry refuses the archive. So do an unsafe or duplicate name, a
 // bound of opts exceeded, and a corrupt or truncated stream. Bytes after
 // the end of the tar archive are ignored once the gzip member holding it
-// ends, and that member's checksum is verified.
+// ends, and that member's checksum is verified. Like archive/tar (and so
+// Helm), it takes a tar stream that ends cleanly between two entries
+// without the end-of-archive marker as complete; the gzip layer still
+// catches a stream cut anywhere else.
 func ReadTarGz(r io.Reader, opts Options) ([]File, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
