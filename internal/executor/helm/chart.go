@@ -55,6 +55,9 @@ func (e *Executor) fetch(ctx context.Context, t executor.Task, c *taskspec.HelmC
 	}
 	got, err := e.charts.Fetch(ctx, req)
 	if err != nil {
+		if chartsource.IsPermanent(err) {
+			return nil, executor.Terminal(err)
+		}
 		return nil, err
 	}
 	return &fetched{archive: got.Archive, source: got.Source + " " + got.Name + "@" + got.Version}, nil
