@@ -2,6 +2,7 @@ package helm
 
 import (
 	"fmt"
+	"strconv"
 
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	release "helm.sh/helm/v4/pkg/release/v1"
@@ -17,6 +18,11 @@ import (
 // operation on the release is in flight, and Helm can upgrade from a
 // failed revision.
 func (e *Executor) recoverPending(r *run, rel *release.Release) error {
+	if rel.Labels[labelTask] == r.task.ID {
+		if n, err := strconv.ParseInt(rel.Labels[labelAttempt], 10, 64); err == nil && n > r.task.Attempt {
+			return fmt.Errorf("%w: attempt %d of this task is running revision %d; this is attempt %d", ErrStaleAttempt, n, rel.Version, r.task.Attempt)
+		}
+	}
 	was := rel.Info.Status
 	rel.SetStatus(rcommon.StatusFailed, fmt.Sprintf("interrupted while %s; marked failed by task %s attempt %d", was, r.task.ID, r.task.Attempt))
 	if err := r.cfg.Releases.Update(rel); err != nil {

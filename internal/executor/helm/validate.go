@@ -35,6 +35,9 @@ var (
 	ErrCollision = errors.New("objects owned by someone else")
 	// ErrDryRun reports objects the API server rejected in a dry run.
 	ErrDryRun = errors.New("server-side dry-run failed")
+	// ErrStaleAttempt reports an attempt that a newer attempt of the same
+	// task has overtaken: the newer one left the release pending.
+	ErrStaleAttempt = errors.New("stale attempt")
 	// ErrNotFound reports a release that does not exist where the action
 	// needs one.
 	ErrNotFound = errors.New("release not found")
