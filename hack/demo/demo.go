@@ -125,6 +125,7 @@ func (d *demo) walkThrough(ctx context.Context) error {
 		d.startPayments,
 		d.startAgent,
 		d.deploy,
+		d.helmDeploy,
 		d.runTask,
 		d.inspect,
 		d.checkSecret,

@@ -33,6 +33,7 @@ func (d *demo) summary(context.Context) error {
 	if n := len(d.manifestTasks); n > 0 {
 		d.out.plain("    %s task get %s -o json   # the per-object outcomes", cli, d.manifestTasks[n-1])
 	}
+	d.out.plain("    %s task run --env %s --release %s --namespace %s --helm-action history --wait", cli, envName, helmRelease, appNamespace)
 	d.out.plain("    %s audit list", cli)
 	d.out.plain("    %s task run --env %s --kind http --conflict-key %s --wait \\\n        --spec-json %s", cli, envName, conflictKey, shellQuote(d.specJSON))
 
