@@ -117,6 +117,9 @@ func (e *Executor) unpack(data []byte, prefix string, depth int, budget *int64) 
 	if depth > maxSubchartDepth {
 		return nil, fmt.Errorf("%w: subcharts nested more than %d deep", archive.ErrTooLarge, maxSubchartDepth)
 	}
+	if *budget <= 0 {
+		return nil, fmt.Errorf("%w: the chart and its subcharts unpack to more than %d bytes", archive.ErrTooLarge, e.opts.MaxTotalBytes)
+	}
 	opts := e.opts.archiveOptions()
 	opts.MaxTotalBytes = *budget
 	files, err := archive.ReadTarGz(bytes.NewReader(data), opts)
@@ -163,7 +166,7 @@ func (e *Executor) unpack(data []byte, prefix string, depth int, budget *int64) 
 func checkChartFile(name string, data []byte) error {
 	base := path.Base(name)
 	dir := path.Dir(name)
-	isYAML := strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")
+	isYAML := strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml") || base == "Chart.lock" || base == "requirements.lock"
 	inTemplates := dir == "templates" || strings.Contains(name, "/templates/") || strings.HasPrefix(name, "templates/")
 	switch {
 	case isYAML && !inTemplates:
