@@ -16,6 +16,10 @@ var (
 	// ErrVersionUnsupported reports a pinned version (/vN) on a provider that
 	// keeps no versions.
 	ErrVersionUnsupported = errors.New("versions are not supported")
+	// ErrForbidden reports a backend that refused the agent access to a
+	// path. Trying again does not help until an operator grants the
+	// agent's identity the permission the error names.
+	ErrForbidden = errors.New("access forbidden")
 	// ErrVaultFile reports a local vault file that cannot be used: missing,
 	// too large or not the expected JSON shape. It may be transient while the
 	// file is being rewritten.

@@ -9,8 +9,9 @@ import (
 )
 
 // Provider looks up values in one backend. Lookup returns an error wrapping
-// ErrNotFound for a missing path or key and ErrVersionUnsupported for a
-// version the backend cannot honour; the error must never contain a value.
+// ErrNotFound for a missing path or key, ErrVersionUnsupported for a
+// version the backend cannot honour and ErrForbidden for access the backend
+// refuses; the error must never contain a value.
 // Implementations are safe for concurrent use.
 type Provider interface {
 	Lookup(ctx context.Context, ref Ref) (string, error)
@@ -81,10 +82,12 @@ func (r *Resolver) Resolve(ctx context.Context, ref Ref) (string, error) {
 }
 
 // IsPermanent reports whether err from Resolve cannot be fixed by trying
-// again: a malformed reference, an unknown provider, a missing value or an
-// unsupported version. Other errors (an unreadable vault file, a cancelled
-// context, a network failure of a remote provider) may be transient.
+// again: a malformed reference, an unknown provider, a missing value, an
+// unsupported version or access the backend forbids. Other errors (an
+// unreadable vault file, a cancelled context, a network failure of a remote
+// provider) may be transient.
 func IsPermanent(err error) bool {
 	return errors.Is(err, ErrMalformedRef) || errors.Is(err, ErrUnknownProvider) ||
-		errors.Is(err, ErrNotFound) || errors.Is(err, ErrVersionUnsupported)
+		errors.Is(err, ErrNotFound) || errors.Is(err, ErrVersionUnsupported) ||
+		errors.Is(err, ErrForbidden)
 }
