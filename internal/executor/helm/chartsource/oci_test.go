@@ -22,6 +22,8 @@ type testRegistry struct {
 	handler http.Handler
 	// redirectBlobs sends blob downloads to this origin when set.
 	redirectBlobs atomic.Pointer[string]
+	// stallBlobs holds blob downloads until the client goes away.
+	stallBlobs atomic.Bool
 	plain         bool
 }
 
@@ -32,6 +34,10 @@ func newTestRegistry(t *testing.T, plain bool) *testRegistry {
 		if u, p, ok := req.BasicAuth(); !ok || u != testUser || p != testPassword {
 			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
 			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		if r.stallBlobs.Load() && strings.Contains(req.URL.Path, "/blobs/") {
+			<-req.Context().Done()
 			return
 		}
 		if to := r.redirectBlobs.Load(); to != nil && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
