@@ -16,6 +16,8 @@ import (
 	"github.com/outposthq/outpost/internal/executor/manifests"
 	"github.com/outposthq/outpost/internal/kube"
 	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/vault"
+	"github.com/outposthq/outpost/internal/vault/k8ssecret"
 )
 
 // kubeFlags point the agent at the cluster it deploys into and configure
@@ -46,6 +48,8 @@ func (k *kubeFlags) bind(fl *pflag.FlagSet) {
 type kubeSetup struct {
 	identity agent.IdentityStore
 	kinds    map[string]executor.Executor
+	// vault holds the providers that read the cluster, by provider name.
+	vault map[string]vault.Provider
 }
 
 // setup finds the cluster. Without one it returns ok=false and the agent
@@ -89,11 +93,16 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 	if err != nil {
 		return kubeSetup{}, false, err
 	}
+	secrets, err := k8ssecret.New(k8ssecret.Options{Client: client.CoreV1(), Namespace: cluster.Namespace})
+	if err != nil {
+		return kubeSetup{}, false, err
+	}
 	log.Info("kubernetes configured", "source", cluster.Source, "server", cluster.Config.Host,
 		"namespace", cluster.Namespace, "identity_secret", k.identitySecret)
 	return kubeSetup{
 		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
 		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec},
+		vault:    map[string]vault.Provider{k8ssecret.ProviderName: secrets},
 	}, true, nil
 }
 

@@ -79,7 +79,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.environment, "environment", env("OUTPOST_ENVIRONMENT", ""), "tenant/environment this agent serves; enrollment into another is refused")
 	fl.StringVar(&f.identityFile, "identity-file", env("OUTPOST_IDENTITY_FILE", defaultIdentity), "where the agent keeps its key and id (mode 0600) when there is no cluster; with one the identity lives in --identity-secret unless this is set")
 	fl.IntVar(&f.concurrency, "concurrency", agent.DefaultConcurrency, "tasks run at once")
-	fl.StringVar(&f.vaultFile, "vault-file", env(vault.EnvLocalPath, ""), "local JSON vault for vault://local/... references (env "+vault.EnvLocalPath+")")
+	fl.StringVar(&f.vaultFile, "vault-file", env(vault.EnvLocalPath, ""), "local JSON vault for vault://local/<path>/<key> references (env "+vault.EnvLocalPath+"); "+
+		"with a cluster, vault://k8s/<secret>/<key> also reads key <key> of Secret <secret> in the agent's --namespace (needs only \"get\" on that Secret)")
 	fl.StringVar(&f.internalCAFile, "internal-ca-file", env("OUTPOST_INTERNAL_CA_FILE", ""), "extra CA bundle for internal endpoints called by http tasks")
 	fl.BoolVar(&f.forcePoll, "force-poll", false, "long-poll instead of holding a Watch stream")
 	fl.StringVar(&f.logLevel, "log-level", env("OUTPOST_LOG_LEVEL", "info"), "debug, info, warn or error")
@@ -112,15 +113,13 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	providers := map[string]vault.Provider{}
-	if f.vaultFile != "" {
-		local, err := vault.NewLocal(vault.LocalOptions{Path: f.vaultFile})
-		if err != nil {
-			return nil, err
-		}
-		providers["local"] = local
+	// The cluster comes first: it adds the k8s vault provider to the
+	// resolver the executors share.
+	k, ok, err := f.kube.setup(log)
+	if err != nil {
+		return nil, err
 	}
-	resolver, err := vault.NewResolver(vault.ResolverOptions{Providers: providers})
+	resolver, err := newResolver(f.vaultFile, k.vault)
 	if err != nil {
 		return nil, err
 	}
@@ -134,10 +133,6 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	}
 	executors := map[string]executor.Executor{taskspec.KindHTTP: httpExec}
 	var identity agent.IdentityStore = agent.FileIdentity{Path: f.identityFile}
-	k, ok, err := f.kube.setup(log)
-	if err != nil {
-		return nil, err
-	}
 	if ok {
 		maps.Copy(executors, k.kinds)
 		if f.identityFileSet {
@@ -161,4 +156,20 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 		Version:        Version,
 		ForcePoll:      f.forcePoll,
 	})
+}
+
+// newResolver returns the resolver for vault references: the local vault
+// file when one is named, plus the providers a cluster adds (see
+// kubeSetup.vault).
+func newResolver(vaultFile string, cluster map[string]vault.Provider) (*vault.Resolver, error) {
+	providers := map[string]vault.Provider{}
+	if vaultFile != "" {
+		local, err := vault.NewLocal(vault.LocalOptions{Path: vaultFile})
+		if err != nil {
+			return nil, err
+		}
+		providers[vault.LocalProviderName] = local
+	}
+	maps.Copy(providers, cluster)
+	return vault.NewResolver(vault.ResolverOptions{Providers: providers})
 }
