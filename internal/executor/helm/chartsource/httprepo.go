@@ -23,7 +23,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, t *target) (*Chart, error) {
 
 	indexURL, err := repo.ResolveReferenceURL(t.repo.String(), "index.yaml")
 	if err != nil {
-		return nil, fmt.Errorf("chartsource: %w: repository %s: %v", ErrInvalidRequest, t.display, err)
+		return nil, fmt.Errorf("chartsource: %w: repository %s: %w", ErrInvalidRequest, t.display, err)
 	}
 	raw, err := f.get(ctx, client, t, indexURL, f.maxIndex, "index.yaml")
 	if err != nil {
@@ -55,7 +55,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, t *target) (*Chart, error) {
 	}
 	chartURL, err := repo.ResolveReferenceURL(t.repo.String(), entry.URLs[0])
 	if err != nil {
-		return nil, fmt.Errorf("chartsource: repository %s: chart %q %s: %w: %v", t.display, t.Chart, version, ErrBadRepository, err)
+		return nil, fmt.Errorf("chartsource: repository %s: chart %q %s: %w: %w", t.display, t.Chart, version, ErrBadRepository, err)
 	}
 	archive, err := f.get(ctx, client, t, chartURL, f.maxChart, fmt.Sprintf("chart %q %s", t.Chart, version))
 	if err != nil {
@@ -107,7 +107,7 @@ func sendError(ctx context.Context, err error) error {
 		err = ue.Err
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
 	}
 	return err
 }

@@ -68,5 +68,5 @@ func skippableValidation(err error) error {
 
 // indexError explains an index that does not decode.
 func indexError(display string, err error) error {
-	return fmt.Errorf("repository %s: index.yaml: %w: %v", display, ErrBadRepository, err)
+	return fmt.Errorf("repository %s: index.yaml: %w: %w", display, ErrBadRepository, err)
 }

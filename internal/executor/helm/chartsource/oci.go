@@ -44,7 +44,7 @@ func (t *target) checkOCI() error {
 	}
 	t.ref = u.Host + "/" + path
 	if _, err := orasregistry.ParseReference(t.ref); err != nil {
-		return fmt.Errorf("chartsource: %w: repository %s: %v", ErrInvalidRequest, t.display, err)
+		return fmt.Errorf("chartsource: %w: repository %s: %w", ErrInvalidRequest, t.display, err)
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func (f *Fetcher) pull(ctx context.Context, rc *registry.Client, t *target, vers
 	}
 	var md chart.Metadata
 	if err := json.Unmarshal(raw, &md); err != nil {
-		return nil, fmt.Errorf("chartsource: repository %s: %s: %w: chart config: %v", t.display, what, ErrBadRepository, err)
+		return nil, fmt.Errorf("chartsource: repository %s: %s: %w: chart config: %w", t.display, what, ErrBadRepository, err)
 	}
 	// Helm tags "+" as "_" (OCI tags cannot hold "+").
 	if md.Version != strings.ReplaceAll(version, "_", "+") {
@@ -175,7 +175,7 @@ func (f *Fetcher) pull(ctx context.Context, rc *registry.Client, t *target, vers
 // reported by code alone: the registry's message may quote the request.
 func ociError(ctx context.Context, t *target, what string, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("chartsource: repository %s: %s: %w (%v)", t.display, what, context.Cause(ctx), err)
+		return fmt.Errorf("chartsource: repository %s: %s: %w (%w)", t.display, what, context.Cause(ctx), err)
 	}
 	if errors.Is(err, ErrTooLarge) {
 		return fmt.Errorf("chartsource: repository %s: %w", t.display, err)

@@ -24,7 +24,7 @@ type testRegistry struct {
 	redirectBlobs atomic.Pointer[string]
 	// stallBlobs holds blob downloads until the client goes away.
 	stallBlobs atomic.Bool
-	plain         bool
+	plain      bool
 }
 
 func newTestRegistry(t *testing.T, plain bool) *testRegistry {

@@ -26,7 +26,7 @@ func selectVersion(available []string, want string) (string, error) {
 	}
 	constraint, err := semver.NewConstraint(spec)
 	if err != nil {
-		return "", fmt.Errorf("%w: version %q is neither a version nor a semver constraint (%v)", ErrInvalidRequest, want, err)
+		return "", fmt.Errorf("%w: version %q is neither a version nor a semver constraint (%w)", ErrInvalidRequest, want, err)
 	}
 	type candidate struct {
 		raw string
