@@ -77,10 +77,14 @@ const (
 	flagAdopt           = "adopt"
 )
 
+// Helm actions, all of them and by what they do.
 var (
-	helmActions   = []string{taskspec.HelmInstall, taskspec.HelmUpgrade, taskspec.HelmRollback, taskspec.HelmUninstall, taskspec.HelmStatus, taskspec.HelmHistory}
-	helmDeploys   = []string{taskspec.HelmInstall, taskspec.HelmUpgrade}
-	helmChanges   = []string{taskspec.HelmInstall, taskspec.HelmUpgrade, taskspec.HelmRollback, taskspec.HelmUninstall}
+	helmActions = []string{taskspec.HelmInstall, taskspec.HelmUpgrade, taskspec.HelmRollback, taskspec.HelmUninstall, taskspec.HelmStatus, taskspec.HelmHistory}
+	// helmDeploys take a chart and values.
+	helmDeploys = []string{taskspec.HelmInstall, taskspec.HelmUpgrade}
+	// helmChanges change the cluster, and may wait and run hooks.
+	helmChanges = []string{taskspec.HelmInstall, taskspec.HelmUpgrade, taskspec.HelmRollback, taskspec.HelmUninstall}
+	// helmRevisions make a new revision.
 	helmRevisions = []string{taskspec.HelmInstall, taskspec.HelmUpgrade, taskspec.HelmRollback}
 )
 
