@@ -15,13 +15,10 @@ import (
 const maxRedirects = 10
 
 // rootCAs returns the roots to trust for t: base's roots (the system's when
-// base has none) plus t.CAPEM. It returns nil, nil when t has no CAPEM.
+// base has none) plus t.CAPEM.
 func (t *target) rootCAs(base *tls.Config) (*x509.CertPool, error) {
-	if len(t.CAPEM) == 0 {
-		return nil, nil
-	}
 	var pool *x509.CertPool
-	if base != nil && base.RootCAs != nil {
+	if base.RootCAs != nil {
 		pool = base.RootCAs.Clone()
 	} else if sys, err := x509.SystemCertPool(); err == nil && sys != nil {
 		pool = sys

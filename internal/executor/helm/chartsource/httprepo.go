@@ -55,7 +55,8 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, t *target) (*Chart, error) {
 	}
 	chartURL, err := repo.ResolveReferenceURL(t.repo.String(), entry.URLs[0])
 	if err != nil {
-		return nil, fmt.Errorf("chartsource: repository %s: chart %q %s: %w: %w", t.display, t.Chart, version, ErrBadRepository, err)
+		// The parse error repeats the URL, which may carry userinfo.
+		return nil, fmt.Errorf("chartsource: repository %s: chart %q %s: %w: the index's URL for it does not parse", t.display, t.Chart, version, ErrBadRepository)
 	}
 	archive, err := f.get(ctx, client, t, chartURL, f.maxChart, fmt.Sprintf("chart %q %s", t.Chart, version))
 	if err != nil {
@@ -75,8 +76,11 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, t *target) (*Chart, error) {
 // errors.
 func (f *Fetcher) get(ctx context.Context, client *http.Client, t *target, rawURL string, limit int64, what string) ([]byte, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("chartsource: repository %s: %s: %w: URL %q is not an http(s) URL", t.display, what, ErrBadRepository, t.red.String(rawURL))
+	if err != nil {
+		return nil, fmt.Errorf("chartsource: repository %s: %s: %w: its URL does not parse", t.display, what, ErrBadRepository)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("chartsource: repository %s: %s: %w: %s is not an http(s) URL", t.display, what, ErrBadRepository, displayURL(u))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
 	if err != nil {

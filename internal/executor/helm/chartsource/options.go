@@ -21,9 +21,10 @@ const (
 
 // Options configures a Fetcher.
 type Options struct {
-	// HTTPClient is the base client for both repository kinds. Its
-	// Transport must be an *http.Transport when a request carries CAPEM.
-	// Nil means the agent's default client (proxy from the environment,
+	// HTTPClient is the base client for both repository kinds: its
+	// Transport, Jar and Timeout are used, its CheckRedirect is replaced by
+	// the fetcher's credential policy. Its Transport must be an
+	// *http.Transport when a request carries CAPEM. Nil means the agent's default client (proxy from the environment,
 	// TLS 1.2+, bounded dial, handshake and response-header waits).
 	HTTPClient *http.Client
 	// MaxIndexBytes bounds index.yaml; 0 means DefaultMaxIndexBytes.
