@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/agent"
 	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/executor/helm"
 	"github.com/outposthq/outpost/internal/executor/manifests"
 	"github.com/outposthq/outpost/internal/kube"
 	"github.com/outposthq/outpost/internal/taskspec"
@@ -50,6 +52,9 @@ type kubeSetup struct {
 	kinds    map[string]executor.Executor
 	// vault holds the providers that read the cluster, by provider name.
 	vault map[string]vault.Provider
+	// newHelm builds the helm executor once the resolver, which needs the
+	// cluster's vault providers, exists.
+	newHelm func(resolver *vault.Resolver, client *http.Client) (executor.Executor, error)
 }
 
 // setup finds the cluster. Without one it returns ok=false and the agent
@@ -103,6 +108,16 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
 		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec},
 		vault:    map[string]vault.Provider{k8ssecret.ProviderName: secrets},
+		newHelm: func(resolver *vault.Resolver, client *http.Client) (executor.Executor, error) {
+			return helm.New(helm.Options{
+				Config:          cluster.Config,
+				Vault:           resolver,
+				HTTPClient:      client,
+				Logger:          log,
+				Deny:            append(manifests.DefaultDeny(), extra...),
+				AllowPrivileged: k.allowPrivileged,
+			})
+		},
 	}, true, nil
 }
 

@@ -135,13 +135,18 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	var identity agent.IdentityStore = agent.FileIdentity{Path: f.identityFile}
 	if ok {
 		maps.Copy(executors, k.kinds)
+		helmExec, err := k.newHelm(resolver, internal)
+		if err != nil {
+			return nil, err
+		}
+		executors[taskspec.KindHelm] = helmExec
 		if f.identityFileSet {
 			log.Info("keeping the identity in a file, as --identity-file asks, not in a Secret", "identity_file", f.identityFile)
 		} else {
 			identity = k.identity
 		}
 	} else {
-		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests tasks are not available")
+		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests and helm tasks are not available")
 	}
 	return agent.New(agent.Options{
 		HubURL:         f.hub,

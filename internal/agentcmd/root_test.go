@@ -276,7 +276,7 @@ func TestAgentWithoutAClusterKeepsItsIdentityInAFile(t *testing.T) {
 	if ids := agentIDs(t, h, "prod"); len(ids) != 1 || ids[0] != id.AgentID {
 		t.Errorf("hub agents = %v, want %s from the file", ids, id.AgentID)
 	}
-	if !strings.Contains(p.logs.String(), "manifests tasks are not available") {
+	if !strings.Contains(p.logs.String(), "manifests and helm tasks are not available") {
 		t.Errorf("the agent does not say that manifests tasks need a cluster:\n%s", p.logs)
 	}
 }
