@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/report"
 )
@@ -85,7 +85,7 @@ func render(cfg config, res *results) string {
 	}
 	if r := res.rss; r != nil {
 		details = append(details, fmt.Sprintf("agent process: `outpost-agent %s`; task enqueue → succeeded %s (hub dispatch, artifact download and apply); result: %s",
-			strings.Join(redactArgs(r.agentArgs), " "), secs(r.task), r.outcome))
+			strings.Join(outpostproc.RedactArgs(r.agentArgs), " "), secs(r.task), r.outcome))
 	}
 	details = append(details, res.notes...)
 	for _, d := range details {
@@ -108,21 +108,6 @@ func runList(a *applyResult) string {
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, "; ") + " (fresh / no-op)"
-}
-
-// redactArgs shortens temp paths in the agent's command line.
-func redactArgs(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if strings.HasPrefix(a, os.TempDir()) {
-			a = "<tmp>/" + a[strings.LastIndexByte(a, '/')+1:]
-		}
-		if strings.HasPrefix(a, "https://127.0.0.1:") {
-			a = "https://127.0.0.1:<port>"
-		}
-		out[i] = a
-	}
-	return out
 }
 
 // appendResults appends a dated section with the command, machine and

@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/outposthq/outpost/bench/internal/apicost"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,18 +48,18 @@ type applyResult struct {
 // runs.
 type measured struct {
 	wall     sample
-	client   sample // CPU of kubectl's process, or of this process around Execute
-	server   sample // CPU of kube-apiserver
-	etcd     sample // CPU of etcd
-	validate sample // the executor's validation, from its log (agent only)
-	last     cost   // the requests of the last run (the same every run)
+	client   sample       // CPU of kubectl's process, or of this process around Execute
+	server   sample       // CPU of kube-apiserver
+	etcd     sample       // CPU of etcd
+	validate sample       // the executor's validation, from its log (agent only)
+	last     apicost.Cost // the requests of the last run (the same every run)
 }
 
-func (m *measured) add(wall, client time.Duration, c cost) {
+func (m *measured) add(wall, client time.Duration, c apicost.Cost) {
 	m.wall = append(m.wall, wall)
 	m.client = append(m.client, client)
-	m.server = append(m.server, c.server)
-	m.etcd = append(m.etcd, c.etcd)
+	m.server = append(m.server, c.Server)
+	m.etcd = append(m.etcd, c.Etcd)
 	m.last = c
 }
 
@@ -213,7 +214,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	costs := newCostMeter(env)
+	costs := apicost.NewMeter(env)
 	meter := procstat.StartBusy()
 	for i := range cfg.runs {
 		order := []string{"kubectl", "agent"}
@@ -232,7 +233,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 				dst = &r.agent
 			}
 			for pass := range dst {
-				before, err := costs.read(ctx)
+				before, err := costs.Read(ctx)
 				if err != nil {
 					return nil, err
 				}
@@ -251,7 +252,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 				if err != nil {
 					return nil, fmt.Errorf("run %d, %s, pass %d: %w", i+1, tool, pass+1, err)
 				}
-				c, err := costs.since(ctx, before)
+				c, err := costs.Since(ctx, before)
 				if err != nil {
 					return nil, err
 				}

@@ -1,4 +1,9 @@
-package main
+// Package apicost measures what work cost a kube-apiserver the benchmark
+// started: the API requests made, by verb, and the CPU time kube-apiserver
+// and etcd spent meanwhile. On a machine with two cores the API server's
+// CPU, not the client's, often bounds how fast a client can go, so
+// requests and server CPU explain wall times.
+package apicost
 
 import (
 	"bufio"
@@ -6,8 +11,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,38 +21,40 @@ import (
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
 
-// cost is what one apply cost the cluster: the API requests it made, by
-// verb, and the CPU kube-apiserver and etcd spent meanwhile. On a machine
-// with two cores the API server's CPU, not the client's, bounds how fast a
-// bundle can be applied, so requests and server CPU explain the wall time.
-type cost struct {
-	requests map[string]int
-	server   time.Duration // kube-apiserver
-	etcd     time.Duration
+// Cost is what some work cost the cluster: the API requests made, by verb
+// ("APPLY", "GET", "APPLY dry-run", …), and the CPU kube-apiserver and etcd
+// spent meanwhile.
+type Cost struct {
+	Requests map[string]int
+	Server   time.Duration // kube-apiserver
+	Etcd     time.Duration
 }
 
-// costMeter reads the API server's request counters (its /metrics, as
+// Meter reads the API server's request counters (its /metrics, as
 // cluster administrator) and the CPU time of the kube-apiserver and etcd
-// processes this program started (from /proc).
-type costMeter struct {
+// processes this program started (from /proc). The counters cover every
+// client of the API server, the benchmark's own bookkeeping included.
+type Meter struct {
 	env                *kubetest.Env
 	serverPID, etcdPID int
 }
 
-func newCostMeter(env *kubetest.Env) *costMeter {
-	m := &costMeter{env: env}
-	m.serverPID, m.etcdPID = childPID("kube-apiserver"), childPID("etcd")
+// NewMeter returns a Meter for env, which this process started.
+func NewMeter(env *kubetest.Env) *Meter {
+	m := &Meter{env: env}
+	m.serverPID, m.etcdPID = procstat.ChildPID("kube-apiserver"), procstat.ChildPID("etcd")
 	return m
 }
 
-// snapshot is the counters at one moment.
-type snapshot struct {
+// Snapshot is the counters at one moment.
+type Snapshot struct {
 	requests     map[string]float64
 	server, etcd time.Duration
 }
 
-func (m *costMeter) read(ctx context.Context) (snapshot, error) {
-	s := snapshot{}
+// Read takes a Snapshot now.
+func (m *Meter) Read(ctx context.Context) (Snapshot, error) {
+	s := Snapshot{}
 	raw, err := m.env.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return s, fmt.Errorf("read kube-apiserver metrics: %w", err)
@@ -64,16 +69,16 @@ func (m *costMeter) read(ctx context.Context) (snapshot, error) {
 	return s, nil
 }
 
-// since returns the cost between an earlier snapshot and now.
-func (m *costMeter) since(ctx context.Context, before snapshot) (cost, error) {
-	after, err := m.read(ctx)
+// Since returns the Cost between an earlier Snapshot and now.
+func (m *Meter) Since(ctx context.Context, before Snapshot) (Cost, error) {
+	after, err := m.Read(ctx)
 	if err != nil {
-		return cost{}, err
+		return Cost{}, err
 	}
-	c := cost{requests: map[string]int{}, server: after.server - before.server, etcd: after.etcd - before.etcd}
+	c := Cost{Requests: map[string]int{}, Server: after.server - before.server, Etcd: after.etcd - before.etcd}
 	for k, v := range after.requests {
 		if d := int(v - before.requests[k] + 0.5); d > 0 {
-			c.requests[k] = d
+			c.Requests[k] = d
 		}
 	}
 	return c, nil
@@ -119,9 +124,9 @@ func label(labels, name string) string {
 }
 
 // String lists the requests by verb, most first, e.g. "APPLY 1000, GET 1000".
-func (c cost) String() string {
-	keys := slices.SortedFunc(maps.Keys(c.requests), func(a, b string) int {
-		if d := c.requests[b] - c.requests[a]; d != 0 {
+func (c Cost) String() string {
+	keys := slices.SortedFunc(maps.Keys(c.Requests), func(a, b string) int {
+		if d := c.Requests[b] - c.Requests[a]; d != 0 {
 			return d
 		}
 		return strings.Compare(a, b)
@@ -129,35 +134,17 @@ func (c cost) String() string {
 	total := 0
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		total += c.requests[k]
-		parts = append(parts, fmt.Sprintf("%s %d", k, c.requests[k]))
+		total += c.Requests[k]
+		parts = append(parts, fmt.Sprintf("%s %d", k, c.Requests[k]))
 	}
 	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }
 
-// childPID finds a direct child of this process by command name; 0 when
-// there is none.
-func childPID(comm string) int {
-	self := os.Getpid()
-	entries, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range entries {
-		b, err := os.ReadFile(path) //nolint:gosec // /proc
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open || s[open+1:closing] != comm {
-			continue
-		}
-		f := strings.Fields(s[closing+1:])
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == self {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-			return pid
-		}
+// Total returns the number of requests.
+func (c Cost) Total() int {
+	n := 0
+	for _, v := range c.Requests {
+		n += v
 	}
-	return 0
+	return n
 }
