@@ -9,6 +9,7 @@ import (
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/report"
+	"github.com/outposthq/outpost/bench/internal/stats"
 )
 
 // render writes the results as markdown: one table per phase, then what
@@ -24,9 +25,9 @@ func render(cfg config, res *results) string {
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 		for pass, name := range passNames {
 			kube, agnt := a.kubectl[pass].wall, a.agent[pass].wall
-			x := ratio(kube.median(), agnt.median())
+			x := stats.Ratio(kube.Median(), agnt.Median())
 			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f× | %s |\n", name, len(kube),
-				secs(kube.median()), secs(kube.p90()), secs(agnt.median()), secs(agnt.p90()), x, verdict(x >= targetSpeedup))
+				stats.Secs(kube.Median()), stats.Secs(kube.P90()), stats.Secs(agnt.Median()), stats.Secs(agnt.P90()), x, stats.Verdict(x >= targetSpeedup))
 		}
 		b.WriteString("\n")
 		b.WriteString("| where the time goes (medians per apply) | wall | client CPU | kube-apiserver CPU | etcd CPU | executor's validation | API requests (last run) |\n")
@@ -38,10 +39,10 @@ func render(cfg config, res *results) string {
 			}{{"kubectl", &a.kubectl[pass]}, {"agent", &a.agent[pass]}} {
 				validate := "—"
 				if len(t.m.validate) > 0 {
-					validate = secs(t.m.validate.median())
+					validate = stats.Secs(t.m.validate.Median())
 				}
-				fmt.Fprintf(&b, "| %s, %s | %s | %s | %s | %s | %s | %s |\n", t.tool, name, secs(t.m.wall.median()),
-					secs(t.m.client.median()), secs(t.m.server.median()), secs(t.m.etcd.median()), validate, t.m.last)
+				fmt.Fprintf(&b, "| %s, %s | %s | %s | %s | %s | %s | %s |\n", t.tool, name, stats.Secs(t.m.wall.Median()),
+					stats.Secs(t.m.client.Median()), stats.Secs(t.m.server.Median()), stats.Secs(t.m.etcd.Median()), validate, t.m.last)
 			}
 		}
 		b.WriteString("\n")
@@ -49,15 +50,15 @@ func render(cfg config, res *results) string {
 	if s := res.small; s != nil {
 		fmt.Fprintf(&b, "| %d bundles × %d objects (one release each) | wall | per bundle |\n", s.bundles, s.objects)
 		b.WriteString("|---|---:|---:|\n")
-		fmt.Fprintf(&b, "| one after another | %s | %s |\n", secs(s.sequential), secs(s.sequential/time.Duration(s.bundles)))
-		fmt.Fprintf(&b, "| %d at a time (agent pool) | %s | %s |\n", s.parallel, secs(s.concurrent), secs(s.concurrent/time.Duration(s.bundles)))
-		fmt.Fprintf(&b, "| speed-up | %.2f× | |\n\n", ratio(s.sequential, s.concurrent))
+		fmt.Fprintf(&b, "| one after another | %s | %s |\n", stats.Secs(s.sequential), stats.Secs(s.sequential/time.Duration(s.bundles)))
+		fmt.Fprintf(&b, "| %d at a time (agent pool) | %s | %s |\n", s.parallel, stats.Secs(s.concurrent), stats.Secs(s.concurrent/time.Duration(s.bundles)))
+		fmt.Fprintf(&b, "| speed-up | %.2f× | |\n\n", stats.Ratio(s.sequential, s.concurrent))
 	}
 	if r := res.rss; r != nil {
 		b.WriteString("| outpost-agent process | idle (VmRSS) | peak (VmHWM) | right after the task (VmRSS) | settled again (VmRSS) | idle < 40 MiB |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---|\n")
 		fmt.Fprintf(&b, "| %d-object task (%.1f MiB artifact) | %s | %s | %s | %s | %s |\n\n",
-			r.objects, float64(r.artifact)/(1<<20), mib(r.idle), mib(r.peak), mib(r.done), mib(r.after), verdict(r.idle > 0 && r.idle < targetIdleKiB))
+			r.objects, float64(r.artifact)/(1<<20), stats.MiB(r.idle), stats.MiB(r.peak), stats.MiB(r.done), stats.MiB(r.after), stats.Verdict(r.idle > 0 && r.idle < targetIdleKiB))
 	}
 	var details []string
 	versions := []string{"kube-apiserver " + res.serverVersion}
@@ -85,7 +86,7 @@ func render(cfg config, res *results) string {
 	}
 	if r := res.rss; r != nil {
 		details = append(details, fmt.Sprintf("agent process: `outpost-agent %s`; task enqueue → succeeded %s (hub dispatch, artifact download and apply); result: %s",
-			strings.Join(outpostproc.RedactArgs(r.agentArgs), " "), secs(r.task), r.outcome))
+			strings.Join(outpostproc.RedactArgs(r.agentArgs), " "), stats.Secs(r.task), r.outcome))
 	}
 	details = append(details, res.notes...)
 	for _, d := range details {
@@ -101,9 +102,9 @@ var passNames = [2]string{"fresh", "no-op"}
 func runList(a *applyResult) string {
 	var parts []string
 	for i := range a.kubectl[0].wall {
-		p := fmt.Sprintf("#%d kubectl %s / %s", i+1, secs(a.kubectl[0].wall[i]), secs(a.kubectl[1].wall[i]))
+		p := fmt.Sprintf("#%d kubectl %s / %s", i+1, stats.Secs(a.kubectl[0].wall[i]), stats.Secs(a.kubectl[1].wall[i]))
 		if i < len(a.agent[0].wall) {
-			p += fmt.Sprintf(", agent %s / %s", secs(a.agent[0].wall[i]), secs(a.agent[1].wall[i]))
+			p += fmt.Sprintf(", agent %s / %s", stats.Secs(a.agent[0].wall[i]), stats.Secs(a.agent[1].wall[i]))
 		}
 		parts = append(parts, p)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/stats"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -114,7 +115,7 @@ func runRSS(ctx context.Context, cfg config, env *kubetest.Env, kubeconfig, tmp 
 		r.after = m.RSS
 	}
 	fmt.Fprintf(os.Stderr, "agent RSS idle %s, peak %s, after the task %s, %s later %s; task %s\n",
-		mib(r.idle), mib(r.peak), mib(r.done), cfg.settle, mib(r.after), secs(r.task))
+		stats.MiB(r.idle), stats.MiB(r.peak), stats.MiB(r.done), cfg.settle, stats.MiB(r.after), stats.Secs(r.task))
 	return r, nil
 }
 

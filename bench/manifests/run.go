@@ -12,6 +12,7 @@ import (
 
 	"github.com/outposthq/outpost/bench/internal/apicost"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/stats"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,11 +48,11 @@ type applyResult struct {
 // measured is one tool's applies of one kind (fresh or no-op) over the
 // runs.
 type measured struct {
-	wall     sample
-	client   sample       // CPU of kubectl's process, or of this process around Execute
-	server   sample       // CPU of kube-apiserver
-	etcd     sample       // CPU of etcd
-	validate sample       // the executor's validation, from its log (agent only)
+	wall     stats.Sample
+	client   stats.Sample // CPU of kubectl's process, or of this process around Execute
+	server   stats.Sample // CPU of kube-apiserver
+	etcd     stats.Sample // CPU of etcd
+	validate stats.Sample // the executor's validation, from its log (agent only)
 	last     apicost.Cost // the requests of the last run (the same every run)
 }
 
@@ -265,7 +266,7 @@ func runApply(ctx context.Context, cfg config, env *kubetest.Env, k kubectl, ag 
 				return nil, err
 			}
 			fmt.Fprintf(os.Stderr, "run %d/%d %-7s fresh %-8s no-op %-8s (load %s)\n", i+1, cfg.runs, tool,
-				secs(dst[0].wall[i]), secs(dst[1].wall[i]), procstat.LoadAverage())
+				stats.Secs(dst[0].wall[i]), stats.Secs(dst[1].wall[i]), procstat.LoadAverage())
 		}
 	}
 	r.busy = meter.Share()

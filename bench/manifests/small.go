@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/stats"
 
 	"golang.org/x/sync/errgroup"
 
@@ -63,7 +64,7 @@ func runSmall(ctx context.Context, cfg config, env *kubetest.Env, ag *agentAppli
 		if err := clean(ctx, env, pass.ns); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(os.Stderr, "%d bundles × %d objects, %d at a time: %s (load %s)\n", cfg.smallBundles, cfg.smallObjects, pass.limit, secs(*pass.dst), procstat.LoadAverage())
+		fmt.Fprintf(os.Stderr, "%d bundles × %d objects, %d at a time: %s (load %s)\n", cfg.smallBundles, cfg.smallObjects, pass.limit, stats.Secs(*pass.dst), procstat.LoadAverage())
 	}
 	r.busy = meter.Share()
 	return r, nil
