@@ -44,13 +44,18 @@ demo: build testbins ## Local kube-apiserver, hub on SQLite, an agent, a sample 
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" bin/demo
 
 .PHONY: bench
-bench: bench-manifests ## Run the benchmarks in bench/ (see bench/RESULTS.md)
+bench: bench-manifests bench-helm ## Run the benchmarks in bench/ (see bench/RESULTS.md)
 	$(GO) run ./bench/dispatch -agents 100,1000 -stores sqlite,postgres
 
 .PHONY: bench-manifests
 bench-manifests: build ## Benchmark the manifests executor against kubectl and the agent's memory (builds kubectl; see bench/RESULTS.md)
 	./hack/testbins.sh kubectl >/dev/null
 	$(GO) run ./bench/manifests
+
+.PHONY: bench-helm
+bench-helm: build ## Benchmark helm installs by the agent against the helm CLI and the agent's peak memory (builds helm; see bench/RESULTS.md)
+	./hack/helmcli.sh >/dev/null
+	$(GO) run ./bench/helm
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

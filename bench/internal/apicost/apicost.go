@@ -26,8 +26,11 @@ import (
 // spent meanwhile.
 type Cost struct {
 	Requests map[string]int
-	Server   time.Duration // kube-apiserver
-	Etcd     time.Duration
+	// ByResource counts the same requests by verb and resource, such as
+	// "POST selfsubjectaccessreviews" or "APPLY dry-run configmaps".
+	ByResource map[string]int
+	Server     time.Duration // kube-apiserver
+	Etcd       time.Duration
 }
 
 // Meter reads the API server's request counters (its /metrics, as
@@ -48,7 +51,7 @@ func NewMeter(env *kubetest.Env) *Meter {
 
 // Snapshot is the counters at one moment.
 type Snapshot struct {
-	requests     map[string]float64
+	requests     map[requestKey]float64
 	server, etcd time.Duration
 }
 
@@ -75,20 +78,25 @@ func (m *Meter) Since(ctx context.Context, before Snapshot) (Cost, error) {
 	if err != nil {
 		return Cost{}, err
 	}
-	c := Cost{Requests: map[string]int{}, Server: after.server - before.server, Etcd: after.etcd - before.etcd}
+	c := Cost{Requests: map[string]int{}, ByResource: map[string]int{}, Server: after.server - before.server, Etcd: after.etcd - before.etcd}
 	for k, v := range after.requests {
 		if d := int(v - before.requests[k] + 0.5); d > 0 {
-			c.Requests[k] = d
+			c.Requests[k.verb] += d
+			c.ByResource[k.verb+" "+k.resource] += d
 		}
 	}
 	return c, nil
 }
 
-// requestCounts sums apiserver_request_total by verb over resource
-// requests (non-resource ones such as /metrics itself are left out),
-// telling dry-run requests apart.
-func requestCounts(metrics []byte) map[string]float64 {
-	out := map[string]float64{}
+// requestKey is what requests are counted by; verb ends in " dry-run"
+// for dry-run requests.
+type requestKey struct{ verb, resource string }
+
+// requestCounts sums apiserver_request_total by verb and resource over
+// resource requests (non-resource ones such as /metrics itself are left
+// out), telling dry-run requests apart.
+func requestCounts(metrics []byte) map[requestKey]float64 {
+	out := map[requestKey]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(metrics))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -105,9 +113,12 @@ func requestCounts(metrics []byte) map[string]float64 {
 		if err != nil {
 			continue
 		}
-		key := label(labels, "verb")
+		key := requestKey{verb: label(labels, "verb"), resource: label(labels, "resource")}
+		if sub := label(labels, "subresource"); sub != "" {
+			key.resource += "/" + sub
+		}
 		if label(labels, "dry_run") != "" {
-			key += " dry-run"
+			key.verb += " dry-run"
 		}
 		out[key] += v
 	}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/bench/internal/apicost"
+	"github.com/outposthq/outpost/bench/internal/outpostproc"
+	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
+	"github.com/outposthq/outpost/bench/internal/stats"
+)
+
+// name says which side and setting a pass was.
+func (p *pass) name() string {
+	if p.agent {
+		return fmt.Sprintf("agent, --concurrency %d", p.concurrency)
+	}
+	return "helm CLI, one after another"
+}
+
+// render writes the results as markdown: the throughput table, where the
+// time goes, the agent's memory, then what the tables cannot say.
+func render(cfg config, res *results) string {
+	var cli *pass
+	for _, p := range res.passes {
+		if !p.agent {
+			cli = p
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %d releases of a %d-template chart | wall | releases/s | per release p50 | p90 | p99 | agent ÷ CLI (releases/s) | ≥ %.0f× |\n",
+		cfg.releases, res.chart.templates, targetSpeedup)
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, p := range res.passes {
+		x, met := "—", "—"
+		if p.agent && cli != nil && cli.rate() > 0 {
+			r := p.rate() / cli.rate()
+			x, met = fmt.Sprintf("%.2f×", r), stats.Verdict(r >= targetSpeedup)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.2f | %s | %s | %s | %s | %s |\n", p.name(), stats.Secs(p.wall), p.rate(),
+			stats.Secs(p.latency.Median()), stats.Secs(p.latency.Quantile(0.9)), stats.Secs(p.latency.Quantile(0.99)), x, met)
+	}
+	b.WriteString("\n")
+
+	b.WriteString("| where the time goes, per release | wall ÷ releases | client CPU | hub CPU | kube-apiserver CPU | etcd CPU | API requests |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range res.passes {
+		n := time.Duration(max(p.releases, 1))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f |\n", p.name(), stats.Secs(p.wall/n), stats.Secs(p.clientCPU/n),
+			stats.Secs(p.hubCPU/n), stats.Secs(p.cost.Server/n), stats.Secs(p.cost.Etcd/n), float64(p.cost.Total())/float64(n))
+	}
+	b.WriteString("\n")
+
+	b.WriteString("| agent, per release | executor: render and validate p50 / p90 | executor: install p50 / p90 | enqueue → finished p50 / p99 | enqueueing all |\n")
+	b.WriteString("|---|---:|---:|---:|---:|\n")
+	for _, p := range res.passes {
+		if !p.agent {
+			continue
+		}
+		fmt.Fprintf(&b, "| --concurrency %d | %s / %s | %s / %s | %s / %s | %s |\n", p.concurrency,
+			stats.Secs(p.render.Median()), stats.Secs(p.render.P90()), stats.Secs(p.apply.Median()), stats.Secs(p.apply.P90()),
+			stats.Secs(p.queued.Median()), stats.Secs(p.queued.Quantile(0.99)), stats.Secs(p.enqueue))
+	}
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "| outpost-agent process | idle (VmRSS) | peak (VmHWM) | at the end (VmRSS) | peak < %d MiB |\n", targetPeakKiB>>10)
+	b.WriteString("|---|---:|---:|---:|---|\n")
+	for _, p := range res.passes {
+		if !p.agent {
+			continue
+		}
+		fmt.Fprintf(&b, "| --concurrency %d, %d releases | %s | %s | %s | %s |\n", p.concurrency, p.releases,
+			stats.MiB(p.idle), stats.MiB(p.peak), stats.MiB(p.end), stats.Verdict(p.peak > 0 && p.peak < targetPeakKiB))
+	}
+	b.WriteString("\n")
+
+	c := res.chart
+	details := []string{
+		fmt.Sprintf("kube-apiserver %s; helm %s (hack/helmcli.sh); outpost-agent %s", res.serverVersion, res.helmVersion, agentVersion(res)),
+		fmt.Sprintf("chart: %d templates (%s), %.1f KiB of files, %.1f KiB packed; no hooks; each side installs into fresh namespaces of %d releases (%d namespaces)",
+			c.templates, c.kinds, float64(c.bytes())/1024, float64(len(c.archive))/1024, cfg.perNamespace, (cfg.releases+cfg.perNamespace-1)/cfg.perNamespace),
+		"per release: the helm process's wall time (CLI); the executor's own duration from its \"helm task done\" record (agent), which leaves out the hub's dispatch and the wait in the queue (enqueue → finished, in the third table)",
+	}
+	for _, p := range res.passes {
+		details = append(details, fmt.Sprintf("%s: machine %.0f%% busy (all processes: kube-apiserver, etcd, hub, agent or helm, anything else), load average %s at its end; API requests per release: %s",
+			p.name(), 100*p.busy, p.load, perRelease(p.cost, p.releases)))
+	}
+	for _, p := range res.passes {
+		if p.agent {
+			line := fmt.Sprintf("agent process (--concurrency %d): `outpost-agent %s`", p.concurrency, strings.Join(outpostproc.RedactArgs(p.agentArgs), " "))
+			if p.profile != "" {
+				line += "; run as this benchmark in agent mode, CPU profile in " + p.profile
+			}
+			details = append(details, line)
+		}
+	}
+	details = append(details, res.notes...)
+	for _, d := range details {
+		fmt.Fprintf(&b, "- %s\n", d)
+	}
+	return b.String()
+}
+
+func agentVersion(res *results) string {
+	for _, p := range res.passes {
+		if p.agent && p.agentVersion != "" {
+			return p.agentVersion
+		}
+	}
+	return "?"
+}
+
+// perRelease lists the requests by verb and resource divided by releases,
+// most first.
+func perRelease(c apicost.Cost, releases int) string {
+	if releases == 0 {
+		return "—"
+	}
+	keys := slices.SortedFunc(maps.Keys(c.ByResource), func(a, b string) int {
+		if d := c.ByResource[b] - c.ByResource[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := float64(c.ByResource[k]) / float64(releases)
+		if v < 0.05 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
+	}
+	return fmt.Sprintf("%.1f (%s)", float64(c.Total())/float64(releases), strings.Join(parts, ", "))
+}
+
+// appendResults appends a dated section with the command, machine and
+// rendered tables to cfg.results.
+func appendResults(ctx context.Context, cfg config, args []string, tables string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## helm, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/helm", args))
+	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
+	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), an outpost-hub process (SQLite), one outpost-agent process per concurrency, helm processes\n\n")
+	b.WriteString(tables)
+	return report.Append(cfg.results, b.String())
+}
