@@ -27,6 +27,8 @@ func kubelet(t *testing.T, ns string, jobs bool) {
 		defer close(done)
 		for ctx.Err() == nil {
 			readyDeployments(ctx, ns)
+			readyStatefulSets(ctx, ns)
+			readyDaemonSets(ctx, ns)
 			if jobs {
 				completeJobs(ctx, ns)
 			}
@@ -64,6 +66,41 @@ func readyDeployments(ctx context.Context, ns string) {
 			},
 		}
 		_, _ = env.Client.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+	}
+}
+
+func readyStatefulSets(ctx context.Context, ns string) {
+	list, err := env.Client.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Status.ObservedGeneration == s.Generation {
+			continue
+		}
+		n := int32(1)
+		if s.Spec.Replicas != nil {
+			n = *s.Spec.Replicas
+		}
+		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: n, ReadyReplicas: n, CurrentReplicas: n, UpdatedReplicas: n, AvailableReplicas: n,
+			CurrentRevision: "r1", UpdateRevision: "r1"}
+		_, _ = env.Client.AppsV1().StatefulSets(ns).UpdateStatus(ctx, s, metav1.UpdateOptions{})
+	}
+}
+
+func readyDaemonSets(ctx context.Context, ns string) {
+	list, err := env.Client.AppsV1().DaemonSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for i := range list.Items {
+		d := &list.Items[i]
+		if d.Status.ObservedGeneration == d.Generation {
+			continue
+		}
+		d.Status = appsv1.DaemonSetStatus{ObservedGeneration: d.Generation, DesiredNumberScheduled: 2, CurrentNumberScheduled: 2, NumberReady: 2, UpdatedNumberScheduled: 2, NumberAvailable: 2}
+		_, _ = env.Client.AppsV1().DaemonSets(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
 	}
 }
 
@@ -170,4 +207,63 @@ func TestHooks(t *testing.T) {
 	if len(hist.History) != 2 || !strings.Contains(hist.History[0].Description, "Upgrade complete") {
 		t.Errorf("history %+v", hist.History)
 	}
+}
+
+// workloads adds a StatefulSet, a DaemonSet and a Job to the shop chart.
+var workloads = map[string]string{
+	"templates/statefulset.yaml": `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ .Release.Name }}-db
+spec:
+  serviceName: {{ .Release.Name }}-db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: registry.example.com/db:1}]}
+`,
+	"templates/daemonset.yaml": `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ .Release.Name }}-agent
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec: {containers: [{name: a, image: registry.example.com/node-agent:1}]}
+`,
+	"templates/job.yaml": `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-seed
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: seed, image: registry.example.com/seed:1}]}
+`,
+}
+
+func TestWaitCoversEveryWorkloadKind(t *testing.T) {
+	chart := packChart(t, "shop", workloads)
+
+	t.Run("StatefulSets, DaemonSets and Jobs that become ready let the task succeed", func(t *testing.T) {
+		s := admin(t)
+		ex := s.executor(t)
+		kubelet(t, s.target, true)
+		spec := shop(s.target, "kinds", chart, noWidget)
+		spec.Wait, spec.TimeoutSeconds = true, 60
+		if res := mustRun(t, ex, "kinds-1", spec); res.Status != "deployed" {
+			t.Fatalf("result %+v", res)
+		}
+	})
+
+	t.Run("a Job that never completes fails the wait", func(t *testing.T) {
+		s := admin(t)
+		ex := s.executor(t)
+		kubelet(t, s.target, false)
+		spec := shop(s.target, "kinds", chart, noWidget)
+		spec.Wait, spec.TimeoutSeconds = true, 3
+		_, err := run(t, ex, "kinds-2", spec)
+		wantPhase(t, err, helm.PhaseWait, true, nil, "kinds-seed")
+	})
 }
