@@ -11,24 +11,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/kube/access"
 )
 
 // permission is one verb on one resource in one namespace ("" for
 // cluster-scoped resources).
-type permission struct {
-	group, resource, namespace, verb string
-}
-
-func (p permission) String() string {
-	res := p.resource
-	if p.group != "" {
-		res += "." + p.group
-	}
-	if p.namespace == "" {
-		return fmt.Sprintf("%q on %s (cluster-scoped)", p.verb, res)
-	}
-	return fmt.Sprintf("%q on %s in namespace %q", p.verb, res, p.namespace)
-}
+type permission = access.Permission
 
 // checkAccess asks the API server, with one SelfSubjectAccessReview per
 // distinct permission, whether the agent may do everything the task needs:
@@ -47,16 +35,16 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 		}
 	}
 	for _, verb := range []string{"get", "create", "update"} {
-		need(permission{"", "secrets", r.inv.namespace, verb}, "the release inventory "+r.inv.String())
+		need(permission{Resource: "secrets", Namespace: r.inv.namespace, Verb: verb}, "the release inventory "+r.inv.String())
 	}
 	for _, tg := range r.targets {
 		for _, verb := range []string{"get", "create", "patch"} {
-			need(permission{tg.ref.Group, tg.ref.Resource, tg.ref.Namespace, verb}, tg.String())
+			need(permission{Group: tg.ref.Group, Resource: tg.ref.Resource, Namespace: tg.ref.Namespace, Verb: verb}, tg.String())
 		}
 	}
 	for _, p := range r.prune {
 		for _, verb := range []string{"get", "delete"} {
-			need(permission{p.ref.Group, p.ref.Resource, p.ref.Namespace, verb}, "pruning "+p.ref.String())
+			need(permission{Group: p.ref.Group, Resource: p.ref.Resource, Namespace: p.ref.Namespace, Verb: verb}, "pruning "+p.ref.String())
 		}
 	}
 	optional := map[permission][]listKey{}
@@ -72,7 +60,7 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 	var denied []permission
 	err := forEach(ctx, e.parallel, order, func(ctx context.Context, p permission) error {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: p.namespace, Verb: p.verb, Group: p.group, Resource: p.resource},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: p.Namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource},
 		}}
 		out, err := e.access.SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {
@@ -97,7 +85,7 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 		return nil
 	}
 	slices.SortFunc(denied, func(a, b permission) int {
-		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.group, b.group), cmp.Compare(a.resource, b.resource), cmp.Compare(a.verb, b.verb))
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group), cmp.Compare(a.Resource, b.Resource), cmp.Compare(a.Verb, b.Verb))
 	})
 	msgs := make([]string, len(denied))
 	for i, p := range denied {

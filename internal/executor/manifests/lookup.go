@@ -45,7 +45,7 @@ func (k listKey) String() string {
 }
 
 func (k listKey) permission() permission {
-	return permission{group: k.gvr.Group, resource: k.gvr.Resource, namespace: k.namespace, verb: "list"}
+	return permission{Group: k.gvr.Group, Resource: k.gvr.Resource, Namespace: k.namespace, Verb: "list"}
 }
 
 // objKey names one object of a listKey.
