@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/gen/outpost/v1/outpostv1connect"
 	"github.com/outposthq/outpost/internal/agent"
@@ -100,27 +101,10 @@ type fleet struct {
 
 func envName(i int) string { return fmt.Sprintf("e%04d", i) }
 
-// operator is the benchmark's operator API client.
+// operator is the benchmark's operator API client: the hub's, with the
+// calls the benchmark makes of it.
 type operator struct {
 	outpostv1connect.OperatorServiceClient
-	http *http.Client
-}
-
-func newOperator(h *runningHub, token string) (*operator, error) {
-	c, err := transport.NewClient(transport.Options{CAFile: h.CAFile})
-	if err != nil {
-		return nil, err
-	}
-	bearer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token)
-			return next(ctx, req)
-		}
-	})
-	return &operator{
-		OperatorServiceClient: outpostv1connect.NewOperatorServiceClient(c, h.URL, connect.WithInterceptors(bearer)),
-		http:                  c,
-	}, nil
 }
 
 // bootstrapTokens creates n environments and a bootstrap token for each.
@@ -149,7 +133,7 @@ func (op *operator) bootstrapTokens(ctx context.Context, n int) ([]string, error
 
 // startFleet enrolls and starts one agent per token, stagger at a time,
 // each batch waiting until its agents hold their Watch stream.
-func startFleet(ctx context.Context, h *runningHub, tokens []string, dir string, cfg config, rec *recorder, log *slog.Logger) (*fleet, error) {
+func startFleet(ctx context.Context, h *outpostproc.Hub, tokens []string, dir string, cfg config, rec *recorder, log *slog.Logger) (*fleet, error) {
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f := &fleet{cancel: cancel}
 	for i := range tokens {
@@ -186,7 +170,7 @@ func startFleet(ctx context.Context, h *runningHub, tokens []string, dir string,
 	return f, nil
 }
 
-func (f *fleet) startAgent(ctx context.Context, h *runningHub, i int, token, dir string, cfg config, rec *recorder, log *slog.Logger) (chan struct{}, error) {
+func (f *fleet) startAgent(ctx context.Context, h *outpostproc.Hub, i int, token, dir string, cfg config, rec *recorder, log *slog.Logger) (chan struct{}, error) {
 	client, err := transport.NewClient(transport.Options{CAFile: h.CAFile})
 	if err != nil {
 		return nil, err
@@ -198,7 +182,7 @@ func (f *fleet) startAgent(ctx context.Context, h *runningHub, i int, token, dir
 		HTTPClient:      client,
 		Identity:        agent.FileIdentity{Path: filepath.Join(dir, "agents", envName(i), "identity.json")},
 		BootstrapToken:  token,
-		Environment:     benchTenant + "/" + envName(i),
+		Environment:     outpostproc.Tenant + "/" + envName(i),
 		Executors:       map[string]executor.Executor{taskspec.KindHTTP: noopExecutor{}},
 		Concurrency:     cfg.concurrency,
 		NewRedactor:     func() agent.Redactor { return redact.New() },

@@ -135,20 +135,12 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 		}()
 		db = pg.URL
 	}
-	token, err := runner.adminToken(ctx, db)
-	if err != nil {
-		return out, err
-	}
 	h, err := runner.startHub(ctx, db, dir)
 	if err != nil {
 		return out, err
 	}
 	defer func() { _ = h.Stop() }()
-	op, err := newOperator(h, token)
-	if err != nil {
-		return out, err
-	}
-	defer op.http.CloseIdleConnections()
+	op := &operator{OperatorServiceClient: h.Operator}
 
 	logFile, err := os.Create(filepath.Join(dir, "agents.log")) //nolint:gosec // our own temp dir
 	if err != nil {
@@ -175,7 +167,7 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 	// Let enrollment's garbage settle before reading the idle footprint.
 	time.Sleep(2 * time.Second)
 	var mem hubMemory
-	if m, err := procstat.ReadMemory(h.PID); err == nil {
+	if m, err := procstat.ReadMemory(h.PID()); err == nil {
 		mem.idle = m.RSS
 	}
 
@@ -191,13 +183,13 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 		fmt.Fprintf(os.Stderr, "warm-up: %d tasks\n", w.completed.Load())
 	}
 
-	stopProfile := h.profile()
+	stopProfile := h.StartProfile()
 	measure := func(p *phase, steady bool, send func() (int, bool)) row {
 		rec.register(p)
 		var sent int
 		var saturated bool
 		calls := rec.callCounts()
-		usage := measureCPU(h.PID, func() {
+		usage := measureCPU(h.PID(), func() {
 			sent, saturated = send()
 			drain(ctx, p, cfg.drain)
 		})
@@ -218,7 +210,7 @@ func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName stri
 	rows = append(rows, measure(p, false, func() (int, bool) { return ld.burst(ctx, p, cfg.enqueuers, cfg.duration), false }))
 	stopProfile()
 
-	if m, err := procstat.ReadMemory(h.PID); err == nil {
+	if m, err := procstat.ReadMemory(h.PID()); err == nil {
 		mem.peak, mem.end = m.HWM, m.RSS
 	}
 	for i := range rows {
