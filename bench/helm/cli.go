@@ -26,6 +26,8 @@ type helmCLI struct {
 	bin        string
 	kubeconfig string
 	home       string
+	// args are added to every install (-cli-args).
+	args []string
 }
 
 // defaultHelmPath is where hack/helmcli.sh puts the CLI.
@@ -75,7 +77,8 @@ func (h helmCLI) install(ctx context.Context, release, chartDir, namespace strin
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, h.bin, "install", release, chartDir, "-n", namespace) //nolint:gosec // our own build and temp files
+	args := append([]string{"install", release, chartDir, "-n", namespace}, h.args...)
+	cmd := exec.CommandContext(ctx, h.bin, args...) //nolint:gosec // our own build and temp files
 	cmd.Env = h.env()
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t0 := time.Now()

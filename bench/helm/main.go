@@ -29,8 +29,8 @@
 //     own duration (its "helm task done" record), split into render and
 //     validate (up to "helm release validated") and apply; and enqueue →
 //     finished, which includes the wait in the queue.
-//   - CLI: `helm install <name> <chart dir> -n <namespace>` one after
-//     another, as a user's script would, with helm v4.3.1 built from the
+//   - CLI: `helm install <name> <chart dir> -n <namespace>` (plus
+//     -cli-args, none by default) one after another, as a user's script would, with helm v4.3.1 built from the
 //     module proxy (hack/helmcli.sh), a fresh process per release with a
 //     warm discovery cache in its own HOME. Throughput = releases ÷ (first
 //     start → last exit); per release: the process's wall time. Helm 4
@@ -88,6 +88,7 @@ type config struct {
 	concurrency  []int
 	results      string
 	helm         string
+	cliArgs      []string
 	binDir       string
 	cpuprofile   string
 	settle       time.Duration
@@ -103,6 +104,7 @@ func parseFlags(args []string) (config, error) {
 	conc := fs.String("concurrency", "8,16", "comma-separated agent --concurrency values, one agent process and pass each (the agent's default is 8)")
 	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "markdown file the results are appended to (empty: none)")
 	fs.StringVar(&c.helm, "helm", "", "helm CLI binary (default: the one hack/helmcli.sh builds)")
+	cliArgs := fs.String("cli-args", "", "extra flags for every `helm install`, space-separated, such as --disable-openapi-validation (default: none, as a user types it)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.StringVar(&c.cpuprofile, "agent-cpuprofile", "", "run this program as the agent and write its CPU profile over the measured installs here (-c<N> added per concurrency)")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "how long each agent process idles after connecting before its idle RSS is read")
@@ -111,6 +113,7 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.cliArgs = strings.Fields(*cliArgs)
 	for s := range strings.SplitSeq(*conc, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

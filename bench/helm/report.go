@@ -20,6 +20,9 @@ func (p *pass) name() string {
 	if p.agent {
 		return fmt.Sprintf("agent, --concurrency %d", p.concurrency)
 	}
+	if len(p.cliArgs) > 0 {
+		return "helm CLI " + strings.Join(p.cliArgs, " ") + ", one after another"
+	}
 	return "helm CLI, one after another"
 }
 

@@ -61,6 +61,8 @@ type pass struct {
 	agentArgs       []string
 	agentVersion    string
 	profile         string
+	// cliArgs are the CLI's extra flags (-cli-args).
+	cliArgs []string
 }
 
 // rate returns releases per second.
@@ -124,7 +126,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	if err := b.chart.writeDir(b.chartDir); err != nil {
 		return err
 	}
-	b.cli = helmCLI{bin: cfg.helm, kubeconfig: b.kubeconfig, home: filepath.Join(tmp, "helm-home")}
+	b.cli = helmCLI{bin: cfg.helm, kubeconfig: b.kubeconfig, home: filepath.Join(tmp, "helm-home"), args: cfg.cliArgs}
 	if err := os.MkdirAll(b.cli.home, 0o700); err != nil {
 		return err
 	}
@@ -269,7 +271,7 @@ func (b *bench) cliPass(ctx context.Context) (*pass, error) {
 	if err := b.createNamespaces(ctx, l.namespaces()...); err != nil {
 		return nil, err
 	}
-	p := &pass{concurrency: 1, releases: l.releases}
+	p := &pass{concurrency: 1, releases: l.releases, cliArgs: b.cli.args}
 	before, err := b.meter.Read(ctx)
 	if err != nil {
 		return nil, err
