@@ -179,19 +179,10 @@ func (d *demo) deploy(ctx context.Context) error {
 // applyBundle runs one manifests task through the CLI and returns its
 // result.
 func (d *demo) applyBundle(ctx context.Context, id, dir string) (manifests.Result, error) {
-	args := []string{"task", "run", "--env", envName, "--kind", taskspec.KindManifests, "--id", id,
-		"--release", release, "--namespace", appNamespace, "--bundle", dir, "--wait", "-o", "json"}
-	d.out.command(append([]string{d.binaryShown(cliBinary)}, args...)...)
-	tctx, cancel := context.WithTimeout(ctx, taskTimeout)
-	defer cancel()
-	out, err := d.exec(tctx, cliBinary, "", args...)
-	d.out.block(out.stderr)
+	task, err := d.cliTask(ctx, id, "--kind", taskspec.KindManifests,
+		"--release", release, "--namespace", appNamespace, "--bundle", dir)
 	if err != nil {
 		return manifests.Result{}, err
-	}
-	task := &v1.Task{}
-	if err := protojson.Unmarshal([]byte(out.stdout), task); err != nil {
-		return manifests.Result{}, fmt.Errorf("read the output of `outpost task run -o json`: %w", err)
 	}
 	var res manifests.Result
 	if err := json.Unmarshal(task.GetResult(), &res); err != nil {
@@ -200,6 +191,25 @@ func (d *demo) applyBundle(ctx context.Context, id, dir string) (manifests.Resul
 	d.manifestTasks = append(d.manifestTasks, id)
 	d.out.ok("task %s succeeded on attempt %d: release %s is at revision %d", id, task.GetAttempt(), res.Release, res.Revision)
 	return res, nil
+}
+
+// cliTask runs `outpost task run --env <env> --id <id> <args> --wait -o
+// json`, showing the command, and returns the finished task.
+func (d *demo) cliTask(ctx context.Context, id string, args ...string) (*v1.Task, error) {
+	args = append(append([]string{"task", "run", "--env", envName, "--id", id}, args...), "--wait", "-o", "json")
+	d.out.command(append([]string{d.binaryShown(cliBinary)}, args...)...)
+	tctx, cancel := context.WithTimeout(ctx, taskTimeout)
+	defer cancel()
+	out, err := d.exec(tctx, cliBinary, "", args...)
+	d.out.block(out.stderr)
+	if err != nil {
+		return nil, err
+	}
+	task := &v1.Task{}
+	if err := protojson.Unmarshal([]byte(out.stdout), task); err != nil {
+		return nil, fmt.Errorf("read the output of `outpost task run -o json`: %w", err)
+	}
+	return task, nil
 }
 
 // showOutcomes prints what the agent did with each object.

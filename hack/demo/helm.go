@@ -11,10 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/internal/executor/helm"
 	"github.com/outposthq/outpost/internal/taskspec"
 )
@@ -103,20 +101,9 @@ func (d *demo) writeChart() (string, error) {
 // helmTask runs one helm task on the storefront release through the CLI
 // and returns its result.
 func (d *demo) helmTask(ctx context.Context, id string, extra ...string) (helm.Result, error) {
-	args := append([]string{"task", "run", "--env", envName, "--kind", taskspec.KindHelm, "--id", id,
-		"--release", helmRelease, "--namespace", appNamespace}, extra...)
-	args = append(args, "--wait", "-o", "json")
-	d.out.command(append([]string{d.binaryShown(cliBinary)}, args...)...)
-	tctx, cancel := context.WithTimeout(ctx, taskTimeout)
-	defer cancel()
-	out, err := d.exec(tctx, cliBinary, "", args...)
-	d.out.block(out.stderr)
+	task, err := d.cliTask(ctx, id, append([]string{"--kind", taskspec.KindHelm, "--release", helmRelease, "--namespace", appNamespace}, extra...)...)
 	if err != nil {
 		return helm.Result{}, err
-	}
-	task := &v1.Task{}
-	if err := protojson.Unmarshal([]byte(out.stdout), task); err != nil {
-		return helm.Result{}, fmt.Errorf("read the output of `outpost task run -o json`: %w", err)
 	}
 	var res helm.Result
 	if err := json.Unmarshal(task.GetResult(), &res); err != nil {
