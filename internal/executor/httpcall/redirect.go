@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/outposthq/outpost/internal/redact"
+	"github.com/outposthq/outpost/internal/transport"
 )
 
 // maxRedirects is how many redirects one call follows.
@@ -48,7 +48,7 @@ func (p *redirectPolicy) check(req *http.Request, via []*http.Request) error {
 	// The client resends the body only on 307 and 308, and never again once
 	// a hop dropped it.
 	if p.secretBody && req.Body != nil && req.Body != http.NoBody {
-		return fmt.Errorf("%w: %s", ErrSecretBodyRedirect, originOf(req.URL))
+		return fmt.Errorf("%w: %s", ErrSecretBodyRedirect, transport.Origin(req.URL))
 	}
 	for _, name := range alwaysStripped {
 		req.Header.Del(name)
@@ -63,19 +63,5 @@ func (p *redirectPolicy) check(req *http.Request, via []*http.Request) error {
 
 // sameOrigin compares scheme, host and port, with default ports filled in.
 func sameOrigin(a, b *url.URL) bool {
-	return originOf(a) == originOf(b)
-}
-
-func originOf(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	if port == "" {
-		switch scheme {
-		case "http":
-			port = "80"
-		case "https":
-			port = "443"
-		}
-	}
-	return scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
+	return transport.Origin(a) == transport.Origin(b)
 }

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
+
+	"github.com/outposthq/outpost/internal/transport"
 )
 
 // maxRedirects is how many redirects one request follows.
@@ -78,10 +78,10 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
-	origin := originOf(via[0].URL)
-	foreign := originOf(req.URL) != origin
+	origin := transport.Origin(via[0].URL)
+	foreign := transport.Origin(req.URL) != origin
 	for _, prev := range via[1:] {
-		foreign = foreign || originOf(prev.URL) != origin
+		foreign = foreign || transport.Origin(prev.URL) != origin
 	}
 	if foreign {
 		req.Header.Del("Authorization")
@@ -89,21 +89,6 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		req.Header.Del("Cookie")
 	}
 	return nil
-}
-
-// originOf returns scheme://host:port of u, default ports filled in.
-func originOf(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	if port == "" {
-		switch scheme {
-		case "http":
-			port = "80"
-		case "https":
-			port = "443"
-		}
-	}
-	return scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
 // boundTransport cancels every request when the fetch's context ends, on

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	repo "helm.sh/helm/v4/pkg/repo/v1"
+
+	"github.com/outposthq/outpost/internal/transport"
 )
 
 // fetchHTTP fetches t from an HTTP(S) chart repository: index.yaml, the
@@ -86,7 +88,7 @@ func (f *Fetcher) get(ctx context.Context, client *http.Client, t *target, rawUR
 	if err != nil {
 		return nil, fmt.Errorf("chartsource: repository %s: %s: %w", t.display, what, err)
 	}
-	if t.Username != "" && originOf(u) == originOf(t.repo) {
+	if t.Username != "" && transport.Origin(u) == transport.Origin(t.repo) {
 		req.SetBasicAuth(t.Username, t.Password)
 	}
 	resp, err := client.Do(req)
