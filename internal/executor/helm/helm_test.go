@@ -3,8 +3,10 @@ package helm_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/outposthq/outpost/internal/executor/helm"
@@ -154,5 +156,57 @@ func TestRetryOfAFinishedTaskReportsItsRevision(t *testing.T) {
 	next := mustRun(t, ex, "task-b", spec)
 	if next.Revision != first.Revision+1 || next.Unchanged {
 		t.Fatalf("another task %+v, want a new revision", next)
+	}
+}
+
+func TestAReleaseWhoseCRDWasRemovedCanStillBeReadAndUninstalled(t *testing.T) {
+	s := admin(t)
+	ex := s.executor(t)
+	crd := `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.removed.example.com
+spec:
+  group: removed.example.com
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
+	edits := map[string]string{
+		"crds/gizmos.yaml":     crd,
+		"templates/gizmo.yaml": "apiVersion: removed.example.com/v1\nkind: Gizmo\nmetadata:\n  name: {{ .Release.Name }}-gizmo\n",
+	}
+	mustRun(t, ex, "gizmo-1", shop(s.target, "gizmo", packChart(t, "shop", edits), noWidget))
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if err := dyn(t).Resource(crdGVR).Delete(t.Context(), "gizmos.removed.example.com", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, err := run(t, ex, "gizmo-status", taskspec.Helm{Action: taskspec.HelmStatus, Release: "gizmo", Namespace: s.target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := ""
+		for _, o := range status.Objects {
+			if o.Kind == "Gizmo" {
+				missing = o.Outcome
+			}
+		}
+		if missing == helm.OutcomeMissing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Gizmo is %q after its CRD was deleted, want missing", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	res := mustRun(t, ex, "gizmo-uninstall", taskspec.Helm{Action: taskspec.HelmUninstall, Release: "gizmo", Namespace: s.target})
+	if res.Status != "uninstalled" {
+		t.Fatalf("uninstall %+v", res)
 	}
 }

@@ -54,16 +54,22 @@ func (e *Executor) status(ctx context.Context, r *run) (*Result, error) {
 		}
 		return res, nil
 	}
+	// The objects are only read: parsed as "gone" so that a kind the
+	// cluster no longer serves reads as missing instead of failing.
 	rd := &rendered{}
-	if err := e.parseObjects(last.Manifest, "the current revision", false, &rd.objects); err != nil {
+	if err := e.parseObjects(last.Manifest, "the current revision", false, &rd.gone); err != nil {
 		return nil, r.fail(PhaseValidate, executor.Terminal(err))
 	}
 	if err := e.resolveObjects(rd, r.spec.Namespace, false); err != nil {
 		return nil, r.fail(PhaseValidate, err)
 	}
-	outcomes := make([]string, len(rd.objects))
-	err = e.forEach(ctx, rd.objects, func(ctx context.Context, o *object) error {
-		i := slices.Index(rd.objects, o)
+	outcomes := make([]string, len(rd.gone))
+	err = e.forEach(ctx, rd.gone, func(ctx context.Context, o *object) error {
+		i := slices.Index(rd.gone, o)
+		if o.gvr.Resource == "" {
+			outcomes[i] = OutcomeMissing
+			return nil
+		}
 		_, err := e.meta.Resource(o.gvr).Namespace(o.u.GetNamespace()).Get(ctx, o.u.GetName(), metav1.GetOptions{})
 		switch {
 		case err == nil:
@@ -78,7 +84,7 @@ func (e *Executor) status(ctx context.Context, r *run) (*Result, error) {
 	if err != nil {
 		return nil, r.fail(PhaseValidate, err)
 	}
-	for i, o := range rd.objects {
+	for i, o := range rd.gone {
 		gvk := o.u.GroupVersionKind()
 		res.add(ObjectResult{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.u.GetNamespace(), Name: o.u.GetName(), Outcome: outcomes[i]})
 	}

@@ -93,7 +93,7 @@ func (e *Executor) parseObjects(stream, what string, hook bool, into *[]*object)
 					return fmt.Errorf("%w: %s: a List item is not an object", ErrInvalidChart, what)
 				}
 				*into = append(*into, &object{u: iu, hook: hook})
-				return nil
+				return e.tooMany(*into)
 			})
 			if err != nil {
 				return err
@@ -104,10 +104,18 @@ func (e *Executor) parseObjects(stream, what string, hook bool, into *[]*object)
 			return fmt.Errorf("%w: %s: an object without apiVersion, kind or metadata.name", ErrInvalidChart, what)
 		}
 		*into = append(*into, &object{u: u, hook: hook})
-		if len(*into) > e.opts.MaxObjects {
-			return fmt.Errorf("%w: the release renders more than %d objects", ErrInvalidChart, e.opts.MaxObjects)
+		if err := e.tooMany(*into); err != nil {
+			return err
 		}
 	}
+}
+
+// tooMany reports a release with more objects than allowed.
+func (e *Executor) tooMany(into []*object) error {
+	if len(into) > e.opts.MaxObjects {
+		return fmt.Errorf("%w: the release renders more than %d objects", ErrInvalidChart, e.opts.MaxObjects)
+	}
+	return nil
 }
 
 // resolve maps every object to its resource and namespace. Kinds that a
@@ -121,6 +129,10 @@ func (e *Executor) resolveObjects(r *rendered, namespace string, createNamespace
 		chartKinds[schema.GroupKind{Group: group, Kind: kind}] = true
 	}
 	var unknown []string
+	gone := map[*object]bool{}
+	for _, o := range r.gone {
+		gone[o] = true
+	}
 	all := slices.Concat(r.crds, r.objects, r.gone)
 	for _, o := range all {
 		gvk := o.u.GroupVersionKind()
@@ -134,6 +146,11 @@ func (e *Executor) resolveObjects(r *rendered, namespace string, createNamespace
 				if o.u.GetNamespace() == "" {
 					o.u.SetNamespace(namespace)
 				}
+				continue
+			}
+			if gone[o] {
+				// Something to delete or read whose kind the cluster no
+				// longer serves (its CRD was removed) is already gone.
 				continue
 			}
 			unknown = append(unknown, fmt.Sprintf("%s (%s)", o, gvk.GroupVersion()))
@@ -187,6 +204,9 @@ func needs(r *rendered, namespace string, createNamespace bool) *access.Needs {
 	}
 	add := func(o *object, verbs ...string) {
 		gvr := o.gvr
+		if gvr.Resource == "" && !o.deferred {
+			return
+		}
 		if gvr.Resource == "" {
 			// A kind a CRD of the chart defines: its resource is the
 			// CRD's plural, which the CRD object names.
