@@ -30,11 +30,14 @@
 //     validate (up to "helm release validated") and apply; and enqueue →
 //     finished, which includes the wait in the queue.
 //   - CLI: `helm install <name> <chart dir> -n <namespace>` (plus
-//     -cli-args, none by default) one after another, as a user's script would, with helm v4.3.1 built from the
-//     module proxy (hack/helmcli.sh), a fresh process per release with a
-//     warm discovery cache in its own HOME. Throughput = releases ÷ (first
-//     start → last exit); per release: the process's wall time. Helm 4
-//     installs with server-side apply by default, as the agent does.
+//     -cli-args, none by default) one after another, as a user's script
+//     would, with helm v4.3.1 built from the module proxy
+//     (hack/helmcli.sh), a fresh process per release with a warm discovery
+//     cache in its own HOME. Throughput = releases ÷ (first start → last
+//     exit); per release: the process's wall time. Helm 4 installs with
+//     server-side apply by default, as the agent does; unlike the agent it
+//     also validates against the OpenAPI schema on the client by default
+//     (-cli-args --disable-openapi-validation turns that off).
 //   - agent memory: VmRSS once it holds its Watch stream and has idled
 //     -settle (idle), and VmHWM (peak) when the last release is in.
 //   - cost: CPU of the agent process (or the helm processes), of the hub,
@@ -50,6 +53,7 @@
 //
 //	make bench-helm
 //	go run ./bench/helm -concurrency 8,16 -releases 200
+//	go run ./bench/helm -concurrency 8 -cli-args --disable-openapi-validation
 //
 // -agent-cpuprofile runs this program as the agent (agent mode: the same
 // command tree as cmd/outpost-agent), which profiles itself over the
