@@ -93,6 +93,7 @@ type config struct {
 	results      string
 	helm         string
 	cliArgs      []string
+	cli          bool
 	binDir       string
 	cpuprofile   string
 	settle       time.Duration
@@ -109,6 +110,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "markdown file the results are appended to (empty: none)")
 	fs.StringVar(&c.helm, "helm", "", "helm CLI binary (default: the one hack/helmcli.sh builds)")
 	cliArgs := fs.String("cli-args", "", "extra flags for every `helm install`, space-separated, such as --disable-openapi-validation (default: none, as a user types it)")
+	fs.BoolVar(&c.cli, "cli", true, "run the helm CLI's pass (-cli=false measures the agent alone, to iterate on the executor; no ratio then)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.StringVar(&c.cpuprofile, "agent-cpuprofile", "", "run this program as the agent and write its CPU profile over the measured installs here (-c<N> added per concurrency)")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "how long each agent process idles after connecting before its idle RSS is read")

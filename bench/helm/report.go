@@ -83,8 +83,14 @@ func render(cfg config, res *results) string {
 	b.WriteString("\n")
 
 	c := res.chart
+	versions := fmt.Sprintf("kube-apiserver %s; outpost-agent %s", res.serverVersion, agentVersion(res))
+	if res.helmVersion != "" {
+		versions += fmt.Sprintf("; helm %s (hack/helmcli.sh)", res.helmVersion)
+	} else {
+		versions += "; no helm CLI pass (-cli=false)"
+	}
 	details := []string{
-		fmt.Sprintf("kube-apiserver %s; helm %s (hack/helmcli.sh); outpost-agent %s", res.serverVersion, res.helmVersion, agentVersion(res)),
+		versions,
 		fmt.Sprintf("chart: %d templates (%s), %.1f KiB of files, %.1f KiB packed; no hooks; each side installs into fresh namespaces of %d releases (%d namespaces)",
 			c.templates, c.kinds, float64(c.bytes())/1024, float64(len(c.archive))/1024, cfg.perNamespace, (cfg.releases+cfg.perNamespace-1)/cfg.perNamespace),
 		"per release: the helm process's wall time (CLI); the executor's own duration from its \"helm task done\" record (agent), which leaves out the hub's dispatch and the wait in the queue (enqueue → finished, in the third table)",

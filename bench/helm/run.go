@@ -102,7 +102,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	if cfg.helm == "" {
 		cfg.helm = defaultHelmPath()
 	}
-	if _, err := os.Stat(cfg.helm); err != nil {
+	if _, err := os.Stat(cfg.helm); err != nil && cfg.cli {
 		return fmt.Errorf("%w (looked for %s)", errNoHelm, cfg.helm)
 	}
 	hubBin := filepath.Join(cfg.binDir, "outpost-hub")
@@ -131,8 +131,10 @@ func run(ctx context.Context, cfg config, args []string) error {
 		return err
 	}
 	res := &results{chart: b.chart}
-	if res.helmVersion, err = b.cli.version(ctx); err != nil {
-		return err
+	if cfg.cli {
+		if res.helmVersion, err = b.cli.version(ctx); err != nil {
+			return err
+		}
 	}
 
 	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd …")
@@ -169,7 +171,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 			return fmt.Errorf("agent, --concurrency %d: %w", c, err)
 		}
 		res.passes = append(res.passes, p)
-		if i == 0 {
+		if i == 0 && cfg.cli {
 			p, err := b.cliPass(ctx)
 			if err != nil {
 				return fmt.Errorf("helm CLI: %w", err)
