@@ -208,16 +208,13 @@ func (e *Executor) validate(ctx context.Context, r *run, rd *rendered) (int, err
 	if err := e.checkDeny(rd); err != nil {
 		return 0, err
 	}
-	if err := access.Check(ctx, e.kube.AuthorizationV1(), needs(rd, r.spec.Namespace, r.spec.CreateNamespace), e.opts.Parallelism); err != nil {
+	if err := e.access.Check(ctx, needs(rd, r.spec.Namespace, r.spec.CreateNamespace)); err != nil {
 		if errors.Is(err, access.ErrForbidden) {
 			return 0, executor.Terminal(err)
 		}
 		return 0, err
 	}
-	if err := e.checkOwnership(ctx, rd, r.spec.Release, r.spec.Namespace, r.spec.Adopt); err != nil {
-		return 0, err
-	}
-	return e.dryRun(ctx, rd)
+	return e.validateObjects(ctx, rd, r.spec.Release, r.spec.Namespace, r.spec.Adopt)
 }
 
 // namespaceExists reports whether namespace exists; on any doubt it says

@@ -21,6 +21,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/helm/chartsource"
+	"github.com/outposthq/outpost/internal/kube/access"
 	"github.com/outposthq/outpost/internal/taskspec"
 )
 
@@ -28,6 +29,10 @@ import (
 // helm task writes. It is Helm's own, so a release first installed with the
 // helm CLI changes hands without field conflicts.
 const fieldManager = "helm"
+
+// dryRunFieldManager is the field manager of the executor's dry runs; see
+// validateObjects.
+const dryRunFieldManager = "outpost-dry-run"
 
 // Labels on each release record (Helm's custom release labels).
 const (
@@ -49,6 +54,10 @@ const (
 	logSource    = "source"
 )
 
+// rememberAccess is how long an allowed SelfSubjectAccessReview answer is
+// reused: a burst of releases of the same kinds asks once.
+const rememberAccess = 30 * time.Second
+
 var setFieldManager sync.Once
 
 // Executor runs helm tasks. It is safe for concurrent use; tasks on the
@@ -62,6 +71,7 @@ type Executor struct {
 	meta    metadata.Interface
 	kube    kubernetes.Interface
 	charts  *chartsource.Fetcher
+	access  *access.Checker
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -95,10 +105,14 @@ func New(opts Options) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("helm: %w", err)
 	}
+	checker, err := access.NewChecker(access.CheckerOptions{Client: kc.AuthorizationV1(), Parallelism: opts.Parallelism, Remember: rememberAccess})
+	if err != nil {
+		return nil, fmt.Errorf("helm: %w", err)
+	}
 	// Helm takes its field manager from a package variable; every helm
 	// task of this process uses the same one.
 	setFieldManager.Do(func() { kube.ManagedFieldsManager = fieldManager })
-	return &Executor{opts: opts, log: opts.Logger, clients: clients, dynamic: dyn, meta: md, kube: kc, charts: charts}, nil
+	return &Executor{opts: opts, log: opts.Logger, clients: clients, dynamic: dyn, meta: md, kube: kc, charts: charts, access: checker}, nil
 }
 
 // run is one attempt of one task.

@@ -36,7 +36,7 @@ func (e *Executor) uninstall(ctx context.Context, r *run) (*Result, error) {
 	if err := e.resolveObjects(rd, r.spec.Namespace, false); err != nil {
 		return nil, r.fail(PhaseValidate, err)
 	}
-	if err := access.Check(ctx, e.kube.AuthorizationV1(), needs(rd, r.spec.Namespace, false), e.opts.Parallelism); err != nil {
+	if err := e.access.Check(ctx, needs(rd, r.spec.Namespace, false)); err != nil {
 		if errors.Is(err, access.ErrForbidden) {
 			err = executor.Terminal(err)
 		}

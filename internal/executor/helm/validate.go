@@ -246,79 +246,67 @@ func pluralOf(r *rendered, o *object) string {
 	return strings.ToLower(gk.Kind) + "s"
 }
 
-// checkOwnership reads every object that exists already and fails when
-// the release does not own it: a regular object must carry Helm's
-// ownership annotations for this release, a hook this release's label.
-// Adopt lets the release take regular objects over.
-func (e *Executor) checkOwnership(ctx context.Context, r *rendered, release, namespace string, adopt bool) error {
+// validateObjects dry-runs every object that can be with server-side
+// apply (dryRun=All), so the API server's validation and admission run
+// before the first write, and checks ownership on the way: an object that
+// exists must belong to this release (Helm's ownership annotations, which
+// a chart may not set itself, so the dry run's answer shows the live
+// ones), unless adopt is set; a hook that exists must carry this
+// release's label, read from the live object since the dry run's answer
+// carries the chart's. The dry run uses a field manager of its own: as
+// Helm's manager it would drop the ownership annotations Helm's last apply
+// set, and hide them. CRDs are left out of the ownership check: Helm
+// installs those of crds/ when they are missing and never changes or
+// deletes them. The dry run forces conflicts: fields another manager holds
+// are Helm's business at apply time. It returns how many objects were
+// dry-run.
+func (e *Executor) validateObjects(ctx context.Context, r *rendered, release, namespace string, adopt bool) (int, error) {
 	var (
 		mu        sync.Mutex
+		rejected  []string
 		collision []string
+		count     int
 	)
-	// CRDs are left out: Helm installs those of crds/ when they are
-	// missing and never changes or deletes them.
-	err := e.forEach(ctx, r.objects, func(ctx context.Context, o *object) error {
-		if o.gvr.Resource == "" {
-			return nil
-		}
-		live, err := e.meta.Resource(o.gvr).Namespace(o.u.GetNamespace()).Get(ctx, o.u.GetName(), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return apiError(fmt.Sprintf("read %s", o), err)
-		}
-		why := ""
-		switch ann, labels := live.GetAnnotations(), live.GetLabels(); {
-		case o.hook && labels[LabelRelease] != release:
-			why = "an existing object this release's hooks would replace, without the " + LabelRelease + "=" + release + " label"
-		case o.hook:
-		case ann[annotationReleaseName] == release && ann[annotationReleaseNamespace] == namespace:
-		case adopt:
-		case ann[annotationReleaseName] != "":
-			why = fmt.Sprintf("belongs to Helm release %s/%s", ann[annotationReleaseNamespace], ann[annotationReleaseName])
-		default:
-			why = "exists and belongs to no Helm release"
-		}
-		if why != "" {
-			mu.Lock()
-			collision = append(collision, o.String()+" "+why)
-			mu.Unlock()
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	crds := map[*object]bool{}
+	for _, o := range r.crds {
+		crds[o] = true
 	}
-	if len(collision) == 0 {
-		return nil
-	}
-	slices.Sort(collision)
-	return executor.Terminal(fmt.Errorf("%w: %s; nothing was changed (set adopt to take such objects over)", ErrCollision, strings.Join(collision, "; ")))
-}
-
-// dryRun server-side applies every object that can be, with dryRun=All,
-// so the API server's validation and admission run before the first
-// write. It forces conflicts: ownership was checked already, and fields
-// another manager holds are Helm's business at apply time.
-func (e *Executor) dryRun(ctx context.Context, r *rendered) (int, error) {
-	var (
-		mu       sync.Mutex
-		rejected []string
-		count    int
-	)
 	err := e.forEach(ctx, slices.Concat(r.crds, r.objects), func(ctx context.Context, o *object) error {
 		if o.deferred {
 			return nil
+		}
+		why := ""
+		if o.hook {
+			live, err := e.meta.Resource(o.gvr).Namespace(o.u.GetNamespace()).Get(ctx, o.u.GetName(), metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return apiError(fmt.Sprintf("read %s", o), err)
+			case live.GetLabels()[LabelRelease] != release:
+				why = "an existing object this release's hooks would replace, without the " + LabelRelease + "=" + release + " label"
+			}
 		}
 		data, err := json.Marshal(o.u.Object)
 		if err != nil {
 			return err
 		}
-		_, err = e.dynamic.Resource(o.gvr).Namespace(o.u.GetNamespace()).Patch(ctx, o.u.GetName(), "application/apply-patch+yaml", data,
-			metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: fieldManager, Force: ptrTrue()})
+		out, err := e.dynamic.Resource(o.gvr).Namespace(o.u.GetNamespace()).Patch(ctx, o.u.GetName(), "application/apply-patch+yaml", data,
+			metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: dryRunFieldManager, Force: ptrTrue()})
+		if err == nil && !o.hook && !crds[o] && out.GetResourceVersion() != "" {
+			switch ann := out.GetAnnotations(); {
+			case ann[annotationReleaseName] == release && ann[annotationReleaseNamespace] == namespace:
+			case adopt:
+			case ann[annotationReleaseName] != "":
+				why = fmt.Sprintf("belongs to Helm release %s/%s", ann[annotationReleaseNamespace], ann[annotationReleaseName])
+			default:
+				why = "exists and belongs to no Helm release"
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
+		if why != "" {
+			collision = append(collision, o.String()+" "+why)
+		}
 		switch {
 		case err == nil:
 			count++
@@ -331,6 +319,10 @@ func (e *Executor) dryRun(ctx context.Context, r *rendered) (int, error) {
 	})
 	if err != nil {
 		return 0, err
+	}
+	if len(collision) > 0 {
+		slices.Sort(collision)
+		return 0, executor.Terminal(fmt.Errorf("%w: %s; nothing was changed (set adopt to take such objects over)", ErrCollision, strings.Join(collision, "; ")))
 	}
 	if len(rejected) > 0 {
 		slices.Sort(rejected)

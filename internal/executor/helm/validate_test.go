@@ -65,7 +65,7 @@ func TestValidationComesBeforeTheFirstWrite(t *testing.T) {
 
 	t.Run("another release's object is not taken over", func(t *testing.T) {
 		mustRun(t, ex, "other-1", shop(s.target, "first", chart, noWidget))
-		edits := map[string]string{"templates/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first-config\ndata:\n  x: y\n"}
+		edits := map[string]string{"templates/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first-config\ndata:\n  x: \"y\"\n"}
 		_, err := run(t, ex, "other-2", shop(s.target, "second", packChart(t, "shop", edits), noWidget))
 		wantPhase(t, err, helm.PhaseValidate, true, helm.ErrCollision, "belongs to Helm release "+s.target+"/first")
 	})

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -18,7 +19,7 @@ import (
 // ErrForbidden reports permissions the agent's identity lacks.
 var ErrForbidden = errors.New("missing permission")
 
-// DefaultParallelism bounds the reviews in flight when Check is given 0.
+// DefaultParallelism bounds the reviews in flight when CheckerOptions give 0.
 const DefaultParallelism = 16
 
 // Permission is one verb on one resource in one namespace ("" for
@@ -62,21 +63,82 @@ func (n *Needs) Add(p Permission, why string) {
 // Len returns the number of distinct permissions.
 func (n *Needs) Len() int { return len(n.order) }
 
-// Check asks one SelfSubjectAccessReview per distinct permission, at most
-// parallel at once (0: DefaultParallelism). It returns nil when all are
-// allowed, an error wrapping ErrForbidden that lists every denied
-// permission with its reason, or the error of a review that failed.
-func Check(ctx context.Context, client authorizationclient.SelfSubjectAccessReviewsGetter, needs *Needs, parallel int) error {
-	if parallel <= 0 {
-		parallel = DefaultParallelism
+// Checker asks the API server whether the agent may use permissions. It
+// remembers allowed answers for a while, so a burst of tasks on the same
+// kinds of objects asks once; denials are never remembered, so a
+// permission granted after a failure is seen by the next task. A permission
+// revoked within the memory is not seen before it is used: the API call
+// itself is then refused, after validation. It is safe for concurrent use.
+type Checker struct {
+	client   authorizationclient.SelfSubjectAccessReviewsGetter
+	parallel int
+	ttl      time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	allowed map[Permission]time.Time
+}
+
+// CheckerOptions configures a Checker.
+type CheckerOptions struct {
+	// Client asks the reviews. Required.
+	Client authorizationclient.SelfSubjectAccessReviewsGetter
+	// Parallelism bounds the reviews in flight; 0 means
+	// DefaultParallelism.
+	Parallelism int
+	// Remember is how long an allowed answer is reused; 0 asks every
+	// time.
+	Remember time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the options and fills defaults.
+func (o *CheckerOptions) Validate() error {
+	if o.Client == nil {
+		return errors.New("access: Client is required")
 	}
+	if o.Parallelism < 0 || o.Remember < 0 {
+		return errors.New("access: Parallelism and Remember may not be negative")
+	}
+	if o.Parallelism == 0 {
+		o.Parallelism = DefaultParallelism
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// NewChecker returns a Checker.
+func NewChecker(opts CheckerOptions) (*Checker, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &Checker{client: opts.Client, parallel: opts.Parallelism, ttl: opts.Remember, now: opts.Now, allowed: map[Permission]time.Time{}}, nil
+}
+
+// Check asks one SelfSubjectAccessReview per distinct permission not
+// remembered as allowed. It returns nil when all are allowed, an error
+// wrapping ErrForbidden that lists every denied permission with its
+// reason, or the error of a review that failed.
+func (c *Checker) Check(ctx context.Context, needs *Needs) error {
+	var ask []Permission
+	now := c.now()
+	c.mu.Lock()
+	for _, p := range needs.order {
+		if until, ok := c.allowed[p]; !ok || !now.Before(until) {
+			ask = append(ask, p)
+		}
+	}
+	c.mu.Unlock()
 	var (
 		mu     sync.Mutex
 		denied []Permission
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallel)
-	for _, p := range needs.order {
+	g.SetLimit(c.parallel)
+	for _, p := range ask {
 		if gctx.Err() != nil {
 			break
 		}
@@ -84,14 +146,18 @@ func Check(ctx context.Context, client authorizationclient.SelfSubjectAccessRevi
 			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: p.Namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource},
 			}}
-			out, err := client.SelfSubjectAccessReviews().Create(gctx, review, metav1.CreateOptions{})
+			out, err := c.client.SelfSubjectAccessReviews().Create(gctx, review, metav1.CreateOptions{})
 			if err != nil {
 				return fmt.Errorf("access: check %s: %w", p, err)
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			if !out.Status.Allowed {
-				mu.Lock()
 				denied = append(denied, p)
-				mu.Unlock()
+			} else if c.ttl > 0 {
+				c.mu.Lock()
+				c.allowed[p] = now.Add(c.ttl)
+				c.mu.Unlock()
 			}
 			return nil
 		})
