@@ -162,7 +162,7 @@ func (e *Executor) unpack(data []byte, prefix string, depth int, budget *int64) 
 }
 
 // checkChartFile checks the files Helm parses as YAML or JSON schema before
-// Helm sees them. Templates are checked once rendered (see labeler).
+// Helm sees them. Templates are checked once rendered (see renderedObjects).
 func checkChartFile(name string, data []byte) error {
 	base := path.Base(name)
 	dir := path.Dir(name)

@@ -100,7 +100,6 @@ func (e *Executor) deploy(ctx context.Context, r *run) (*Result, error) {
 // strategy.
 func (e *Executor) runDeploy(ctx context.Context, r *run, ch *chart.Chart, vals map[string]any, last *release.Release, dry action.DryRunStrategy) (*release.Release, error) {
 	s := &r.spec
-	post := &labeler{release: s.Release}
 	if last == nil || last.Info.Status == rcommon.StatusUninstalled {
 		in := action.NewInstall(r.cfg)
 		in.ReleaseName, in.Namespace = s.Release, s.Namespace
@@ -115,7 +114,6 @@ func (e *Executor) runDeploy(ctx context.Context, r *run, ch *chart.Chart, vals 
 		in.Labels = r.releaseLabels()
 		in.ServerSideApply = true
 		in.TakeOwnership, in.ForceConflicts = s.Adopt, s.Adopt
-		in.PostRenderer, in.PostRenderStrategy = post, action.PostRenderStrategyCombined
 		// The server-side dry run validates every object against the
 		// live schema; Helm's client-side OpenAPI check would only fetch
 		// the whole schema again.
@@ -143,7 +141,6 @@ func (e *Executor) runDeploy(ctx context.Context, r *run, ch *chart.Chart, vals 
 	// A task states the whole of its values; nothing is carried over from
 	// the previous revision.
 	up.ResetValues = true
-	up.PostRenderer, up.PostRenderStrategy = post, action.PostRenderStrategyCombined
 	up.DisableOpenAPIValidation = true
 	up.EnableDNS = false
 	rel, err := up.RunWithContext(ctx, s.Release, ch, vals)
@@ -158,13 +155,26 @@ func (e *Executor) runDeploy(ctx context.Context, r *run, ch *chart.Chart, vals 
 // the deployed revision that the new one drops.
 func (e *Executor) renderedObjects(r *run, dry *release.Release, ch *chart.Chart, last *release.Release, upgrade bool) (*rendered, error) {
 	rd := &rendered{}
+	if err := archive.CheckYAML("rendered manifests", []byte(dry.Manifest), archive.YAMLLimits{}); err != nil {
+		return nil, err
+	}
 	if err := e.parseObjects(dry.Manifest, "rendered manifests", false, &rd.objects); err != nil {
 		return nil, err
 	}
 	for _, h := range dry.Hooks {
+		if err := archive.CheckYAML("hook "+h.Path, []byte(h.Manifest), archive.YAMLLimits{}); err != nil {
+			return nil, err
+		}
 		if err := e.parseObjects(h.Manifest, "hook "+h.Path, true, &rd.objects); err != nil {
 			return nil, err
 		}
+	}
+	for _, o := range rd.objects {
+		if err := claimsOwnership(o.u); err != nil {
+			return nil, err
+		}
+		// Validate what will be written: Helm's build adds the label.
+		labelObject(o.u, r.spec.Release)
 	}
 	if !r.spec.SkipCRDs {
 		for _, crd := range ch.CRDObjects() {

@@ -140,7 +140,7 @@ func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessag
 	if err := taskspec.Decode(t.Spec, &r.spec); err != nil {
 		return nil, executor.Terminal(fmt.Errorf("helm: %w", err))
 	}
-	cfg, tr, err := e.configuration(r.spec.Namespace, r.spec.Waits())
+	cfg, tr, err := e.configuration(r.spec.Release, r.spec.Namespace, r.spec.Waits())
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessag
 
 // configuration returns a Helm action configuration for namespace whose
 // Kubernetes client is wrapped by a tracker.
-func (e *Executor) configuration(namespace string, waits bool) (*action.Configuration, *tracker, error) {
+func (e *Executor) configuration(release, namespace string, waits bool) (*action.Configuration, *tracker, error) {
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
 	if err := cfg.Init(e.clients.forNamespace(namespace), namespace, "secret"); err != nil {
 		return nil, nil, fmt.Errorf("helm: configure: %w", err)
@@ -180,7 +180,7 @@ func (e *Executor) configuration(namespace string, waits bool) (*action.Configur
 		return nil, nil, fmt.Errorf("helm: configure: unexpected client %T", cfg.KubeClient)
 	}
 	kc.Namespace = namespace
-	tr := newTracker(kc, waits)
+	tr := newTracker(kc, release, namespace, waits)
 	cfg.KubeClient = tr
 	return cfg, tr, nil
 }

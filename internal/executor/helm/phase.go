@@ -56,6 +56,10 @@ type tracker struct {
 	// CRD the chart brings cannot be built before the CRD is installed.
 	rendering bool
 
+	// release is labelled on every object Helm builds, except the
+	// release's namespace when Helm creates it.
+	release, namespace string
+
 	// waits says whether the task waits for readiness; without it Helm's
 	// Wait is a no-op and must not move the phase.
 	waits bool
@@ -76,8 +80,8 @@ var (
 	_ kube.InterfaceWaitOptions = (*tracker)(nil)
 )
 
-func newTracker(c *kube.Client, waits bool) *tracker {
-	return &tracker{Interface: c, waitOptions: c, waits: waits, phase: PhaseApply}
+func newTracker(c *kube.Client, release, namespace string, waits bool) *tracker {
+	return &tracker{Interface: c, waitOptions: c, release: release, namespace: namespace, waits: waits, phase: PhaseApply}
 }
 
 func (t *tracker) enter(phase string) {
@@ -120,9 +124,9 @@ func (t *tracker) record(res *kube.Result) {
 	t.mu.Unlock()
 }
 
-// Build turns manifests into resources, except while rendering, when
-// Helm's dry run gets none: the executor validates the rendered objects
-// itself.
+// Build turns manifests into resources and labels them, except while
+// rendering, when Helm's dry run gets none: the executor validates the
+// rendered objects itself.
 func (t *tracker) Build(r io.Reader, validate bool) (kube.ResourceList, error) {
 	t.mu.Lock()
 	rendering := t.rendering
@@ -130,7 +134,17 @@ func (t *tracker) Build(r io.Reader, validate bool) (kube.ResourceList, error) {
 	if rendering {
 		return kube.ResourceList{}, nil
 	}
-	return t.Interface.Build(r, validate)
+	list, err := t.Interface.Build(r, validate)
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range list {
+		if info.Mapping != nil && info.Mapping.GroupVersionKind.Kind == "Namespace" && info.Name == t.namespace {
+			continue
+		}
+		labelObject(info.Object, t.release)
+	}
+	return list, nil
 }
 
 func (t *tracker) setRendering(on bool) {

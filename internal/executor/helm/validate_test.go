@@ -73,7 +73,8 @@ func TestValidationComesBeforeTheFirstWrite(t *testing.T) {
 	t.Run("a chart may not set Helm's ownership annotations itself", func(t *testing.T) {
 		edits := map[string]string{"templates/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: claim\n  annotations:\n    meta.helm.sh/release-name: claim\n"}
 		_, err := run(t, ex, "claim-1", shop(s.target, "claim", packChart(t, "shop", edits), noWidget))
-		wantPhase(t, err, helm.PhaseRender, true, nil, "which only Helm may set")
+		wantPhase(t, err, helm.PhaseValidate, true, helm.ErrInvalidChart, "which only Helm may set")
+		nothingWritten(t, s.target, "claim")
 	})
 
 	t.Run("the deny list rejects a privileged pod", func(t *testing.T) {
