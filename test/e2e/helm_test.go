@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -42,15 +41,7 @@ func (r *kubeRig) helm(t *testing.T, id string, args ...string) (string, helmexe
 
 func (r *kubeRig) helmResult(t *testing.T, id string) helmexec.Result {
 	t.Helper()
-	task := r.h.task(t, id)
-	if task.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED {
-		t.Fatalf("task %s: %v: %s", id, task.GetState(), task.GetError())
-	}
-	var res helmexec.Result
-	if err := json.Unmarshal(task.GetResult(), &res); err != nil {
-		t.Fatalf("task %s result: %v\n%s", id, err, task.GetResult())
-	}
-	return res
+	return succeededResult[helmexec.Result](t, r.h, id)
 }
 
 // shopConfig returns the data of the chart's ConfigMap.

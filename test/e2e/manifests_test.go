@@ -86,11 +86,17 @@ func (r *kubeRig) apply(t *testing.T, id, release, namespace, bundleDir string) 
 
 func (r *kubeRig) result(t *testing.T, id string) manifests.Result {
 	t.Helper()
-	task := r.h.task(t, id)
+	return succeededResult[manifests.Result](t, r.h, id)
+}
+
+// succeededResult checks that task id succeeded and decodes its result.
+func succeededResult[T any](t *testing.T, h *hubProc, id string) T {
+	t.Helper()
+	task := h.task(t, id)
 	if task.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED {
 		t.Fatalf("task %s: %v: %s", id, task.GetState(), task.GetError())
 	}
-	var res manifests.Result
+	var res T
 	if err := json.Unmarshal(task.GetResult(), &res); err != nil {
 		t.Fatalf("task %s result: %v\n%s", id, err, task.GetResult())
 	}
