@@ -55,6 +55,14 @@
 //	go run ./bench/helm -concurrency 8,16 -releases 200
 //	go run ./bench/helm -concurrency 8 -cli-args --disable-openapi-validation
 //
+// -rtt adds a round trip between both contenders and the API server (a
+// loopback TCP proxy, bench/internal/latency, that holds each chunk for
+// half of it each way), to see a control plane that is not on the same
+// machine, such as a managed cluster's; the hub stays local, and the
+// benchmark's own bookkeeping goes to the API server directly:
+//
+//	go run ./bench/helm -concurrency 8 -rtt 10ms
+//
 // -agent-cpuprofile runs this program as the agent (agent mode: the same
 // command tree as cmd/outpost-agent), which profiles itself over the
 // measured installs, one file per concurrency:
@@ -96,6 +104,7 @@ type config struct {
 	cli          bool
 	binDir       string
 	cpuprofile   string
+	rtt          time.Duration
 	settle       time.Duration
 	timeout      time.Duration
 	keep         bool
@@ -113,6 +122,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.cli, "cli", true, "run the helm CLI's pass (-cli=false measures the agent alone, to iterate on the executor; no ratio then)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.StringVar(&c.cpuprofile, "agent-cpuprofile", "", "run this program as the agent and write its CPU profile over the measured installs here (-c<N> added per concurrency)")
+	fs.DurationVar(&c.rtt, "rtt", 0, "round trip added between the contenders (helm CLI and agent) and the API server by a loopback proxy (0: none), to see a cluster that is not on the same machine")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "how long each agent process idles after connecting before its idle RSS is read")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Minute, "stop the whole benchmark after this long")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp directory (chart, kubeconfig, hub and agent logs)")
@@ -137,6 +147,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-releases must be between 1 and 2,000")
 	case c.perNamespace < 1 || c.perNamespace > c.releases:
 		return c, errors.New("-per-namespace must be between 1 and -releases")
+	case c.rtt < 0 || c.rtt > time.Second:
+		return c, errors.New("-rtt must be between 0 and 1s")
 	case c.settle < 0:
 		return c, errors.New("-settle may not be negative")
 	case c.timeout <= 0:

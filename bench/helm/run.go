@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/bench/internal/apicost"
+	"github.com/outposthq/outpost/bench/internal/latency"
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/stats"
@@ -152,7 +153,18 @@ func run(ctx context.Context, cfg config, args []string) error {
 	if err := b.env.CreateNamespace(ctx, agentNamespace); err != nil {
 		return err
 	}
-	if err := kubetest.WriteKubeconfig(b.kubeconfig, b.env.Config); err != nil {
+	// The contenders' view of the cluster: direct, or through a proxy that
+	// adds a round trip. Both the CLI and the agents use b.kubeconfig.
+	clientCfg := b.env.Config
+	if cfg.rtt > 0 {
+		proxy, c, err := latency.StartFor(b.env.Config, cfg.rtt)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = proxy.Close() }()
+		clientCfg = c
+	}
+	if err := kubetest.WriteKubeconfig(b.kubeconfig, clientCfg); err != nil {
 		return err
 	}
 	hubDir := filepath.Join(tmp, "hub")

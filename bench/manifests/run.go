@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/apicost"
+	"github.com/outposthq/outpost/bench/internal/latency"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/stats"
 
@@ -115,18 +115,12 @@ func run(ctx context.Context, cfg config, args []string) error {
 	// adds a round trip.
 	clientCfg := env.Config
 	if cfg.rtt > 0 {
-		u, err := url.Parse(env.Config.Host)
-		if err != nil {
-			return err
-		}
-		proxy, err := startLatencyProxy(u.Host, cfg.rtt)
+		proxy, c, err := latency.StartFor(env.Config, cfg.rtt)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = proxy.Close() }()
-		if clientCfg, err = proxy.proxied(env.Config); err != nil {
-			return err
-		}
+		clientCfg = c
 	}
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
 	if err := kubetest.WriteKubeconfig(kubeconfig, clientCfg); err != nil {

@@ -1,4 +1,9 @@
-package main
+// Package latency puts a round trip between a benchmark's contenders and
+// the API server: a TCP proxy on 127.0.0.1 that holds every chunk of data
+// for half of it in each direction, so that the loopback cluster answers
+// like one some milliseconds away (a managed control plane, a cluster in
+// another region).
+package latency
 
 import (
 	"errors"
@@ -12,13 +17,11 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// latencyProxy forwards TCP connections from a loopback port to the API
-// server, holding every chunk of data for half a round trip in each
-// direction, so that the loopback cluster answers like one some
-// milliseconds away (a managed control plane, a cluster in another
-// region). Both contenders go through it; the bench's own bookkeeping
-// (namespaces, metrics, clean-up) does not.
-type latencyProxy struct {
+// Proxy forwards TCP connections from a loopback port to the API server,
+// holding every chunk of data for half a round trip in each direction.
+// Both contenders of a benchmark go through it; the benchmark's own
+// bookkeeping (namespaces, metrics, clean-up) does not.
+type Proxy struct {
 	ln     net.Listener
 	target string
 	oneWay time.Duration
@@ -27,19 +30,40 @@ type latencyProxy struct {
 	conns  map[net.Conn]struct{}
 }
 
-func startLatencyProxy(target string, rtt time.Duration) (*latencyProxy, error) {
+// Start listens on a free loopback port and forwards every connection to
+// target (host:port), adding rtt to each round trip.
+func Start(target string, rtt time.Duration) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("latency proxy: %w", err)
 	}
-	p := &latencyProxy{ln: ln, target: target, oneWay: rtt / 2, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, oneWay: rtt / 2, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
 }
 
-// proxied returns a copy of cfg that reaches the API server through p.
-func (p *latencyProxy) proxied(cfg *rest.Config) (*rest.Config, error) {
+// StartFor starts a proxy to the API server cfg names and returns it with
+// a copy of cfg that goes through it.
+func StartFor(cfg *rest.Config, rtt time.Duration) (*Proxy, *rest.Config, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("latency proxy: API server URL: %w", err)
+	}
+	p, err := Start(u.Host, rtt)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := p.Proxied(cfg)
+	if err != nil {
+		_ = p.Close()
+		return nil, nil, err
+	}
+	return p, c, nil
+}
+
+// Proxied returns a copy of cfg that reaches the API server through p.
+func (p *Proxy) Proxied(cfg *rest.Config) (*rest.Config, error) {
 	u, err := url.Parse(cfg.Host)
 	if err != nil {
 		return nil, fmt.Errorf("latency proxy: API server URL: %w", err)
@@ -51,7 +75,7 @@ func (p *latencyProxy) proxied(cfg *rest.Config) (*rest.Config, error) {
 	return c, nil
 }
 
-func (p *latencyProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		in, err := p.ln.Accept()
@@ -70,7 +94,7 @@ func (p *latencyProxy) accept() {
 	}
 }
 
-func (p *latencyProxy) track(cs ...net.Conn) {
+func (p *Proxy) track(cs ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range cs {
@@ -86,7 +110,7 @@ type chunk struct {
 
 // pipe copies src to dst, each chunk oneWay after it was read; order is
 // kept, and a slow chunk does not delay the reading of the next.
-func (p *latencyProxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
 	queue := make(chan chunk, 4096)
 	go func() {
@@ -117,7 +141,7 @@ func (p *latencyProxy) pipe(dst, src net.Conn) {
 }
 
 // Close stops accepting, cuts every connection and waits for the copies.
-func (p *latencyProxy) Close() error {
+func (p *Proxy) Close() error {
 	err := p.ln.Close()
 	p.mu.Lock()
 	for c := range p.conns {
@@ -131,4 +155,4 @@ func (p *latencyProxy) Close() error {
 	return err
 }
 
-var _ io.Closer = (*latencyProxy)(nil)
+var _ io.Closer = (*Proxy)(nil)
