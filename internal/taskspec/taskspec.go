@@ -35,6 +35,7 @@ var kinds = []struct {
 	{KindHTTP, func() Spec { return new(HTTP) }},
 	{KindManifests, func() Spec { return new(Manifests) }},
 	{KindHelm, func() Spec { return new(Helm) }},
+	{KindSecret, func() Spec { return new(Secret) }},
 }
 
 // Kinds returns the known task kinds, sorted.

@@ -13,7 +13,7 @@ func TestValidateKinds(t *testing.T) {
 		if !errors.Is(err, ErrUnknownKind) {
 			t.Fatalf("error = %v, want ErrUnknownKind", err)
 		}
-		if !strings.Contains(err.Error(), `"helmx"`) || !strings.Contains(err.Error(), "known: helm, http, manifests") {
+		if !strings.Contains(err.Error(), `"helmx"`) || !strings.Contains(err.Error(), "known: helm, http, manifests, secret") {
 			t.Fatalf("error %q does not name the kind and the known ones", err)
 		}
 	})
