@@ -191,17 +191,25 @@ func (e *Executor) renderedObjects(r *run, dry *release.Release, ch *chart.Chart
 		if err := e.parseObjects(last.Manifest, "the deployed revision's manifests", false, &old); err != nil {
 			return nil, err
 		}
-		keep := map[string]bool{}
-		for _, o := range rd.objects {
-			keep[objectKey(o)] = true
-		}
-		for _, o := range old {
-			if !keep[objectKey(o)] {
-				rd.gone = append(rd.gone, o)
-			}
-		}
+		rd.gone = dropped(old, rd.objects)
 	}
 	return rd, nil
+}
+
+// dropped returns the objects of old that next does not hold: what moving
+// from one revision to the other deletes.
+func dropped(old, next []*object) []*object {
+	keep := map[string]bool{}
+	for _, o := range next {
+		keep[objectKey(o)] = true
+	}
+	var gone []*object
+	for _, o := range old {
+		if !keep[objectKey(o)] {
+			gone = append(gone, o)
+		}
+	}
+	return gone
 }
 
 func objectKey(o *object) string {

@@ -90,7 +90,7 @@ func newResult(action string, rel *release.Release) *Result {
 	return res
 }
 
-// addObjects records the outcome of every resource Helm created, updated
+// addTracked records the outcome of every resource Helm created, updated
 // or deleted, sorted by kind, namespace and name.
 func (res *Result) addTracked(t *tracker) {
 	t.mu.Lock()

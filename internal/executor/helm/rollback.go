@@ -61,15 +61,7 @@ func (e *Executor) rollback(ctx context.Context, r *run) (*Result, error) {
 	if err := e.parseObjects(last.Manifest, "the current revision", false, &current); err != nil {
 		return nil, r.fail(PhaseValidate, executor.Terminal(err))
 	}
-	keep := map[string]bool{}
-	for _, o := range rd.objects {
-		keep[objectKey(o)] = true
-	}
-	for _, o := range current {
-		if !keep[objectKey(o)] {
-			rd.gone = append(rd.gone, o)
-		}
-	}
+	rd.gone = dropped(current, rd.objects)
 	if _, err := e.validate(ctx, r, rd); err != nil {
 		return nil, r.fail(PhaseValidate, err)
 	}
