@@ -18,9 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/manifests"
+	"github.com/outposthq/outpost/internal/kube"
 	"github.com/outposthq/outpost/internal/kube/access"
 )
 
@@ -291,7 +293,7 @@ func (e *Executor) validateObjects(ctx context.Context, r *rendered, release, na
 			return err
 		}
 		out, err := e.dynamic.Resource(o.gvr).Namespace(o.u.GetNamespace()).Patch(ctx, o.u.GetName(), "application/apply-patch+yaml", data,
-			metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: dryRunFieldManager, Force: ptrTrue()})
+			metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: dryRunFieldManager, Force: ptr.To(true)})
 		if err == nil && !o.hook && !crds[o] && out.GetResourceVersion() != "" {
 			switch ann := out.GetAnnotations(); {
 			case ann[annotationReleaseName] == release && ann[annotationReleaseNamespace] == namespace:
@@ -344,11 +346,6 @@ func (e *Executor) forEach(ctx context.Context, objs []*object, fn func(context.
 	return context.Cause(ctx)
 }
 
-func ptrTrue() *bool {
-	t := true
-	return &t
-}
-
 // apiMessage returns the API server's message for err.
 func apiMessage(err error) string {
 	var status apierrors.APIStatus
@@ -362,8 +359,7 @@ func apiMessage(err error) string {
 // cannot help.
 func apiError(op string, err error) error {
 	wrapped := fmt.Errorf("%s: %w", op, err)
-	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsUnauthorized(err) ||
-		apierrors.IsMethodNotSupported(err) || apierrors.IsRequestEntityTooLargeError(err) {
+	if kube.PermanentAPIError(err) {
 		return executor.Terminal(wrapped)
 	}
 	return wrapped

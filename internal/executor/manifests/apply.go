@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/kube"
 )
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -62,7 +63,7 @@ func (e *Executor) dryRunEach(ctx context.Context, targets []*target, retryUntil
 				}
 				continue
 			}
-			if !terminalAPI(err) && !apierrors.IsNotFound(err) {
+			if !kube.PermanentAPIError(err) && !apierrors.IsNotFound(err) {
 				return apiError(ctx, "dry-run", tg.String(), err)
 			}
 			mu.Lock()

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/kube"
 )
 
 // Sentinel errors callers branch on with errors.Is. Each failure wraps one
@@ -43,16 +42,8 @@ func apiError(ctx context.Context, op, what string, err error) error {
 		return fmt.Errorf("manifests: %s %s: %w", op, what, context.Cause(ctx))
 	}
 	wrapped := fmt.Errorf("manifests: %s %s: %w", op, what, err)
-	if terminalAPI(err) {
+	if kube.PermanentAPIError(err) {
 		return executor.Terminal(wrapped)
 	}
 	return wrapped
-}
-
-// terminalAPI reports whether an API error is one no retry fixes.
-func terminalAPI(err error) bool {
-	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
-		apierrors.IsMethodNotSupported(err) || apierrors.IsNotAcceptable(err) ||
-		apierrors.IsUnsupportedMediaType(err) || apierrors.IsRequestEntityTooLargeError(err) ||
-		apierrors.IsUnauthorized(err)
 }

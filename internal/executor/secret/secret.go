@@ -192,11 +192,12 @@ func (e *Executor) delete(ctx context.Context, spec taskspec.Secret) (Result, er
 
 func managed(s *corev1.Secret) bool { return s.Labels[kube.LabelManagedBy] == kube.ManagedBy }
 
-// kubeError wraps an API error; a forbidden or invalid request is terminal,
-// anything else (conflicts, timeouts) is retried.
+// kubeError wraps an API error; one the same request meets again
+// (kube.PermanentAPIError) is terminal, anything else (conflicts,
+// timeouts) is retried.
 func kubeError(spec taskspec.Secret, op string, err error) error {
 	err = fmt.Errorf("secret %s/%s: %s: %w", spec.Namespace, spec.Name, op, err)
-	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+	if kube.PermanentAPIError(err) {
 		return executor.Terminal(err)
 	}
 	return err
