@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -335,15 +334,7 @@ func (e *Executor) validateObjects(ctx context.Context, r *rendered, release, na
 
 // forEach runs fn on objects with at most Parallelism calls in flight.
 func (e *Executor) forEach(ctx context.Context, objs []*object, fn func(context.Context, *object) error) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.Parallelism)
-	for _, o := range objs {
-		g.Go(func() error { return fn(gctx, o) })
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return context.Cause(ctx)
+	return executor.ForEach(ctx, e.opts.Parallelism, objs, fn)
 }
 
 // apiMessage returns the API server's message for err.

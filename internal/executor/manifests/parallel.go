@@ -2,28 +2,18 @@ package manifests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/outposthq/outpost/internal/executor"
 )
 
-// forEach runs fn on every item with at most limit calls in flight. It
-// stops starting new calls after the first error or when ctx ends, and
-// returns the first error.
+// forEach runs fn on every item with at most limit calls in flight (see
+// executor.ForEach); a run cut short by ctx says it stopped.
 func forEach[T any](ctx context.Context, limit int, items []T, fn func(context.Context, T) error) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(limit)
-	for _, it := range items {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return fn(gctx, it) })
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if err := context.Cause(ctx); err != nil {
+	err := executor.ForEach(ctx, limit, items, fn)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Cause(ctx)) {
 		return fmt.Errorf("manifests: stopped: %w", err)
 	}
-	return nil
+	return err
 }
