@@ -28,6 +28,14 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrDigestMismatch: blob content does not hash to the declared digest.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrReleaseKindChanged: a release's kind cannot change; delete it and
+	// create it again.
+	ErrReleaseKindChanged = errors.New("release kind cannot change")
+	// ErrReleaseDeleting: the release is being deleted.
+	ErrReleaseDeleting = errors.New("release is being deleted")
+	// ErrKeyMismatch: an environment key version is already registered
+	// with another public key.
+	ErrKeyMismatch = errors.New("environment key version registered with another key")
 )
 
 // TaskState is where a task stands.
@@ -219,6 +227,175 @@ type Wakeup struct {
 	EnvironmentID string
 	// CancelTaskID is set when the wake-up is a cancellation.
 	CancelTaskID string
+	// DesiredState is set when a release of the environment changed what
+	// its agents reconcile (a revision applied, a release deleted).
+	DesiredState bool
+}
+
+// ReleaseSync is where a release stands against its environment.
+type ReleaseSync string
+
+// Release sync states.
+const (
+	SyncPending  ReleaseSync = "pending"
+	SyncInSync   ReleaseSync = "in_sync"
+	SyncDrifted  ReleaseSync = "drifted"
+	SyncFailed   ReleaseSync = "failed"
+	SyncDeleting ReleaseSync = "deleting"
+)
+
+// ReleaseMode says what the agent does about drift.
+type ReleaseMode string
+
+// Release modes.
+const (
+	ModeCorrect ReleaseMode = "correct"
+	ModeDetect  ReleaseMode = "detect"
+)
+
+// IgnoreRule names fields drift detection leaves alone for a kind ("" or
+// "*": every kind), as JSON pointers.
+type IgnoreRule struct {
+	Group string   `json:"group,omitempty"`
+	Kind  string   `json:"kind,omitempty"`
+	Paths []string `json:"paths"`
+}
+
+// ObjectDrift is one object found differing from its release.
+type ObjectDrift struct {
+	Group     string   `json:"group,omitempty"`
+	Version   string   `json:"version"`
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Deleted   bool     `json:"deleted,omitempty"`
+	Fields    []string `json:"fields,omitempty"`
+}
+
+// ReleaseRevision is one immutable state of a release; (Tenant,
+// EnvironmentID, Release, Revision) is unique.
+type ReleaseRevision struct {
+	Tenant        string
+	EnvironmentID string
+	Release       string
+	Revision      int64
+	// Kind is the task kind carrying it ("manifests", "helm").
+	Kind      string
+	Spec      []byte
+	Artifacts []string
+	Mode      ReleaseMode
+	Ignore    []IgnoreRule
+	// Digest identifies the content (kind, spec, artifacts, mode,
+	// ignore): equal digests, equal revisions.
+	Digest         string
+	Description    string
+	CreatedBy      string
+	CreatedAt      time.Time
+	RolledBackFrom int64
+}
+
+// Release is a named desired state of one environment; (Tenant,
+// EnvironmentID, Name) is unique.
+type Release struct {
+	Tenant        string
+	EnvironmentID string
+	Name          string
+	Kind          string
+	Mode          ReleaseMode
+	// Revision is the newest (wanted) revision.
+	Revision int64
+	// AppliedRevision is the revision last applied successfully, 0 before.
+	AppliedRevision int64
+	// AppliedTaskID is the task that applied it.
+	AppliedTaskID string
+	Sync          ReleaseSync
+	LastError     string
+	// Drift is what the last drift report found.
+	Drift          []ObjectDrift
+	DriftCorrected bool
+	DriftAt        time.Time
+	// TaskID is the task carrying Revision, or the deletion.
+	TaskID    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ApplyReleaseParams is one release apply. Revision's Revision and
+// CreatedAt are assigned by the store.
+type ApplyReleaseParams struct {
+	Revision ReleaseRevision
+	// Task builds the task that carries the revision, given it numbered.
+	Task func(ReleaseRevision) (Task, error)
+	Now  time.Time
+}
+
+// DeleteReleaseParams is one release deletion.
+type DeleteReleaseParams struct {
+	Tenant        string
+	EnvironmentID string
+	Name          string
+	Actor         string
+	// Task builds the task that removes the release's objects.
+	Task func(Release) (Task, error)
+	Now  time.Time
+}
+
+// DesiredRelease is a release's applied revision, as agents reconcile it.
+type DesiredRelease struct {
+	Release  Release
+	Revision ReleaseRevision
+}
+
+// DriftParams is one drift report of an agent.
+type DriftParams struct {
+	Tenant        string
+	EnvironmentID string
+	Release       string
+	Revision      int64
+	// Objects empty means in sync.
+	Objects   []ObjectDrift
+	Corrected bool
+	Error     string
+	AgentID   string
+	Now       time.Time
+}
+
+// EnvironmentKey is the public half of one version of an environment's
+// key; (EnvironmentID, Version) is unique.
+type EnvironmentKey struct {
+	EnvironmentID string
+	Version       int
+	// Recipient is the age X25519 recipient ("age1…").
+	Recipient    string
+	Fingerprint  string
+	Retired      bool
+	RegisteredAt time.Time
+	RegisteredBy string
+}
+
+// SecretVersion is one version of a sealed secret: ciphertext and
+// metadata, never plaintext. (Tenant, EnvironmentID, Namespace, Name,
+// Version) is unique.
+type SecretVersion struct {
+	Tenant        string
+	EnvironmentID string
+	Namespace     string
+	Name          string
+	Version       int64
+	// Keys are the data keys inside the sealed value.
+	Keys           []string
+	KeyVersion     int
+	KeyFingerprint string
+	// Sealed is the seal.Sealed JSON document; empty when Deleted.
+	Sealed  []byte
+	Deleted bool
+	Adopt   bool
+	// TaskID is the task writing or deleting this version; TaskState its
+	// state when read.
+	TaskID    string
+	TaskState TaskState
+	CreatedBy string
+	CreatedAt time.Time
 }
 
 // BlobReader streams a stored blob chunk by chunk.
@@ -314,6 +491,65 @@ type Store interface {
 	// DeleteUnreferencedBlobs deletes blobs no task references that were
 	// stored before cutoff.
 	DeleteUnreferencedBlobs(ctx context.Context, cutoff time.Time) (int, error)
+
+	// Releases. A release's tasks are enqueued in the same transaction as
+	// the change that needs them; CompleteTask, Sweep and CancelTask
+	// settle the release whose current task (Release.TaskID) ends: success
+	// of an apply task sets AppliedRevision (Sync in_sync, drift cleared),
+	// success of the delete task removes the release and its revisions,
+	// failure or cancellation sets Sync failed and LastError. Settling an
+	// applied revision or a deletion wakes the environment with
+	// DesiredState set.
+	//
+	// ApplyRelease makes p.Revision the release's newest revision (number
+	// assigned: previous + 1) and enqueues the task p.Task builds for it,
+	// unless the newest revision has the same Digest: then nothing changes
+	// and created is false, except that a release whose Sync is failed
+	// gets a new task for that revision. ErrReleaseKindChanged,
+	// ErrReleaseDeleting.
+	ApplyRelease(ctx context.Context, p ApplyReleaseParams) (Release, ReleaseRevision, bool, error)
+	GetRelease(ctx context.Context, tenant, envID, name string) (Release, error)
+	// ListReleases lists a tenant's releases by environment and name, of
+	// one environment if envID is set.
+	ListReleases(ctx context.Context, tenant, envID string) ([]Release, error)
+	// ListReleaseRevisions returns a release's revisions, newest first.
+	ListReleaseRevisions(ctx context.Context, tenant, envID, name string) ([]ReleaseRevision, error)
+	GetReleaseRevision(ctx context.Context, tenant, envID, name string, revision int64) (ReleaseRevision, error)
+	// DeleteRelease sets Sync deleting and enqueues the task p.Task builds
+	// (which removes the release's objects); the release goes when that
+	// task succeeds. Deleting a release already deleting enqueues nothing
+	// unless its delete task failed.
+	DeleteRelease(ctx context.Context, p DeleteReleaseParams) (Release, error)
+	// ListDesiredReleases returns the applied revision of each release of
+	// the environment that has one and is not being deleted.
+	ListDesiredReleases(ctx context.Context, tenant, envID string) ([]DesiredRelease, error)
+	// RecordDrift stores an agent's drift report for the applied revision
+	// and audits it (release.drift_detected, release.drift_corrected or
+	// release.in_sync). A report for another revision than the applied
+	// one changes nothing and returns the release as it is.
+	RecordDrift(ctx context.Context, p DriftParams) (Release, error)
+	// TaskCounts counts an environment's unfinished tasks and those failed
+	// since the given time.
+	TaskCounts(ctx context.Context, tenant, envID string, failedSince time.Time) (active, failed int, err error)
+
+	// Environment keys (public halves only) and sealed secrets.
+	// RegisterEnvironmentKeys adds key versions not yet known and marks
+	// retired ones; a known version with another recipient is
+	// ErrKeyMismatch and changes nothing; a retired key is never
+	// un-retired. Audited as environment.key_registered/key_retired.
+	RegisterEnvironmentKeys(ctx context.Context, tenant, envID string, keys []EnvironmentKey, actor string, now time.Time) error
+	// ListEnvironmentKeys returns the keys by version, ascending.
+	ListEnvironmentKeys(ctx context.Context, tenant, envID string) ([]EnvironmentKey, error)
+	// PutSecretVersion stores v as the secret's next version (number
+	// assigned) and enqueues task, which writes or deletes the Kubernetes
+	// Secret, in one transaction; audited as secret.set or secret.deleted
+	// (metadata only).
+	PutSecretVersion(ctx context.Context, v SecretVersion, task Task, actor string) (SecretVersion, Task, error)
+	// ListSecrets returns the newest version of each secret of the
+	// environment (deleted ones included, marked), by namespace and name.
+	ListSecrets(ctx context.Context, tenant, envID string) ([]SecretVersion, error)
+	// SecretHistory returns a secret's versions, newest first.
+	SecretHistory(ctx context.Context, tenant, envID, namespace, name string) ([]SecretVersion, error)
 
 	// Settings: GetOrCreateSetting stores value under key unless a value
 	// exists, and returns the stored one (shared by every replica).

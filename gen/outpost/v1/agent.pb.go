@@ -466,6 +466,7 @@ type WatchResponse struct {
 	//	*WatchResponse_Keepalive
 	//	*WatchResponse_WorkAvailable
 	//	*WatchResponse_TaskCancelled
+	//	*WatchResponse_DesiredStateChanged
 	Event         isWatchResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -535,6 +536,15 @@ func (x *WatchResponse) GetTaskCancelled() *TaskCancelled {
 	return nil
 }
 
+func (x *WatchResponse) GetDesiredStateChanged() *DesiredStateChanged {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_DesiredStateChanged); ok {
+			return x.DesiredStateChanged
+		}
+	}
+	return nil
+}
+
 type isWatchResponse_Event interface {
 	isWatchResponse_Event()
 }
@@ -551,11 +561,17 @@ type WatchResponse_TaskCancelled struct {
 	TaskCancelled *TaskCancelled `protobuf:"bytes,3,opt,name=task_cancelled,json=taskCancelled,proto3,oneof"`
 }
 
+type WatchResponse_DesiredStateChanged struct {
+	DesiredStateChanged *DesiredStateChanged `protobuf:"bytes,4,opt,name=desired_state_changed,json=desiredStateChanged,proto3,oneof"`
+}
+
 func (*WatchResponse_Keepalive) isWatchResponse_Event() {}
 
 func (*WatchResponse_WorkAvailable) isWatchResponse_Event() {}
 
 func (*WatchResponse_TaskCancelled) isWatchResponse_Event() {}
+
+func (*WatchResponse_DesiredStateChanged) isWatchResponse_Event() {}
 
 type Keepalive struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -646,6 +662,44 @@ func (*WorkAvailable) Descriptor() ([]byte, []int) {
 	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
+// DesiredStateChanged says a release of the environment changed: the agent
+// fetches GetDesiredState again.
+type DesiredStateChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DesiredStateChanged) Reset() {
+	*x = DesiredStateChanged{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DesiredStateChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DesiredStateChanged) ProtoMessage() {}
+
+func (x *DesiredStateChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DesiredStateChanged.ProtoReflect.Descriptor instead.
+func (*DesiredStateChanged) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
 type TaskCancelled struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -655,7 +709,7 @@ type TaskCancelled struct {
 
 func (x *TaskCancelled) Reset() {
 	*x = TaskCancelled{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[11]
+	mi := &file_outpost_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +721,7 @@ func (x *TaskCancelled) String() string {
 func (*TaskCancelled) ProtoMessage() {}
 
 func (x *TaskCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[11]
+	mi := &file_outpost_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +734,7 @@ func (x *TaskCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCancelled.ProtoReflect.Descriptor instead.
 func (*TaskCancelled) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskCancelled) GetTaskId() string {
@@ -700,7 +754,7 @@ type PollRequest struct {
 
 func (x *PollRequest) Reset() {
 	*x = PollRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[12]
+	mi := &file_outpost_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +766,7 @@ func (x *PollRequest) String() string {
 func (*PollRequest) ProtoMessage() {}
 
 func (x *PollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[12]
+	mi := &file_outpost_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +779,7 @@ func (x *PollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollRequest.ProtoReflect.Descriptor instead.
 func (*PollRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PollRequest) GetWait() *durationpb.Duration {
@@ -736,16 +790,17 @@ func (x *PollRequest) GetWait() *durationpb.Duration {
 }
 
 type PollResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	WorkAvailable    bool                   `protobuf:"varint,1,opt,name=work_available,json=workAvailable,proto3" json:"work_available,omitempty"`
-	CancelledTaskIds []string               `protobuf:"bytes,2,rep,name=cancelled_task_ids,json=cancelledTaskIds,proto3" json:"cancelled_task_ids,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	WorkAvailable       bool                   `protobuf:"varint,1,opt,name=work_available,json=workAvailable,proto3" json:"work_available,omitempty"`
+	CancelledTaskIds    []string               `protobuf:"bytes,2,rep,name=cancelled_task_ids,json=cancelledTaskIds,proto3" json:"cancelled_task_ids,omitempty"`
+	DesiredStateChanged bool                   `protobuf:"varint,3,opt,name=desired_state_changed,json=desiredStateChanged,proto3" json:"desired_state_changed,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[13]
+	mi := &file_outpost_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +812,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[13]
+	mi := &file_outpost_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +825,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PollResponse) GetWorkAvailable() bool {
@@ -787,6 +842,13 @@ func (x *PollResponse) GetCancelledTaskIds() []string {
 	return nil
 }
 
+func (x *PollResponse) GetDesiredStateChanged() bool {
+	if x != nil {
+		return x.DesiredStateChanged
+	}
+	return false
+}
+
 type ClaimRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	MaxTasks int32                  `protobuf:"varint,1,opt,name=max_tasks,json=maxTasks,proto3" json:"max_tasks,omitempty"`
@@ -798,7 +860,7 @@ type ClaimRequest struct {
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[14]
+	mi := &file_outpost_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +872,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[14]
+	mi := &file_outpost_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +885,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClaimRequest) GetMaxTasks() int32 {
@@ -852,7 +914,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[15]
+	mi := &file_outpost_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +926,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[15]
+	mi := &file_outpost_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +939,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Lease) GetTask() *Task {
@@ -917,7 +979,7 @@ type ClaimResponse struct {
 
 func (x *ClaimResponse) Reset() {
 	*x = ClaimResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[16]
+	mi := &file_outpost_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +991,7 @@ func (x *ClaimResponse) String() string {
 func (*ClaimResponse) ProtoMessage() {}
 
 func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[16]
+	mi := &file_outpost_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1004,7 @@ func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimResponse.ProtoReflect.Descriptor instead.
 func (*ClaimResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClaimResponse) GetLeases() []*Lease {
@@ -962,7 +1024,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[17]
+	mi := &file_outpost_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1036,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[17]
+	mi := &file_outpost_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1049,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenewLeaseRequest) GetTaskId() string {
@@ -1014,7 +1076,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[18]
+	mi := &file_outpost_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1088,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[18]
+	mi := &file_outpost_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1101,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewLeaseResponse) GetExpiresAt() *timestamppb.Timestamp {
@@ -1072,7 +1134,7 @@ type ReportResultRequest struct {
 
 func (x *ReportResultRequest) Reset() {
 	*x = ReportResultRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[19]
+	mi := &file_outpost_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1146,7 @@ func (x *ReportResultRequest) String() string {
 func (*ReportResultRequest) ProtoMessage() {}
 
 func (x *ReportResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[19]
+	mi := &file_outpost_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1159,7 @@ func (x *ReportResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResultRequest.ProtoReflect.Descriptor instead.
 func (*ReportResultRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportResultRequest) GetTaskId() string {
@@ -1151,7 +1213,7 @@ type ReportResultResponse struct {
 
 func (x *ReportResultResponse) Reset() {
 	*x = ReportResultResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[20]
+	mi := &file_outpost_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1225,7 @@ func (x *ReportResultResponse) String() string {
 func (*ReportResultResponse) ProtoMessage() {}
 
 func (x *ReportResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[20]
+	mi := &file_outpost_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1238,7 @@ func (x *ReportResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResultResponse.ProtoReflect.Descriptor instead.
 func (*ReportResultResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportResultResponse) GetState() TaskState {
@@ -1197,7 +1259,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[21]
+	mi := &file_outpost_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1271,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[21]
+	mi := &file_outpost_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1284,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HeartbeatRequest) GetVersion() string {
@@ -1255,7 +1317,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[22]
+	mi := &file_outpost_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1329,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[22]
+	mi := &file_outpost_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1342,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HeartbeatResponse) GetServerTime() *timestamppb.Timestamp {
@@ -1302,7 +1364,7 @@ type DownloadArtifactRequest struct {
 
 func (x *DownloadArtifactRequest) Reset() {
 	*x = DownloadArtifactRequest{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[23]
+	mi := &file_outpost_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1376,7 @@ func (x *DownloadArtifactRequest) String() string {
 func (*DownloadArtifactRequest) ProtoMessage() {}
 
 func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[23]
+	mi := &file_outpost_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1389,7 @@ func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DownloadArtifactRequest) GetDigest() string {
@@ -1355,7 +1417,7 @@ type DownloadArtifactResponse struct {
 
 func (x *DownloadArtifactResponse) Reset() {
 	*x = DownloadArtifactResponse{}
-	mi := &file_outpost_v1_agent_proto_msgTypes[24]
+	mi := &file_outpost_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1429,7 @@ func (x *DownloadArtifactResponse) String() string {
 func (*DownloadArtifactResponse) ProtoMessage() {}
 
 func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_agent_proto_msgTypes[24]
+	mi := &file_outpost_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1442,7 @@ func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DownloadArtifactResponse) GetSize() int64 {
@@ -1395,6 +1457,353 @@ func (x *DownloadArtifactResponse) GetChunk() []byte {
 		return x.Chunk
 	}
 	return nil
+}
+
+type GetDesiredStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDesiredStateRequest) Reset() {
+	*x = GetDesiredStateRequest{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDesiredStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDesiredStateRequest) ProtoMessage() {}
+
+func (x *GetDesiredStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDesiredStateRequest.ProtoReflect.Descriptor instead.
+func (*GetDesiredStateRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+// DesiredRelease is a release as the reconciler keeps it: its applied
+// revision.
+type DesiredRelease struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Revision *ReleaseRevision       `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The task that applied the revision: artifacts are downloaded with it.
+	TaskId        string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DesiredRelease) Reset() {
+	*x = DesiredRelease{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DesiredRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DesiredRelease) ProtoMessage() {}
+
+func (x *DesiredRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DesiredRelease.ProtoReflect.Descriptor instead.
+func (*DesiredRelease) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DesiredRelease) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DesiredRelease) GetRevision() *ReleaseRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+func (x *DesiredRelease) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type GetDesiredStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Releases      []*DesiredRelease      `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDesiredStateResponse) Reset() {
+	*x = GetDesiredStateResponse{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDesiredStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDesiredStateResponse) ProtoMessage() {}
+
+func (x *GetDesiredStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDesiredStateResponse.ProtoReflect.Descriptor instead.
+func (*GetDesiredStateResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetDesiredStateResponse) GetReleases() []*DesiredRelease {
+	if x != nil {
+		return x.Releases
+	}
+	return nil
+}
+
+type ReportDriftRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Release string                 `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	// Revision the reconciler compared against.
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Empty: the release is in sync.
+	Objects   []*ObjectDrift `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	Corrected bool           `protobuf:"varint,4,opt,name=corrected,proto3" json:"corrected,omitempty"`
+	// Why a correction failed, redacted.
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDriftRequest) Reset() {
+	*x = ReportDriftRequest{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDriftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDriftRequest) ProtoMessage() {}
+
+func (x *ReportDriftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDriftRequest.ProtoReflect.Descriptor instead.
+func (*ReportDriftRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReportDriftRequest) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *ReportDriftRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReportDriftRequest) GetObjects() []*ObjectDrift {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *ReportDriftRequest) GetCorrected() bool {
+	if x != nil {
+		return x.Corrected
+	}
+	return false
+}
+
+func (x *ReportDriftRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReportDriftRequest) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+type ReportDriftResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDriftResponse) Reset() {
+	*x = ReportDriftResponse{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDriftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDriftResponse) ProtoMessage() {}
+
+func (x *ReportDriftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDriftResponse.ProtoReflect.Descriptor instead.
+func (*ReportDriftResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+type RegisterEnvironmentKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every version the agent's keyring holds, retired ones marked.
+	Keys          []*EnvironmentKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterEnvironmentKeysRequest) Reset() {
+	*x = RegisterEnvironmentKeysRequest{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterEnvironmentKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterEnvironmentKeysRequest) ProtoMessage() {}
+
+func (x *RegisterEnvironmentKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterEnvironmentKeysRequest.ProtoReflect.Descriptor instead.
+func (*RegisterEnvironmentKeysRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RegisterEnvironmentKeysRequest) GetKeys() []*EnvironmentKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RegisterEnvironmentKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterEnvironmentKeysResponse) Reset() {
+	*x = RegisterEnvironmentKeysResponse{}
+	mi := &file_outpost_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterEnvironmentKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterEnvironmentKeysResponse) ProtoMessage() {}
+
+func (x *RegisterEnvironmentKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterEnvironmentKeysResponse.ProtoReflect.Descriptor instead.
+func (*RegisterEnvironmentKeysResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 var File_outpost_v1_agent_proto protoreflect.FileDescriptor
@@ -1431,23 +1840,26 @@ const file_outpost_v1_agent_proto_rawDesc = "" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"E\n" +
 	"\x14RefreshTokenResponse\x12-\n" +
 	"\x05token\x18\x01 \x01(\v2\x17.outpost.v1.AccessTokenR\x05token\"\x0e\n" +
-	"\fWatchRequest\"\xd7\x01\n" +
+	"\fWatchRequest\"\xae\x02\n" +
 	"\rWatchResponse\x125\n" +
 	"\tkeepalive\x18\x01 \x01(\v2\x15.outpost.v1.KeepaliveH\x00R\tkeepalive\x12B\n" +
 	"\x0ework_available\x18\x02 \x01(\v2\x19.outpost.v1.WorkAvailableH\x00R\rworkAvailable\x12B\n" +
-	"\x0etask_cancelled\x18\x03 \x01(\v2\x19.outpost.v1.TaskCancelledH\x00R\rtaskCancelledB\a\n" +
+	"\x0etask_cancelled\x18\x03 \x01(\v2\x19.outpost.v1.TaskCancelledH\x00R\rtaskCancelled\x12U\n" +
+	"\x15desired_state_changed\x18\x04 \x01(\v2\x1f.outpost.v1.DesiredStateChangedH\x00R\x13desiredStateChangedB\a\n" +
 	"\x05event\"w\n" +
 	"\tKeepalive\x123\n" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\x0f\n" +
-	"\rWorkAvailable\"(\n" +
+	"\rWorkAvailable\"\x15\n" +
+	"\x13DesiredStateChanged\"(\n" +
 	"\rTaskCancelled\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"<\n" +
 	"\vPollRequest\x12-\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"c\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\x97\x01\n" +
 	"\fPollResponse\x12%\n" +
 	"\x0ework_available\x18\x01 \x01(\bR\rworkAvailable\x12,\n" +
-	"\x12cancelled_task_ids\x18\x02 \x03(\tR\x10cancelledTaskIds\"A\n" +
+	"\x12cancelled_task_ids\x18\x02 \x03(\tR\x10cancelledTaskIds\x122\n" +
+	"\x15desired_state_changed\x18\x03 \x01(\bR\x13desiredStateChanged\"A\n" +
 	"\fClaimRequest\x12\x1b\n" +
 	"\tmax_tasks\x18\x01 \x01(\x05R\bmaxTasks\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xb5\x01\n" +
@@ -1487,7 +1899,26 @@ const file_outpost_v1_agent_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\"D\n" +
 	"\x18DownloadArtifactResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk2\xf0\x05\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"\x18\n" +
+	"\x16GetDesiredStateRequest\"v\n" +
+	"\x0eDesiredRelease\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
+	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\"Q\n" +
+	"\x17GetDesiredStateResponse\x126\n" +
+	"\breleases\x18\x01 \x03(\v2\x1a.outpost.v1.DesiredReleaseR\breleases\"\xee\x01\n" +
+	"\x12ReportDriftRequest\x12\x18\n" +
+	"\arelease\x18\x01 \x01(\tR\arelease\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x121\n" +
+	"\aobjects\x18\x03 \x03(\v2\x17.outpost.v1.ObjectDriftR\aobjects\x12\x1c\n" +
+	"\tcorrected\x18\x04 \x01(\bR\tcorrected\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12;\n" +
+	"\vobserved_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\"\x15\n" +
+	"\x13ReportDriftResponse\"P\n" +
+	"\x1eRegisterEnvironmentKeysRequest\x12.\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1a.outpost.v1.EnvironmentKeyR\x04keys\"!\n" +
+	"\x1fRegisterEnvironmentKeysResponse2\x90\b\n" +
 	"\fAgentService\x12H\n" +
 	"\tChallenge\x12\x1c.outpost.v1.ChallengeRequest\x1a\x1d.outpost.v1.ChallengeResponse\x12?\n" +
 	"\x06Enroll\x12\x19.outpost.v1.EnrollRequest\x1a\x1a.outpost.v1.EnrollResponse\x12Q\n" +
@@ -1499,7 +1930,10 @@ const file_outpost_v1_agent_proto_rawDesc = "" +
 	"RenewLease\x12\x1d.outpost.v1.RenewLeaseRequest\x1a\x1e.outpost.v1.RenewLeaseResponse\x12Q\n" +
 	"\fReportResult\x12\x1f.outpost.v1.ReportResultRequest\x1a .outpost.v1.ReportResultResponse\x12H\n" +
 	"\tHeartbeat\x12\x1c.outpost.v1.HeartbeatRequest\x1a\x1d.outpost.v1.HeartbeatResponse\x12_\n" +
-	"\x10DownloadArtifact\x12#.outpost.v1.DownloadArtifactRequest\x1a$.outpost.v1.DownloadArtifactResponse0\x01B\x9c\x01\n" +
+	"\x10DownloadArtifact\x12#.outpost.v1.DownloadArtifactRequest\x1a$.outpost.v1.DownloadArtifactResponse0\x01\x12Z\n" +
+	"\x0fGetDesiredState\x12\".outpost.v1.GetDesiredStateRequest\x1a#.outpost.v1.GetDesiredStateResponse\x12N\n" +
+	"\vReportDrift\x12\x1e.outpost.v1.ReportDriftRequest\x1a\x1f.outpost.v1.ReportDriftResponse\x12r\n" +
+	"\x17RegisterEnvironmentKeys\x12*.outpost.v1.RegisterEnvironmentKeysRequest\x1a+.outpost.v1.RegisterEnvironmentKeysResponseB\x9c\x01\n" +
 	"\x0ecom.outpost.v1B\n" +
 	"AgentProtoP\x01Z5github.com/outposthq/outpost/gen/outpost/v1;outpostv1\xa2\x02\x03OXX\xaa\x02\n" +
 	"Outpost.V1\xca\x02\n" +
@@ -1517,83 +1951,106 @@ func file_outpost_v1_agent_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_agent_proto_rawDescData
 }
 
-var file_outpost_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_outpost_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_outpost_v1_agent_proto_goTypes = []any{
-	(*ChallengeRequest)(nil),         // 0: outpost.v1.ChallengeRequest
-	(*ChallengeResponse)(nil),        // 1: outpost.v1.ChallengeResponse
-	(*EnrollRequest)(nil),            // 2: outpost.v1.EnrollRequest
-	(*AccessToken)(nil),              // 3: outpost.v1.AccessToken
-	(*EnrollResponse)(nil),           // 4: outpost.v1.EnrollResponse
-	(*RefreshTokenRequest)(nil),      // 5: outpost.v1.RefreshTokenRequest
-	(*RefreshTokenResponse)(nil),     // 6: outpost.v1.RefreshTokenResponse
-	(*WatchRequest)(nil),             // 7: outpost.v1.WatchRequest
-	(*WatchResponse)(nil),            // 8: outpost.v1.WatchResponse
-	(*Keepalive)(nil),                // 9: outpost.v1.Keepalive
-	(*WorkAvailable)(nil),            // 10: outpost.v1.WorkAvailable
-	(*TaskCancelled)(nil),            // 11: outpost.v1.TaskCancelled
-	(*PollRequest)(nil),              // 12: outpost.v1.PollRequest
-	(*PollResponse)(nil),             // 13: outpost.v1.PollResponse
-	(*ClaimRequest)(nil),             // 14: outpost.v1.ClaimRequest
-	(*Lease)(nil),                    // 15: outpost.v1.Lease
-	(*ClaimResponse)(nil),            // 16: outpost.v1.ClaimResponse
-	(*RenewLeaseRequest)(nil),        // 17: outpost.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 18: outpost.v1.RenewLeaseResponse
-	(*ReportResultRequest)(nil),      // 19: outpost.v1.ReportResultRequest
-	(*ReportResultResponse)(nil),     // 20: outpost.v1.ReportResultResponse
-	(*HeartbeatRequest)(nil),         // 21: outpost.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 22: outpost.v1.HeartbeatResponse
-	(*DownloadArtifactRequest)(nil),  // 23: outpost.v1.DownloadArtifactRequest
-	(*DownloadArtifactResponse)(nil), // 24: outpost.v1.DownloadArtifactResponse
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 26: google.protobuf.Duration
-	(*Task)(nil),                     // 27: outpost.v1.Task
-	(Outcome)(0),                     // 28: outpost.v1.Outcome
-	(TaskState)(0),                   // 29: outpost.v1.TaskState
+	(*ChallengeRequest)(nil),                // 0: outpost.v1.ChallengeRequest
+	(*ChallengeResponse)(nil),               // 1: outpost.v1.ChallengeResponse
+	(*EnrollRequest)(nil),                   // 2: outpost.v1.EnrollRequest
+	(*AccessToken)(nil),                     // 3: outpost.v1.AccessToken
+	(*EnrollResponse)(nil),                  // 4: outpost.v1.EnrollResponse
+	(*RefreshTokenRequest)(nil),             // 5: outpost.v1.RefreshTokenRequest
+	(*RefreshTokenResponse)(nil),            // 6: outpost.v1.RefreshTokenResponse
+	(*WatchRequest)(nil),                    // 7: outpost.v1.WatchRequest
+	(*WatchResponse)(nil),                   // 8: outpost.v1.WatchResponse
+	(*Keepalive)(nil),                       // 9: outpost.v1.Keepalive
+	(*WorkAvailable)(nil),                   // 10: outpost.v1.WorkAvailable
+	(*DesiredStateChanged)(nil),             // 11: outpost.v1.DesiredStateChanged
+	(*TaskCancelled)(nil),                   // 12: outpost.v1.TaskCancelled
+	(*PollRequest)(nil),                     // 13: outpost.v1.PollRequest
+	(*PollResponse)(nil),                    // 14: outpost.v1.PollResponse
+	(*ClaimRequest)(nil),                    // 15: outpost.v1.ClaimRequest
+	(*Lease)(nil),                           // 16: outpost.v1.Lease
+	(*ClaimResponse)(nil),                   // 17: outpost.v1.ClaimResponse
+	(*RenewLeaseRequest)(nil),               // 18: outpost.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),              // 19: outpost.v1.RenewLeaseResponse
+	(*ReportResultRequest)(nil),             // 20: outpost.v1.ReportResultRequest
+	(*ReportResultResponse)(nil),            // 21: outpost.v1.ReportResultResponse
+	(*HeartbeatRequest)(nil),                // 22: outpost.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),               // 23: outpost.v1.HeartbeatResponse
+	(*DownloadArtifactRequest)(nil),         // 24: outpost.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),        // 25: outpost.v1.DownloadArtifactResponse
+	(*GetDesiredStateRequest)(nil),          // 26: outpost.v1.GetDesiredStateRequest
+	(*DesiredRelease)(nil),                  // 27: outpost.v1.DesiredRelease
+	(*GetDesiredStateResponse)(nil),         // 28: outpost.v1.GetDesiredStateResponse
+	(*ReportDriftRequest)(nil),              // 29: outpost.v1.ReportDriftRequest
+	(*ReportDriftResponse)(nil),             // 30: outpost.v1.ReportDriftResponse
+	(*RegisterEnvironmentKeysRequest)(nil),  // 31: outpost.v1.RegisterEnvironmentKeysRequest
+	(*RegisterEnvironmentKeysResponse)(nil), // 32: outpost.v1.RegisterEnvironmentKeysResponse
+	(*timestamppb.Timestamp)(nil),           // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 34: google.protobuf.Duration
+	(*Task)(nil),                            // 35: outpost.v1.Task
+	(Outcome)(0),                            // 36: outpost.v1.Outcome
+	(TaskState)(0),                          // 37: outpost.v1.TaskState
+	(*ReleaseRevision)(nil),                 // 38: outpost.v1.ReleaseRevision
+	(*ObjectDrift)(nil),                     // 39: outpost.v1.ObjectDrift
+	(*EnvironmentKey)(nil),                  // 40: outpost.v1.EnvironmentKey
 }
 var file_outpost_v1_agent_proto_depIdxs = []int32{
-	25, // 0: outpost.v1.ChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 1: outpost.v1.AccessToken.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 0: outpost.v1.ChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 1: outpost.v1.AccessToken.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: outpost.v1.EnrollResponse.token:type_name -> outpost.v1.AccessToken
 	3,  // 3: outpost.v1.RefreshTokenResponse.token:type_name -> outpost.v1.AccessToken
 	9,  // 4: outpost.v1.WatchResponse.keepalive:type_name -> outpost.v1.Keepalive
 	10, // 5: outpost.v1.WatchResponse.work_available:type_name -> outpost.v1.WorkAvailable
-	11, // 6: outpost.v1.WatchResponse.task_cancelled:type_name -> outpost.v1.TaskCancelled
-	25, // 7: outpost.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	26, // 8: outpost.v1.Keepalive.interval:type_name -> google.protobuf.Duration
-	26, // 9: outpost.v1.PollRequest.wait:type_name -> google.protobuf.Duration
-	27, // 10: outpost.v1.Lease.task:type_name -> outpost.v1.Task
-	25, // 11: outpost.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	26, // 12: outpost.v1.Lease.duration:type_name -> google.protobuf.Duration
-	15, // 13: outpost.v1.ClaimResponse.leases:type_name -> outpost.v1.Lease
-	25, // 14: outpost.v1.RenewLeaseResponse.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 15: outpost.v1.ReportResultRequest.outcome:type_name -> outpost.v1.Outcome
-	29, // 16: outpost.v1.ReportResultResponse.state:type_name -> outpost.v1.TaskState
-	25, // 17: outpost.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
-	0,  // 18: outpost.v1.AgentService.Challenge:input_type -> outpost.v1.ChallengeRequest
-	2,  // 19: outpost.v1.AgentService.Enroll:input_type -> outpost.v1.EnrollRequest
-	5,  // 20: outpost.v1.AgentService.RefreshToken:input_type -> outpost.v1.RefreshTokenRequest
-	7,  // 21: outpost.v1.AgentService.Watch:input_type -> outpost.v1.WatchRequest
-	12, // 22: outpost.v1.AgentService.Poll:input_type -> outpost.v1.PollRequest
-	14, // 23: outpost.v1.AgentService.Claim:input_type -> outpost.v1.ClaimRequest
-	17, // 24: outpost.v1.AgentService.RenewLease:input_type -> outpost.v1.RenewLeaseRequest
-	19, // 25: outpost.v1.AgentService.ReportResult:input_type -> outpost.v1.ReportResultRequest
-	21, // 26: outpost.v1.AgentService.Heartbeat:input_type -> outpost.v1.HeartbeatRequest
-	23, // 27: outpost.v1.AgentService.DownloadArtifact:input_type -> outpost.v1.DownloadArtifactRequest
-	1,  // 28: outpost.v1.AgentService.Challenge:output_type -> outpost.v1.ChallengeResponse
-	4,  // 29: outpost.v1.AgentService.Enroll:output_type -> outpost.v1.EnrollResponse
-	6,  // 30: outpost.v1.AgentService.RefreshToken:output_type -> outpost.v1.RefreshTokenResponse
-	8,  // 31: outpost.v1.AgentService.Watch:output_type -> outpost.v1.WatchResponse
-	13, // 32: outpost.v1.AgentService.Poll:output_type -> outpost.v1.PollResponse
-	16, // 33: outpost.v1.AgentService.Claim:output_type -> outpost.v1.ClaimResponse
-	18, // 34: outpost.v1.AgentService.RenewLease:output_type -> outpost.v1.RenewLeaseResponse
-	20, // 35: outpost.v1.AgentService.ReportResult:output_type -> outpost.v1.ReportResultResponse
-	22, // 36: outpost.v1.AgentService.Heartbeat:output_type -> outpost.v1.HeartbeatResponse
-	24, // 37: outpost.v1.AgentService.DownloadArtifact:output_type -> outpost.v1.DownloadArtifactResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	12, // 6: outpost.v1.WatchResponse.task_cancelled:type_name -> outpost.v1.TaskCancelled
+	11, // 7: outpost.v1.WatchResponse.desired_state_changed:type_name -> outpost.v1.DesiredStateChanged
+	33, // 8: outpost.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	34, // 9: outpost.v1.Keepalive.interval:type_name -> google.protobuf.Duration
+	34, // 10: outpost.v1.PollRequest.wait:type_name -> google.protobuf.Duration
+	35, // 11: outpost.v1.Lease.task:type_name -> outpost.v1.Task
+	33, // 12: outpost.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 13: outpost.v1.Lease.duration:type_name -> google.protobuf.Duration
+	16, // 14: outpost.v1.ClaimResponse.leases:type_name -> outpost.v1.Lease
+	33, // 15: outpost.v1.RenewLeaseResponse.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 16: outpost.v1.ReportResultRequest.outcome:type_name -> outpost.v1.Outcome
+	37, // 17: outpost.v1.ReportResultResponse.state:type_name -> outpost.v1.TaskState
+	33, // 18: outpost.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
+	38, // 19: outpost.v1.DesiredRelease.revision:type_name -> outpost.v1.ReleaseRevision
+	27, // 20: outpost.v1.GetDesiredStateResponse.releases:type_name -> outpost.v1.DesiredRelease
+	39, // 21: outpost.v1.ReportDriftRequest.objects:type_name -> outpost.v1.ObjectDrift
+	33, // 22: outpost.v1.ReportDriftRequest.observed_at:type_name -> google.protobuf.Timestamp
+	40, // 23: outpost.v1.RegisterEnvironmentKeysRequest.keys:type_name -> outpost.v1.EnvironmentKey
+	0,  // 24: outpost.v1.AgentService.Challenge:input_type -> outpost.v1.ChallengeRequest
+	2,  // 25: outpost.v1.AgentService.Enroll:input_type -> outpost.v1.EnrollRequest
+	5,  // 26: outpost.v1.AgentService.RefreshToken:input_type -> outpost.v1.RefreshTokenRequest
+	7,  // 27: outpost.v1.AgentService.Watch:input_type -> outpost.v1.WatchRequest
+	13, // 28: outpost.v1.AgentService.Poll:input_type -> outpost.v1.PollRequest
+	15, // 29: outpost.v1.AgentService.Claim:input_type -> outpost.v1.ClaimRequest
+	18, // 30: outpost.v1.AgentService.RenewLease:input_type -> outpost.v1.RenewLeaseRequest
+	20, // 31: outpost.v1.AgentService.ReportResult:input_type -> outpost.v1.ReportResultRequest
+	22, // 32: outpost.v1.AgentService.Heartbeat:input_type -> outpost.v1.HeartbeatRequest
+	24, // 33: outpost.v1.AgentService.DownloadArtifact:input_type -> outpost.v1.DownloadArtifactRequest
+	26, // 34: outpost.v1.AgentService.GetDesiredState:input_type -> outpost.v1.GetDesiredStateRequest
+	29, // 35: outpost.v1.AgentService.ReportDrift:input_type -> outpost.v1.ReportDriftRequest
+	31, // 36: outpost.v1.AgentService.RegisterEnvironmentKeys:input_type -> outpost.v1.RegisterEnvironmentKeysRequest
+	1,  // 37: outpost.v1.AgentService.Challenge:output_type -> outpost.v1.ChallengeResponse
+	4,  // 38: outpost.v1.AgentService.Enroll:output_type -> outpost.v1.EnrollResponse
+	6,  // 39: outpost.v1.AgentService.RefreshToken:output_type -> outpost.v1.RefreshTokenResponse
+	8,  // 40: outpost.v1.AgentService.Watch:output_type -> outpost.v1.WatchResponse
+	14, // 41: outpost.v1.AgentService.Poll:output_type -> outpost.v1.PollResponse
+	17, // 42: outpost.v1.AgentService.Claim:output_type -> outpost.v1.ClaimResponse
+	19, // 43: outpost.v1.AgentService.RenewLease:output_type -> outpost.v1.RenewLeaseResponse
+	21, // 44: outpost.v1.AgentService.ReportResult:output_type -> outpost.v1.ReportResultResponse
+	23, // 45: outpost.v1.AgentService.Heartbeat:output_type -> outpost.v1.HeartbeatResponse
+	25, // 46: outpost.v1.AgentService.DownloadArtifact:output_type -> outpost.v1.DownloadArtifactResponse
+	28, // 47: outpost.v1.AgentService.GetDesiredState:output_type -> outpost.v1.GetDesiredStateResponse
+	30, // 48: outpost.v1.AgentService.ReportDrift:output_type -> outpost.v1.ReportDriftResponse
+	32, // 49: outpost.v1.AgentService.RegisterEnvironmentKeys:output_type -> outpost.v1.RegisterEnvironmentKeysResponse
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_agent_proto_init() }
@@ -1606,6 +2063,7 @@ func file_outpost_v1_agent_proto_init() {
 		(*WatchResponse_Keepalive)(nil),
 		(*WatchResponse_WorkAvailable)(nil),
 		(*WatchResponse_TaskCancelled)(nil),
+		(*WatchResponse_DesiredStateChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1613,7 +2071,7 @@ func file_outpost_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_agent_proto_rawDesc), len(file_outpost_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1597,6 +1597,1576 @@ func (x *UploadArtifactResponse) GetSize() int64 {
 	return 0
 }
 
+type ApplyReleaseRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Environment string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "manifests" or "helm".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The kind's task specification as a JSON document. Its release and
+	// revision fields are set by the hub.
+	Spec          []byte        `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	Artifacts     []string      `protobuf:"bytes,5,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	Mode          ReleaseMode   `protobuf:"varint,6,opt,name=mode,proto3,enum=outpost.v1.ReleaseMode" json:"mode,omitempty"`
+	Ignore        []*IgnoreRule `protobuf:"bytes,7,rep,name=ignore,proto3" json:"ignore,omitempty"`
+	Description   string        `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyReleaseRequest) Reset() {
+	*x = ApplyReleaseRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyReleaseRequest) ProtoMessage() {}
+
+func (x *ApplyReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ApplyReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ApplyReleaseRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ApplyReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApplyReleaseRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ApplyReleaseRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ApplyReleaseRequest) GetArtifacts() []string {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+func (x *ApplyReleaseRequest) GetMode() ReleaseMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReleaseMode_RELEASE_MODE_UNSPECIFIED
+}
+
+func (x *ApplyReleaseRequest) GetIgnore() []*IgnoreRule {
+	if x != nil {
+		return x.Ignore
+	}
+	return nil
+}
+
+func (x *ApplyReleaseRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type ApplyReleaseResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Release  *Release               `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	Revision *ReleaseRevision       `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// False when the content equals the newest revision.
+	Created       bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyReleaseResponse) Reset() {
+	*x = ApplyReleaseResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyReleaseResponse) ProtoMessage() {}
+
+func (x *ApplyReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ApplyReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ApplyReleaseResponse) GetRelease() *Release {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *ApplyReleaseResponse) GetRevision() *ReleaseRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+func (x *ApplyReleaseResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type GetReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReleaseRequest) Reset() {
+	*x = GetReleaseRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReleaseRequest) ProtoMessage() {}
+
+func (x *GetReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReleaseRequest.ProtoReflect.Descriptor instead.
+func (*GetReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetReleaseRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *GetReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetReleaseResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Release *Release               `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	// The wanted revision.
+	Revision      *ReleaseRevision `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReleaseResponse) Reset() {
+	*x = GetReleaseResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReleaseResponse) ProtoMessage() {}
+
+func (x *GetReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReleaseResponse.ProtoReflect.Descriptor instead.
+func (*GetReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetReleaseResponse) GetRelease() *Release {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *GetReleaseResponse) GetRevision() *ReleaseRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+type ListReleasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty lists every environment of the tenant.
+	Environment   string `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReleasesRequest) Reset() {
+	*x = ListReleasesRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReleasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReleasesRequest) ProtoMessage() {}
+
+func (x *ListReleasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReleasesRequest.ProtoReflect.Descriptor instead.
+func (*ListReleasesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListReleasesRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+type ListReleasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Releases      []*Release             `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReleasesResponse) Reset() {
+	*x = ListReleasesResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReleasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReleasesResponse) ProtoMessage() {}
+
+func (x *ListReleasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReleasesResponse.ProtoReflect.Descriptor instead.
+func (*ListReleasesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListReleasesResponse) GetReleases() []*Release {
+	if x != nil {
+		return x.Releases
+	}
+	return nil
+}
+
+type ListReleaseRevisionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReleaseRevisionsRequest) Reset() {
+	*x = ListReleaseRevisionsRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReleaseRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReleaseRevisionsRequest) ProtoMessage() {}
+
+func (x *ListReleaseRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReleaseRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListReleaseRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListReleaseRevisionsRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ListReleaseRevisionsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListReleaseRevisionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revisions     []*ReleaseRevision     `protobuf:"bytes,1,rep,name=revisions,proto3" json:"revisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReleaseRevisionsResponse) Reset() {
+	*x = ListReleaseRevisionsResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReleaseRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReleaseRevisionsResponse) ProtoMessage() {}
+
+func (x *ListReleaseRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReleaseRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListReleaseRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListReleaseRevisionsResponse) GetRevisions() []*ReleaseRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+type GetReleaseRevisionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Revision      int64                  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReleaseRevisionRequest) Reset() {
+	*x = GetReleaseRevisionRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReleaseRevisionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReleaseRevisionRequest) ProtoMessage() {}
+
+func (x *GetReleaseRevisionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReleaseRevisionRequest.ProtoReflect.Descriptor instead.
+func (*GetReleaseRevisionRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetReleaseRevisionRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *GetReleaseRevisionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetReleaseRevisionRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type GetReleaseRevisionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      *ReleaseRevision       `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReleaseRevisionResponse) Reset() {
+	*x = GetReleaseRevisionResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReleaseRevisionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReleaseRevisionResponse) ProtoMessage() {}
+
+func (x *GetReleaseRevisionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReleaseRevisionResponse.ProtoReflect.Descriptor instead.
+func (*GetReleaseRevisionResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetReleaseRevisionResponse) GetRevision() *ReleaseRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+type RollbackReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ToRevision    int64                  `protobuf:"varint,3,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackReleaseRequest) Reset() {
+	*x = RollbackReleaseRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackReleaseRequest) ProtoMessage() {}
+
+func (x *RollbackReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackReleaseRequest.ProtoReflect.Descriptor instead.
+func (*RollbackReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RollbackReleaseRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *RollbackReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RollbackReleaseRequest) GetToRevision() int64 {
+	if x != nil {
+		return x.ToRevision
+	}
+	return 0
+}
+
+type RollbackReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Release       *Release               `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	Revision      *ReleaseRevision       `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackReleaseResponse) Reset() {
+	*x = RollbackReleaseResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackReleaseResponse) ProtoMessage() {}
+
+func (x *RollbackReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackReleaseResponse.ProtoReflect.Descriptor instead.
+func (*RollbackReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RollbackReleaseResponse) GetRelease() *Release {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *RollbackReleaseResponse) GetRevision() *ReleaseRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+type DeleteReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteReleaseRequest) Reset() {
+	*x = DeleteReleaseRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteReleaseRequest) ProtoMessage() {}
+
+func (x *DeleteReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteReleaseRequest.ProtoReflect.Descriptor instead.
+func (*DeleteReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *DeleteReleaseRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *DeleteReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Release       *Release               `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteReleaseResponse) Reset() {
+	*x = DeleteReleaseResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteReleaseResponse) ProtoMessage() {}
+
+func (x *DeleteReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteReleaseResponse.ProtoReflect.Descriptor instead.
+func (*DeleteReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DeleteReleaseResponse) GetRelease() *Release {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+type GetEnvironmentStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnvironmentStatusRequest) Reset() {
+	*x = GetEnvironmentStatusRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvironmentStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvironmentStatusRequest) ProtoMessage() {}
+
+func (x *GetEnvironmentStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvironmentStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetEnvironmentStatusRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetEnvironmentStatusRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+type GetEnvironmentStatusResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Environment *Environment           `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Agents      []*Agent               `protobuf:"bytes,2,rep,name=agents,proto3" json:"agents,omitempty"`
+	Releases    []*Release             `protobuf:"bytes,3,rep,name=releases,proto3" json:"releases,omitempty"`
+	// Tasks not finished (queued or leased).
+	ActiveTasks int32 `protobuf:"varint,4,opt,name=active_tasks,json=activeTasks,proto3" json:"active_tasks,omitempty"`
+	// Tasks failed in the last 24 hours.
+	FailedTasks   int32             `protobuf:"varint,5,opt,name=failed_tasks,json=failedTasks,proto3" json:"failed_tasks,omitempty"`
+	Keys          []*EnvironmentKey `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
+	Secrets       []*SecretInfo     `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnvironmentStatusResponse) Reset() {
+	*x = GetEnvironmentStatusResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvironmentStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvironmentStatusResponse) ProtoMessage() {}
+
+func (x *GetEnvironmentStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvironmentStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetEnvironmentStatusResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetEnvironmentStatusResponse) GetEnvironment() *Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return nil
+}
+
+func (x *GetEnvironmentStatusResponse) GetAgents() []*Agent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *GetEnvironmentStatusResponse) GetReleases() []*Release {
+	if x != nil {
+		return x.Releases
+	}
+	return nil
+}
+
+func (x *GetEnvironmentStatusResponse) GetActiveTasks() int32 {
+	if x != nil {
+		return x.ActiveTasks
+	}
+	return 0
+}
+
+func (x *GetEnvironmentStatusResponse) GetFailedTasks() int32 {
+	if x != nil {
+		return x.FailedTasks
+	}
+	return 0
+}
+
+func (x *GetEnvironmentStatusResponse) GetKeys() []*EnvironmentKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GetEnvironmentStatusResponse) GetSecrets() []*SecretInfo {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type GetEnvironmentKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnvironmentKeysRequest) Reset() {
+	*x = GetEnvironmentKeysRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvironmentKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvironmentKeysRequest) ProtoMessage() {}
+
+func (x *GetEnvironmentKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvironmentKeysRequest.ProtoReflect.Descriptor instead.
+func (*GetEnvironmentKeysRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetEnvironmentKeysRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+type GetEnvironmentKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*EnvironmentKey      `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnvironmentKeysResponse) Reset() {
+	*x = GetEnvironmentKeysResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvironmentKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvironmentKeysResponse) ProtoMessage() {}
+
+func (x *GetEnvironmentKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvironmentKeysResponse.ProtoReflect.Descriptor instead.
+func (*GetEnvironmentKeysResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetEnvironmentKeysResponse) GetKeys() []*EnvironmentKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type SetSecretRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Environment string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Kubernetes namespace of the Secret.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// The sealed value: the JSON document of internal/seal.Sealed.
+	Sealed []byte `protobuf:"bytes,4,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// Data keys inside the sealed value (metadata, shown in listings).
+	Keys []string `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Let the agent take over an existing Secret Outpost does not manage.
+	Adopt         bool `protobuf:"varint,6,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretRequest) Reset() {
+	*x = SetSecretRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretRequest) ProtoMessage() {}
+
+func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
+func (*SetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SetSecretRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *SetSecretRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SetSecretRequest) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
+	}
+	return false
+}
+
+// SecretInfo is a secret's metadata; the hub has nothing else.
+type SecretInfo struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Environment    string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Namespace      string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name           string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Keys           []string               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	Version        int64                  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	KeyVersion     int32                  `protobuf:"varint,6,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
+	KeyFingerprint string                 `protobuf:"bytes,7,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
+	UpdatedBy      string                 `protobuf:"bytes,8,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Deleted        bool                   `protobuf:"varint,10,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Task writing (or deleting) this version.
+	TaskId        string    `protobuf:"bytes,11,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	TaskState     TaskState `protobuf:"varint,12,opt,name=task_state,json=taskState,proto3,enum=outpost.v1.TaskState" json:"task_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretInfo) Reset() {
+	*x = SecretInfo{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretInfo) ProtoMessage() {}
+
+func (x *SecretInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
+func (*SecretInfo) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SecretInfo) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretInfo) GetKeyVersion() int32 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
+}
+
+func (x *SecretInfo) GetKeyFingerprint() string {
+	if x != nil {
+		return x.KeyFingerprint
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *SecretInfo) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetTaskState() TaskState {
+	if x != nil {
+		return x.TaskState
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+type SetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *SecretInfo            `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Task          *Task                  `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretResponse) Reset() {
+	*x = SetSecretResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretResponse) ProtoMessage() {}
+
+func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
+func (*SetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SetSecretResponse) GetSecret() *SecretInfo {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *SetSecretResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListSecretsRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*SecretInfo          `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type GetSecretHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretHistoryRequest) Reset() {
+	*x = GetSecretHistoryRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretHistoryRequest) ProtoMessage() {}
+
+func (x *GetSecretHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *GetSecretHistoryRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *GetSecretHistoryRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetSecretHistoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetSecretHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*SecretInfo          `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretHistoryResponse) Reset() {
+	*x = GetSecretHistoryResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretHistoryResponse) ProtoMessage() {}
+
+func (x *GetSecretHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GetSecretHistoryResponse) GetVersions() []*SecretInfo {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *DeleteSecretRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *SecretInfo            `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Task          *Task                  `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DeleteSecretResponse) GetSecret() *SecretInfo {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *DeleteSecretResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_outpost_v1_operator_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_operator_proto_rawDesc = "" +
@@ -1700,7 +3270,114 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\"D\n" +
 	"\x16UploadArtifactResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size2\xe4\b\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"\x90\x02\n" +
+	"\x13ApplyReleaseRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04spec\x18\x04 \x01(\fR\x04spec\x12\x1c\n" +
+	"\tartifacts\x18\x05 \x03(\tR\tartifacts\x12+\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x17.outpost.v1.ReleaseModeR\x04mode\x12.\n" +
+	"\x06ignore\x18\a \x03(\v2\x16.outpost.v1.IgnoreRuleR\x06ignore\x12 \n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\"\x98\x01\n" +
+	"\x14ApplyReleaseResponse\x12-\n" +
+	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\x127\n" +
+	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\"I\n" +
+	"\x11GetReleaseRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"|\n" +
+	"\x12GetReleaseResponse\x12-\n" +
+	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\x127\n" +
+	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\"7\n" +
+	"\x13ListReleasesRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"G\n" +
+	"\x14ListReleasesResponse\x12/\n" +
+	"\breleases\x18\x01 \x03(\v2\x13.outpost.v1.ReleaseR\breleases\"S\n" +
+	"\x1bListReleaseRevisionsRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"Y\n" +
+	"\x1cListReleaseRevisionsResponse\x129\n" +
+	"\trevisions\x18\x01 \x03(\v2\x1b.outpost.v1.ReleaseRevisionR\trevisions\"m\n" +
+	"\x19GetReleaseRevisionRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"U\n" +
+	"\x1aGetReleaseRevisionResponse\x127\n" +
+	"\brevision\x18\x01 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\"o\n" +
+	"\x16RollbackReleaseRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vto_revision\x18\x03 \x01(\x03R\n" +
+	"toRevision\"\x81\x01\n" +
+	"\x17RollbackReleaseResponse\x12-\n" +
+	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\x127\n" +
+	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\"L\n" +
+	"\x14DeleteReleaseRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"F\n" +
+	"\x15DeleteReleaseResponse\x12-\n" +
+	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\"?\n" +
+	"\x1bGetEnvironmentStatusRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"\xdd\x02\n" +
+	"\x1cGetEnvironmentStatusResponse\x129\n" +
+	"\venvironment\x18\x01 \x01(\v2\x17.outpost.v1.EnvironmentR\venvironment\x12)\n" +
+	"\x06agents\x18\x02 \x03(\v2\x11.outpost.v1.AgentR\x06agents\x12/\n" +
+	"\breleases\x18\x03 \x03(\v2\x13.outpost.v1.ReleaseR\breleases\x12!\n" +
+	"\factive_tasks\x18\x04 \x01(\x05R\vactiveTasks\x12!\n" +
+	"\ffailed_tasks\x18\x05 \x01(\x05R\vfailedTasks\x12.\n" +
+	"\x04keys\x18\x06 \x03(\v2\x1a.outpost.v1.EnvironmentKeyR\x04keys\x120\n" +
+	"\asecrets\x18\a \x03(\v2\x16.outpost.v1.SecretInfoR\asecrets\"=\n" +
+	"\x19GetEnvironmentKeysRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"L\n" +
+	"\x1aGetEnvironmentKeysResponse\x12.\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1a.outpost.v1.EnvironmentKeyR\x04keys\"\xa8\x01\n" +
+	"\x10SetSecretRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sealed\x18\x04 \x01(\fR\x06sealed\x12\x12\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05adopt\x18\x06 \x01(\bR\x05adopt\"\x9b\x03\n" +
+	"\n" +
+	"SecretInfo\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04keys\x18\x04 \x03(\tR\x04keys\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x1f\n" +
+	"\vkey_version\x18\x06 \x01(\x05R\n" +
+	"keyVersion\x12'\n" +
+	"\x0fkey_fingerprint\x18\a \x01(\tR\x0ekeyFingerprint\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\b \x01(\tR\tupdatedBy\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
+	"\adeleted\x18\n" +
+	" \x01(\bR\adeleted\x12\x17\n" +
+	"\atask_id\x18\v \x01(\tR\x06taskId\x124\n" +
+	"\n" +
+	"task_state\x18\f \x01(\x0e2\x15.outpost.v1.TaskStateR\ttaskState\"i\n" +
+	"\x11SetSecretResponse\x12.\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.outpost.v1.SecretInfoR\x06secret\x12$\n" +
+	"\x04task\x18\x02 \x01(\v2\x10.outpost.v1.TaskR\x04task\"6\n" +
+	"\x12ListSecretsRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"G\n" +
+	"\x13ListSecretsResponse\x120\n" +
+	"\asecrets\x18\x01 \x03(\v2\x16.outpost.v1.SecretInfoR\asecrets\"m\n" +
+	"\x17GetSecretHistoryRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"N\n" +
+	"\x18GetSecretHistoryResponse\x122\n" +
+	"\bversions\x18\x01 \x03(\v2\x16.outpost.v1.SecretInfoR\bversions\"i\n" +
+	"\x13DeleteSecretRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"l\n" +
+	"\x14DeleteSecretResponse\x12.\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.outpost.v1.SecretInfoR\x06secret\x12$\n" +
+	"\x04task\x18\x02 \x01(\v2\x10.outpost.v1.TaskR\x04task2\xf5\x11\n" +
 	"\x0fOperatorService\x12?\n" +
 	"\x06WhoAmI\x12\x19.outpost.v1.WhoAmIRequest\x1a\x1a.outpost.v1.WhoAmIResponse\x12`\n" +
 	"\x11CreateEnvironment\x12$.outpost.v1.CreateEnvironmentRequest\x1a%.outpost.v1.CreateEnvironmentResponse\x12]\n" +
@@ -1716,7 +3393,21 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"CancelTask\x12\x1d.outpost.v1.CancelTaskRequest\x1a\x1e.outpost.v1.CancelTaskResponse\x12Z\n" +
 	"\x0fListAuditEvents\x12\".outpost.v1.ListAuditEventsRequest\x1a#.outpost.v1.ListAuditEventsResponse\x12b\n" +
 	"\x11ExportAuditEvents\x12$.outpost.v1.ExportAuditEventsRequest\x1a%.outpost.v1.ExportAuditEventsResponse0\x01\x12Y\n" +
-	"\x0eUploadArtifact\x12!.outpost.v1.UploadArtifactRequest\x1a\".outpost.v1.UploadArtifactResponse(\x01B\x9f\x01\n" +
+	"\x0eUploadArtifact\x12!.outpost.v1.UploadArtifactRequest\x1a\".outpost.v1.UploadArtifactResponse(\x01\x12Q\n" +
+	"\fApplyRelease\x12\x1f.outpost.v1.ApplyReleaseRequest\x1a .outpost.v1.ApplyReleaseResponse\x12K\n" +
+	"\n" +
+	"GetRelease\x12\x1d.outpost.v1.GetReleaseRequest\x1a\x1e.outpost.v1.GetReleaseResponse\x12Q\n" +
+	"\fListReleases\x12\x1f.outpost.v1.ListReleasesRequest\x1a .outpost.v1.ListReleasesResponse\x12i\n" +
+	"\x14ListReleaseRevisions\x12'.outpost.v1.ListReleaseRevisionsRequest\x1a(.outpost.v1.ListReleaseRevisionsResponse\x12c\n" +
+	"\x12GetReleaseRevision\x12%.outpost.v1.GetReleaseRevisionRequest\x1a&.outpost.v1.GetReleaseRevisionResponse\x12Z\n" +
+	"\x0fRollbackRelease\x12\".outpost.v1.RollbackReleaseRequest\x1a#.outpost.v1.RollbackReleaseResponse\x12T\n" +
+	"\rDeleteRelease\x12 .outpost.v1.DeleteReleaseRequest\x1a!.outpost.v1.DeleteReleaseResponse\x12i\n" +
+	"\x14GetEnvironmentStatus\x12'.outpost.v1.GetEnvironmentStatusRequest\x1a(.outpost.v1.GetEnvironmentStatusResponse\x12c\n" +
+	"\x12GetEnvironmentKeys\x12%.outpost.v1.GetEnvironmentKeysRequest\x1a&.outpost.v1.GetEnvironmentKeysResponse\x12H\n" +
+	"\tSetSecret\x12\x1c.outpost.v1.SetSecretRequest\x1a\x1d.outpost.v1.SetSecretResponse\x12N\n" +
+	"\vListSecrets\x12\x1e.outpost.v1.ListSecretsRequest\x1a\x1f.outpost.v1.ListSecretsResponse\x12]\n" +
+	"\x10GetSecretHistory\x12#.outpost.v1.GetSecretHistoryRequest\x1a$.outpost.v1.GetSecretHistoryResponse\x12Q\n" +
+	"\fDeleteSecret\x12\x1f.outpost.v1.DeleteSecretRequest\x1a .outpost.v1.DeleteSecretResponseB\x9f\x01\n" +
 	"\x0ecom.outpost.v1B\rOperatorProtoP\x01Z5github.com/outposthq/outpost/gen/outpost/v1;outpostv1\xa2\x02\x03OXX\xaa\x02\n" +
 	"Outpost.V1\xca\x02\n" +
 	"Outpost\\V1\xe2\x02\x16Outpost\\V1\\GPBMetadata\xea\x02\vOutpost::V1b\x06proto3"
@@ -1733,7 +3424,7 @@ func file_outpost_v1_operator_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_operator_proto_rawDescData
 }
 
-var file_outpost_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_outpost_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_outpost_v1_operator_proto_goTypes = []any{
 	(*WhoAmIRequest)(nil),                // 0: outpost.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),               // 1: outpost.v1.WhoAmIResponse
@@ -1764,62 +3455,146 @@ var file_outpost_v1_operator_proto_goTypes = []any{
 	(*UploadArtifactRequest)(nil),        // 26: outpost.v1.UploadArtifactRequest
 	(*ArtifactHeader)(nil),               // 27: outpost.v1.ArtifactHeader
 	(*UploadArtifactResponse)(nil),       // 28: outpost.v1.UploadArtifactResponse
-	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 30: google.protobuf.Duration
-	(*Task)(nil),                         // 31: outpost.v1.Task
-	(TaskState)(0),                       // 32: outpost.v1.TaskState
-	(*AuditEvent)(nil),                   // 33: outpost.v1.AuditEvent
+	(*ApplyReleaseRequest)(nil),          // 29: outpost.v1.ApplyReleaseRequest
+	(*ApplyReleaseResponse)(nil),         // 30: outpost.v1.ApplyReleaseResponse
+	(*GetReleaseRequest)(nil),            // 31: outpost.v1.GetReleaseRequest
+	(*GetReleaseResponse)(nil),           // 32: outpost.v1.GetReleaseResponse
+	(*ListReleasesRequest)(nil),          // 33: outpost.v1.ListReleasesRequest
+	(*ListReleasesResponse)(nil),         // 34: outpost.v1.ListReleasesResponse
+	(*ListReleaseRevisionsRequest)(nil),  // 35: outpost.v1.ListReleaseRevisionsRequest
+	(*ListReleaseRevisionsResponse)(nil), // 36: outpost.v1.ListReleaseRevisionsResponse
+	(*GetReleaseRevisionRequest)(nil),    // 37: outpost.v1.GetReleaseRevisionRequest
+	(*GetReleaseRevisionResponse)(nil),   // 38: outpost.v1.GetReleaseRevisionResponse
+	(*RollbackReleaseRequest)(nil),       // 39: outpost.v1.RollbackReleaseRequest
+	(*RollbackReleaseResponse)(nil),      // 40: outpost.v1.RollbackReleaseResponse
+	(*DeleteReleaseRequest)(nil),         // 41: outpost.v1.DeleteReleaseRequest
+	(*DeleteReleaseResponse)(nil),        // 42: outpost.v1.DeleteReleaseResponse
+	(*GetEnvironmentStatusRequest)(nil),  // 43: outpost.v1.GetEnvironmentStatusRequest
+	(*GetEnvironmentStatusResponse)(nil), // 44: outpost.v1.GetEnvironmentStatusResponse
+	(*GetEnvironmentKeysRequest)(nil),    // 45: outpost.v1.GetEnvironmentKeysRequest
+	(*GetEnvironmentKeysResponse)(nil),   // 46: outpost.v1.GetEnvironmentKeysResponse
+	(*SetSecretRequest)(nil),             // 47: outpost.v1.SetSecretRequest
+	(*SecretInfo)(nil),                   // 48: outpost.v1.SecretInfo
+	(*SetSecretResponse)(nil),            // 49: outpost.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),           // 50: outpost.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 51: outpost.v1.ListSecretsResponse
+	(*GetSecretHistoryRequest)(nil),      // 52: outpost.v1.GetSecretHistoryRequest
+	(*GetSecretHistoryResponse)(nil),     // 53: outpost.v1.GetSecretHistoryResponse
+	(*DeleteSecretRequest)(nil),          // 54: outpost.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 55: outpost.v1.DeleteSecretResponse
+	(*timestamppb.Timestamp)(nil),        // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 57: google.protobuf.Duration
+	(*Task)(nil),                         // 58: outpost.v1.Task
+	(TaskState)(0),                       // 59: outpost.v1.TaskState
+	(*AuditEvent)(nil),                   // 60: outpost.v1.AuditEvent
+	(ReleaseMode)(0),                     // 61: outpost.v1.ReleaseMode
+	(*IgnoreRule)(nil),                   // 62: outpost.v1.IgnoreRule
+	(*Release)(nil),                      // 63: outpost.v1.Release
+	(*ReleaseRevision)(nil),              // 64: outpost.v1.ReleaseRevision
+	(*EnvironmentKey)(nil),               // 65: outpost.v1.EnvironmentKey
 }
 var file_outpost_v1_operator_proto_depIdxs = []int32{
-	29, // 0: outpost.v1.Environment.created_at:type_name -> google.protobuf.Timestamp
+	56, // 0: outpost.v1.Environment.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: outpost.v1.CreateEnvironmentResponse.environment:type_name -> outpost.v1.Environment
 	2,  // 2: outpost.v1.ListEnvironmentsResponse.environments:type_name -> outpost.v1.Environment
-	30, // 3: outpost.v1.CreateBootstrapTokenRequest.ttl:type_name -> google.protobuf.Duration
-	29, // 4: outpost.v1.CreateBootstrapTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 5: outpost.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	29, // 6: outpost.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
+	57, // 3: outpost.v1.CreateBootstrapTokenRequest.ttl:type_name -> google.protobuf.Duration
+	56, // 4: outpost.v1.CreateBootstrapTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 5: outpost.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	56, // 6: outpost.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
 	9,  // 7: outpost.v1.ListAgentsResponse.agents:type_name -> outpost.v1.Agent
 	9,  // 8: outpost.v1.DisableAgentResponse.agent:type_name -> outpost.v1.Agent
-	30, // 9: outpost.v1.EnqueueTaskRequest.timeout:type_name -> google.protobuf.Duration
-	31, // 10: outpost.v1.EnqueueTaskResponse.task:type_name -> outpost.v1.Task
-	31, // 11: outpost.v1.GetTaskResponse.task:type_name -> outpost.v1.Task
-	32, // 12: outpost.v1.ListTasksRequest.state:type_name -> outpost.v1.TaskState
-	31, // 13: outpost.v1.ListTasksResponse.tasks:type_name -> outpost.v1.Task
-	31, // 14: outpost.v1.CancelTaskResponse.task:type_name -> outpost.v1.Task
-	33, // 15: outpost.v1.ListAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
-	33, // 16: outpost.v1.ExportAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
+	57, // 9: outpost.v1.EnqueueTaskRequest.timeout:type_name -> google.protobuf.Duration
+	58, // 10: outpost.v1.EnqueueTaskResponse.task:type_name -> outpost.v1.Task
+	58, // 11: outpost.v1.GetTaskResponse.task:type_name -> outpost.v1.Task
+	59, // 12: outpost.v1.ListTasksRequest.state:type_name -> outpost.v1.TaskState
+	58, // 13: outpost.v1.ListTasksResponse.tasks:type_name -> outpost.v1.Task
+	58, // 14: outpost.v1.CancelTaskResponse.task:type_name -> outpost.v1.Task
+	60, // 15: outpost.v1.ListAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
+	60, // 16: outpost.v1.ExportAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
 	27, // 17: outpost.v1.UploadArtifactRequest.header:type_name -> outpost.v1.ArtifactHeader
-	0,  // 18: outpost.v1.OperatorService.WhoAmI:input_type -> outpost.v1.WhoAmIRequest
-	3,  // 19: outpost.v1.OperatorService.CreateEnvironment:input_type -> outpost.v1.CreateEnvironmentRequest
-	5,  // 20: outpost.v1.OperatorService.ListEnvironments:input_type -> outpost.v1.ListEnvironmentsRequest
-	7,  // 21: outpost.v1.OperatorService.CreateBootstrapToken:input_type -> outpost.v1.CreateBootstrapTokenRequest
-	10, // 22: outpost.v1.OperatorService.ListAgents:input_type -> outpost.v1.ListAgentsRequest
-	12, // 23: outpost.v1.OperatorService.DisableAgent:input_type -> outpost.v1.DisableAgentRequest
-	14, // 24: outpost.v1.OperatorService.EnqueueTask:input_type -> outpost.v1.EnqueueTaskRequest
-	16, // 25: outpost.v1.OperatorService.GetTask:input_type -> outpost.v1.GetTaskRequest
-	18, // 26: outpost.v1.OperatorService.ListTasks:input_type -> outpost.v1.ListTasksRequest
-	20, // 27: outpost.v1.OperatorService.CancelTask:input_type -> outpost.v1.CancelTaskRequest
-	22, // 28: outpost.v1.OperatorService.ListAuditEvents:input_type -> outpost.v1.ListAuditEventsRequest
-	24, // 29: outpost.v1.OperatorService.ExportAuditEvents:input_type -> outpost.v1.ExportAuditEventsRequest
-	26, // 30: outpost.v1.OperatorService.UploadArtifact:input_type -> outpost.v1.UploadArtifactRequest
-	1,  // 31: outpost.v1.OperatorService.WhoAmI:output_type -> outpost.v1.WhoAmIResponse
-	4,  // 32: outpost.v1.OperatorService.CreateEnvironment:output_type -> outpost.v1.CreateEnvironmentResponse
-	6,  // 33: outpost.v1.OperatorService.ListEnvironments:output_type -> outpost.v1.ListEnvironmentsResponse
-	8,  // 34: outpost.v1.OperatorService.CreateBootstrapToken:output_type -> outpost.v1.CreateBootstrapTokenResponse
-	11, // 35: outpost.v1.OperatorService.ListAgents:output_type -> outpost.v1.ListAgentsResponse
-	13, // 36: outpost.v1.OperatorService.DisableAgent:output_type -> outpost.v1.DisableAgentResponse
-	15, // 37: outpost.v1.OperatorService.EnqueueTask:output_type -> outpost.v1.EnqueueTaskResponse
-	17, // 38: outpost.v1.OperatorService.GetTask:output_type -> outpost.v1.GetTaskResponse
-	19, // 39: outpost.v1.OperatorService.ListTasks:output_type -> outpost.v1.ListTasksResponse
-	21, // 40: outpost.v1.OperatorService.CancelTask:output_type -> outpost.v1.CancelTaskResponse
-	23, // 41: outpost.v1.OperatorService.ListAuditEvents:output_type -> outpost.v1.ListAuditEventsResponse
-	25, // 42: outpost.v1.OperatorService.ExportAuditEvents:output_type -> outpost.v1.ExportAuditEventsResponse
-	28, // 43: outpost.v1.OperatorService.UploadArtifact:output_type -> outpost.v1.UploadArtifactResponse
-	31, // [31:44] is the sub-list for method output_type
-	18, // [18:31] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	61, // 18: outpost.v1.ApplyReleaseRequest.mode:type_name -> outpost.v1.ReleaseMode
+	62, // 19: outpost.v1.ApplyReleaseRequest.ignore:type_name -> outpost.v1.IgnoreRule
+	63, // 20: outpost.v1.ApplyReleaseResponse.release:type_name -> outpost.v1.Release
+	64, // 21: outpost.v1.ApplyReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	63, // 22: outpost.v1.GetReleaseResponse.release:type_name -> outpost.v1.Release
+	64, // 23: outpost.v1.GetReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	63, // 24: outpost.v1.ListReleasesResponse.releases:type_name -> outpost.v1.Release
+	64, // 25: outpost.v1.ListReleaseRevisionsResponse.revisions:type_name -> outpost.v1.ReleaseRevision
+	64, // 26: outpost.v1.GetReleaseRevisionResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	63, // 27: outpost.v1.RollbackReleaseResponse.release:type_name -> outpost.v1.Release
+	64, // 28: outpost.v1.RollbackReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	63, // 29: outpost.v1.DeleteReleaseResponse.release:type_name -> outpost.v1.Release
+	2,  // 30: outpost.v1.GetEnvironmentStatusResponse.environment:type_name -> outpost.v1.Environment
+	9,  // 31: outpost.v1.GetEnvironmentStatusResponse.agents:type_name -> outpost.v1.Agent
+	63, // 32: outpost.v1.GetEnvironmentStatusResponse.releases:type_name -> outpost.v1.Release
+	65, // 33: outpost.v1.GetEnvironmentStatusResponse.keys:type_name -> outpost.v1.EnvironmentKey
+	48, // 34: outpost.v1.GetEnvironmentStatusResponse.secrets:type_name -> outpost.v1.SecretInfo
+	65, // 35: outpost.v1.GetEnvironmentKeysResponse.keys:type_name -> outpost.v1.EnvironmentKey
+	56, // 36: outpost.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 37: outpost.v1.SecretInfo.task_state:type_name -> outpost.v1.TaskState
+	48, // 38: outpost.v1.SetSecretResponse.secret:type_name -> outpost.v1.SecretInfo
+	58, // 39: outpost.v1.SetSecretResponse.task:type_name -> outpost.v1.Task
+	48, // 40: outpost.v1.ListSecretsResponse.secrets:type_name -> outpost.v1.SecretInfo
+	48, // 41: outpost.v1.GetSecretHistoryResponse.versions:type_name -> outpost.v1.SecretInfo
+	48, // 42: outpost.v1.DeleteSecretResponse.secret:type_name -> outpost.v1.SecretInfo
+	58, // 43: outpost.v1.DeleteSecretResponse.task:type_name -> outpost.v1.Task
+	0,  // 44: outpost.v1.OperatorService.WhoAmI:input_type -> outpost.v1.WhoAmIRequest
+	3,  // 45: outpost.v1.OperatorService.CreateEnvironment:input_type -> outpost.v1.CreateEnvironmentRequest
+	5,  // 46: outpost.v1.OperatorService.ListEnvironments:input_type -> outpost.v1.ListEnvironmentsRequest
+	7,  // 47: outpost.v1.OperatorService.CreateBootstrapToken:input_type -> outpost.v1.CreateBootstrapTokenRequest
+	10, // 48: outpost.v1.OperatorService.ListAgents:input_type -> outpost.v1.ListAgentsRequest
+	12, // 49: outpost.v1.OperatorService.DisableAgent:input_type -> outpost.v1.DisableAgentRequest
+	14, // 50: outpost.v1.OperatorService.EnqueueTask:input_type -> outpost.v1.EnqueueTaskRequest
+	16, // 51: outpost.v1.OperatorService.GetTask:input_type -> outpost.v1.GetTaskRequest
+	18, // 52: outpost.v1.OperatorService.ListTasks:input_type -> outpost.v1.ListTasksRequest
+	20, // 53: outpost.v1.OperatorService.CancelTask:input_type -> outpost.v1.CancelTaskRequest
+	22, // 54: outpost.v1.OperatorService.ListAuditEvents:input_type -> outpost.v1.ListAuditEventsRequest
+	24, // 55: outpost.v1.OperatorService.ExportAuditEvents:input_type -> outpost.v1.ExportAuditEventsRequest
+	26, // 56: outpost.v1.OperatorService.UploadArtifact:input_type -> outpost.v1.UploadArtifactRequest
+	29, // 57: outpost.v1.OperatorService.ApplyRelease:input_type -> outpost.v1.ApplyReleaseRequest
+	31, // 58: outpost.v1.OperatorService.GetRelease:input_type -> outpost.v1.GetReleaseRequest
+	33, // 59: outpost.v1.OperatorService.ListReleases:input_type -> outpost.v1.ListReleasesRequest
+	35, // 60: outpost.v1.OperatorService.ListReleaseRevisions:input_type -> outpost.v1.ListReleaseRevisionsRequest
+	37, // 61: outpost.v1.OperatorService.GetReleaseRevision:input_type -> outpost.v1.GetReleaseRevisionRequest
+	39, // 62: outpost.v1.OperatorService.RollbackRelease:input_type -> outpost.v1.RollbackReleaseRequest
+	41, // 63: outpost.v1.OperatorService.DeleteRelease:input_type -> outpost.v1.DeleteReleaseRequest
+	43, // 64: outpost.v1.OperatorService.GetEnvironmentStatus:input_type -> outpost.v1.GetEnvironmentStatusRequest
+	45, // 65: outpost.v1.OperatorService.GetEnvironmentKeys:input_type -> outpost.v1.GetEnvironmentKeysRequest
+	47, // 66: outpost.v1.OperatorService.SetSecret:input_type -> outpost.v1.SetSecretRequest
+	50, // 67: outpost.v1.OperatorService.ListSecrets:input_type -> outpost.v1.ListSecretsRequest
+	52, // 68: outpost.v1.OperatorService.GetSecretHistory:input_type -> outpost.v1.GetSecretHistoryRequest
+	54, // 69: outpost.v1.OperatorService.DeleteSecret:input_type -> outpost.v1.DeleteSecretRequest
+	1,  // 70: outpost.v1.OperatorService.WhoAmI:output_type -> outpost.v1.WhoAmIResponse
+	4,  // 71: outpost.v1.OperatorService.CreateEnvironment:output_type -> outpost.v1.CreateEnvironmentResponse
+	6,  // 72: outpost.v1.OperatorService.ListEnvironments:output_type -> outpost.v1.ListEnvironmentsResponse
+	8,  // 73: outpost.v1.OperatorService.CreateBootstrapToken:output_type -> outpost.v1.CreateBootstrapTokenResponse
+	11, // 74: outpost.v1.OperatorService.ListAgents:output_type -> outpost.v1.ListAgentsResponse
+	13, // 75: outpost.v1.OperatorService.DisableAgent:output_type -> outpost.v1.DisableAgentResponse
+	15, // 76: outpost.v1.OperatorService.EnqueueTask:output_type -> outpost.v1.EnqueueTaskResponse
+	17, // 77: outpost.v1.OperatorService.GetTask:output_type -> outpost.v1.GetTaskResponse
+	19, // 78: outpost.v1.OperatorService.ListTasks:output_type -> outpost.v1.ListTasksResponse
+	21, // 79: outpost.v1.OperatorService.CancelTask:output_type -> outpost.v1.CancelTaskResponse
+	23, // 80: outpost.v1.OperatorService.ListAuditEvents:output_type -> outpost.v1.ListAuditEventsResponse
+	25, // 81: outpost.v1.OperatorService.ExportAuditEvents:output_type -> outpost.v1.ExportAuditEventsResponse
+	28, // 82: outpost.v1.OperatorService.UploadArtifact:output_type -> outpost.v1.UploadArtifactResponse
+	30, // 83: outpost.v1.OperatorService.ApplyRelease:output_type -> outpost.v1.ApplyReleaseResponse
+	32, // 84: outpost.v1.OperatorService.GetRelease:output_type -> outpost.v1.GetReleaseResponse
+	34, // 85: outpost.v1.OperatorService.ListReleases:output_type -> outpost.v1.ListReleasesResponse
+	36, // 86: outpost.v1.OperatorService.ListReleaseRevisions:output_type -> outpost.v1.ListReleaseRevisionsResponse
+	38, // 87: outpost.v1.OperatorService.GetReleaseRevision:output_type -> outpost.v1.GetReleaseRevisionResponse
+	40, // 88: outpost.v1.OperatorService.RollbackRelease:output_type -> outpost.v1.RollbackReleaseResponse
+	42, // 89: outpost.v1.OperatorService.DeleteRelease:output_type -> outpost.v1.DeleteReleaseResponse
+	44, // 90: outpost.v1.OperatorService.GetEnvironmentStatus:output_type -> outpost.v1.GetEnvironmentStatusResponse
+	46, // 91: outpost.v1.OperatorService.GetEnvironmentKeys:output_type -> outpost.v1.GetEnvironmentKeysResponse
+	49, // 92: outpost.v1.OperatorService.SetSecret:output_type -> outpost.v1.SetSecretResponse
+	51, // 93: outpost.v1.OperatorService.ListSecrets:output_type -> outpost.v1.ListSecretsResponse
+	53, // 94: outpost.v1.OperatorService.GetSecretHistory:output_type -> outpost.v1.GetSecretHistoryResponse
+	55, // 95: outpost.v1.OperatorService.DeleteSecret:output_type -> outpost.v1.DeleteSecretResponse
+	70, // [70:96] is the sub-list for method output_type
+	44, // [44:70] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_operator_proto_init() }
@@ -1838,7 +3613,7 @@ func file_outpost_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_operator_proto_rawDesc), len(file_outpost_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

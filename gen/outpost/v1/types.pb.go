@@ -136,6 +136,122 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_outpost_v1_types_proto_rawDescGZIP(), []int{1}
 }
 
+// ReleaseMode says what the agent does about drift.
+type ReleaseMode int32
+
+const (
+	ReleaseMode_RELEASE_MODE_UNSPECIFIED ReleaseMode = 0
+	// Re-apply drifted objects and re-create deleted ones (the default).
+	ReleaseMode_RELEASE_MODE_CORRECT ReleaseMode = 1
+	// Report drift only; never write.
+	ReleaseMode_RELEASE_MODE_DETECT ReleaseMode = 2
+)
+
+// Enum value maps for ReleaseMode.
+var (
+	ReleaseMode_name = map[int32]string{
+		0: "RELEASE_MODE_UNSPECIFIED",
+		1: "RELEASE_MODE_CORRECT",
+		2: "RELEASE_MODE_DETECT",
+	}
+	ReleaseMode_value = map[string]int32{
+		"RELEASE_MODE_UNSPECIFIED": 0,
+		"RELEASE_MODE_CORRECT":     1,
+		"RELEASE_MODE_DETECT":      2,
+	}
+)
+
+func (x ReleaseMode) Enum() *ReleaseMode {
+	p := new(ReleaseMode)
+	*p = x
+	return p
+}
+
+func (x ReleaseMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReleaseMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[2].Descriptor()
+}
+
+func (ReleaseMode) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[2]
+}
+
+func (x ReleaseMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReleaseMode.Descriptor instead.
+func (ReleaseMode) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+// ReleaseSync is where a release stands against its environment.
+type ReleaseSync int32
+
+const (
+	ReleaseSync_RELEASE_SYNC_UNSPECIFIED ReleaseSync = 0
+	// The wanted revision has not been applied yet.
+	ReleaseSync_RELEASE_SYNC_PENDING ReleaseSync = 1
+	// The applied revision matches the environment.
+	ReleaseSync_RELEASE_SYNC_IN_SYNC ReleaseSync = 2
+	// The environment differs from the applied revision.
+	ReleaseSync_RELEASE_SYNC_DRIFTED ReleaseSync = 3
+	// The last task carrying a revision failed.
+	ReleaseSync_RELEASE_SYNC_FAILED ReleaseSync = 4
+	// The release was deleted; its objects are being removed.
+	ReleaseSync_RELEASE_SYNC_DELETING ReleaseSync = 5
+)
+
+// Enum value maps for ReleaseSync.
+var (
+	ReleaseSync_name = map[int32]string{
+		0: "RELEASE_SYNC_UNSPECIFIED",
+		1: "RELEASE_SYNC_PENDING",
+		2: "RELEASE_SYNC_IN_SYNC",
+		3: "RELEASE_SYNC_DRIFTED",
+		4: "RELEASE_SYNC_FAILED",
+		5: "RELEASE_SYNC_DELETING",
+	}
+	ReleaseSync_value = map[string]int32{
+		"RELEASE_SYNC_UNSPECIFIED": 0,
+		"RELEASE_SYNC_PENDING":     1,
+		"RELEASE_SYNC_IN_SYNC":     2,
+		"RELEASE_SYNC_DRIFTED":     3,
+		"RELEASE_SYNC_FAILED":      4,
+		"RELEASE_SYNC_DELETING":    5,
+	}
+)
+
+func (x ReleaseSync) Enum() *ReleaseSync {
+	p := new(ReleaseSync)
+	*p = x
+	return p
+}
+
+func (x ReleaseSync) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReleaseSync) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[3].Descriptor()
+}
+
+func (ReleaseSync) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[3]
+}
+
+func (x ReleaseSync) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReleaseSync.Descriptor instead.
+func (ReleaseSync) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
 // Task is one atomic, idempotent unit of work for one environment.
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -465,6 +581,561 @@ func (x *AuditEvent) GetHash() string {
 	return ""
 }
 
+// IgnoreRule names fields drift detection leaves alone, per kind.
+type IgnoreRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// API group; "" is the core group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Kind; "" or "*" means every kind.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// JSON pointers, such as "/spec/replicas".
+	Paths         []string `protobuf:"bytes,3,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IgnoreRule) Reset() {
+	*x = IgnoreRule{}
+	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IgnoreRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IgnoreRule) ProtoMessage() {}
+
+func (x *IgnoreRule) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IgnoreRule.ProtoReflect.Descriptor instead.
+func (*IgnoreRule) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IgnoreRule) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *IgnoreRule) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *IgnoreRule) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+// ReleaseRevision is one immutable state of a release.
+type ReleaseRevision struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Environment string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Release     string                 `protobuf:"bytes,2,opt,name=release,proto3" json:"release,omitempty"`
+	Revision    int64                  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Task kind carrying it: "manifests" or "helm".
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The kind's task specification as a JSON document.
+	Spec      []byte        `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"`
+	Artifacts []string      `protobuf:"bytes,6,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	Mode      ReleaseMode   `protobuf:"varint,7,opt,name=mode,proto3,enum=outpost.v1.ReleaseMode" json:"mode,omitempty"`
+	Ignore    []*IgnoreRule `protobuf:"bytes,8,rep,name=ignore,proto3" json:"ignore,omitempty"`
+	// Hex SHA-256 over kind, spec, artifacts, mode and ignore rules: equal
+	// digests mean equal revisions.
+	Digest      string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`
+	Description string                 `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedBy   string                 `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Revision this one restored, for rollbacks.
+	RolledBackFrom int64 `protobuf:"varint,13,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReleaseRevision) Reset() {
+	*x = ReleaseRevision{}
+	mi := &file_outpost_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRevision) ProtoMessage() {}
+
+func (x *ReleaseRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRevision.ProtoReflect.Descriptor instead.
+func (*ReleaseRevision) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReleaseRevision) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReleaseRevision) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ReleaseRevision) GetArtifacts() []string {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+func (x *ReleaseRevision) GetMode() ReleaseMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReleaseMode_RELEASE_MODE_UNSPECIFIED
+}
+
+func (x *ReleaseRevision) GetIgnore() []*IgnoreRule {
+	if x != nil {
+		return x.Ignore
+	}
+	return nil
+}
+
+func (x *ReleaseRevision) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *ReleaseRevision) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ReleaseRevision) GetRolledBackFrom() int64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
+// ObjectDrift is one object that differs from its release.
+type ObjectDrift struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Group     string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Version   string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Kind      string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Namespace string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// The object is gone.
+	Deleted bool `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Paths of the managed fields that differ.
+	Fields        []string `protobuf:"bytes,7,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectDrift) Reset() {
+	*x = ObjectDrift{}
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectDrift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectDrift) ProtoMessage() {}
+
+func (x *ObjectDrift) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectDrift.ProtoReflect.Descriptor instead.
+func (*ObjectDrift) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ObjectDrift) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ObjectDrift) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ObjectDrift) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ObjectDrift) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ObjectDrift) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ObjectDrift) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *ObjectDrift) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// Release is a named desired state of one environment.
+type Release struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name        string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Kind        string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Revision wanted (the newest).
+	Revision int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Revision last applied successfully; 0 before the first.
+	AppliedRevision int64       `protobuf:"varint,6,opt,name=applied_revision,json=appliedRevision,proto3" json:"applied_revision,omitempty"`
+	Sync            ReleaseSync `protobuf:"varint,7,opt,name=sync,proto3,enum=outpost.v1.ReleaseSync" json:"sync,omitempty"`
+	LastError       string      `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Objects found drifted at the last report.
+	Drift []*ObjectDrift `protobuf:"bytes,9,rep,name=drift,proto3" json:"drift,omitempty"`
+	// Whether the agent corrected that drift.
+	DriftCorrected bool                   `protobuf:"varint,10,opt,name=drift_corrected,json=driftCorrected,proto3" json:"drift_corrected,omitempty"`
+	DriftAt        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=drift_at,json=driftAt,proto3" json:"drift_at,omitempty"`
+	// Task carrying the wanted revision (or the deletion).
+	TaskId        string                 `protobuf:"bytes,12,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Mode          ReleaseMode            `protobuf:"varint,13,opt,name=mode,proto3,enum=outpost.v1.ReleaseMode" json:"mode,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Release) Reset() {
+	*x = Release{}
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Release) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Release) ProtoMessage() {}
+
+func (x *Release) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Release.ProtoReflect.Descriptor instead.
+func (*Release) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Release) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Release) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Release) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Release) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Release) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Release) GetAppliedRevision() int64 {
+	if x != nil {
+		return x.AppliedRevision
+	}
+	return 0
+}
+
+func (x *Release) GetSync() ReleaseSync {
+	if x != nil {
+		return x.Sync
+	}
+	return ReleaseSync_RELEASE_SYNC_UNSPECIFIED
+}
+
+func (x *Release) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Release) GetDrift() []*ObjectDrift {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
+func (x *Release) GetDriftCorrected() bool {
+	if x != nil {
+		return x.DriftCorrected
+	}
+	return false
+}
+
+func (x *Release) GetDriftAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DriftAt
+	}
+	return nil
+}
+
+func (x *Release) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Release) GetMode() ReleaseMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReleaseMode_RELEASE_MODE_UNSPECIFIED
+}
+
+func (x *Release) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Release) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// EnvironmentKey is the public half of one version of an environment's key.
+type EnvironmentKey struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version int32                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// age X25519 recipient ("age1...").
+	Recipient string `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// Hex SHA-256 of the recipient.
+	Fingerprint string `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// Retired keys open nothing any more; nothing is sealed to them.
+	Retired       bool                   `protobuf:"varint,4,opt,name=retired,proto3" json:"retired,omitempty"`
+	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	RegisteredBy  string                 `protobuf:"bytes,6,opt,name=registered_by,json=registeredBy,proto3" json:"registered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvironmentKey) Reset() {
+	*x = EnvironmentKey{}
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvironmentKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvironmentKey) ProtoMessage() {}
+
+func (x *EnvironmentKey) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvironmentKey.ProtoReflect.Descriptor instead.
+func (*EnvironmentKey) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EnvironmentKey) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *EnvironmentKey) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *EnvironmentKey) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *EnvironmentKey) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
+}
+
+func (x *EnvironmentKey) GetRegisteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return nil
+}
+
+func (x *EnvironmentKey) GetRegisteredBy() string {
+	if x != nil {
+		return x.RegisteredBy
+	}
+	return ""
+}
+
 var File_outpost_v1_types_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_types_proto_rawDesc = "" +
@@ -509,7 +1180,64 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\adetails\x18\b \x01(\tR\adetails\x12\x1b\n" +
 	"\tprev_hash\x18\t \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\n" +
-	" \x01(\tR\x04hash*\xa0\x01\n" +
+	" \x01(\tR\x04hash\"L\n" +
+	"\n" +
+	"IgnoreRule\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05paths\x18\x03 \x03(\tR\x05paths\"\xca\x03\n" +
+	"\x0fReleaseRevision\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x18\n" +
+	"\arelease\x18\x02 \x01(\tR\arelease\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04spec\x18\x05 \x01(\fR\x04spec\x12\x1c\n" +
+	"\tartifacts\x18\x06 \x03(\tR\tartifacts\x12+\n" +
+	"\x04mode\x18\a \x01(\x0e2\x17.outpost.v1.ReleaseModeR\x04mode\x12.\n" +
+	"\x06ignore\x18\b \x03(\v2\x16.outpost.v1.IgnoreRuleR\x06ignore\x12\x16\n" +
+	"\x06digest\x18\t \x01(\tR\x06digest\x12 \n" +
+	"\vdescription\x18\n" +
+	" \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12(\n" +
+	"\x10rolled_back_from\x18\r \x01(\x03R\x0erolledBackFrom\"\xb5\x01\n" +
+	"\vObjectDrift\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x18\n" +
+	"\adeleted\x18\x06 \x01(\bR\adeleted\x12\x16\n" +
+	"\x06fields\x18\a \x03(\tR\x06fields\"\xc9\x04\n" +
+	"\aRelease\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12)\n" +
+	"\x10applied_revision\x18\x06 \x01(\x03R\x0fappliedRevision\x12+\n" +
+	"\x04sync\x18\a \x01(\x0e2\x17.outpost.v1.ReleaseSyncR\x04sync\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\x12-\n" +
+	"\x05drift\x18\t \x03(\v2\x17.outpost.v1.ObjectDriftR\x05drift\x12'\n" +
+	"\x0fdrift_corrected\x18\n" +
+	" \x01(\bR\x0edriftCorrected\x125\n" +
+	"\bdrift_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\adriftAt\x12\x17\n" +
+	"\atask_id\x18\f \x01(\tR\x06taskId\x12+\n" +
+	"\x04mode\x18\r \x01(\x0e2\x17.outpost.v1.ReleaseModeR\x04mode\x129\n" +
+	"\n" +
+	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xea\x01\n" +
+	"\x0eEnvironmentKey\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x05R\aversion\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\x12\x18\n" +
+	"\aretired\x18\x04 \x01(\bR\aretired\x12?\n" +
+	"\rregistered_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12#\n" +
+	"\rregistered_by\x18\x06 \x01(\tR\fregisteredBy*\xa0\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -521,7 +1249,18 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x02\x12\x15\n" +
-	"\x11OUTCOME_CANCELLED\x10\x03B\x9c\x01\n" +
+	"\x11OUTCOME_CANCELLED\x10\x03*^\n" +
+	"\vReleaseMode\x12\x1c\n" +
+	"\x18RELEASE_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14RELEASE_MODE_CORRECT\x10\x01\x12\x17\n" +
+	"\x13RELEASE_MODE_DETECT\x10\x02*\xad\x01\n" +
+	"\vReleaseSync\x12\x1c\n" +
+	"\x18RELEASE_SYNC_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14RELEASE_SYNC_PENDING\x10\x01\x12\x18\n" +
+	"\x14RELEASE_SYNC_IN_SYNC\x10\x02\x12\x18\n" +
+	"\x14RELEASE_SYNC_DRIFTED\x10\x03\x12\x17\n" +
+	"\x13RELEASE_SYNC_FAILED\x10\x04\x12\x19\n" +
+	"\x15RELEASE_SYNC_DELETING\x10\x05B\x9c\x01\n" +
 	"\x0ecom.outpost.v1B\n" +
 	"TypesProtoP\x01Z5github.com/outposthq/outpost/gen/outpost/v1;outpostv1\xa2\x02\x03OXX\xaa\x02\n" +
 	"Outpost.V1\xca\x02\n" +
@@ -539,29 +1278,46 @@ func file_outpost_v1_types_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_types_proto_rawDescData
 }
 
-var file_outpost_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_outpost_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_outpost_v1_types_proto_goTypes = []any{
 	(TaskState)(0),                // 0: outpost.v1.TaskState
 	(Outcome)(0),                  // 1: outpost.v1.Outcome
-	(*Task)(nil),                  // 2: outpost.v1.Task
-	(*AuditEvent)(nil),            // 3: outpost.v1.AuditEvent
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(ReleaseMode)(0),              // 2: outpost.v1.ReleaseMode
+	(ReleaseSync)(0),              // 3: outpost.v1.ReleaseSync
+	(*Task)(nil),                  // 4: outpost.v1.Task
+	(*AuditEvent)(nil),            // 5: outpost.v1.AuditEvent
+	(*IgnoreRule)(nil),            // 6: outpost.v1.IgnoreRule
+	(*ReleaseRevision)(nil),       // 7: outpost.v1.ReleaseRevision
+	(*ObjectDrift)(nil),           // 8: outpost.v1.ObjectDrift
+	(*Release)(nil),               // 9: outpost.v1.Release
+	(*EnvironmentKey)(nil),        // 10: outpost.v1.EnvironmentKey
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_outpost_v1_types_proto_depIdxs = []int32{
-	4, // 0: outpost.v1.Task.deadline:type_name -> google.protobuf.Timestamp
-	0, // 1: outpost.v1.Task.state:type_name -> outpost.v1.TaskState
-	4, // 2: outpost.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	4, // 3: outpost.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	4, // 4: outpost.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	4, // 5: outpost.v1.Task.lease_expires_at:type_name -> google.protobuf.Timestamp
-	4, // 6: outpost.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	4, // 7: outpost.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	11, // 0: outpost.v1.Task.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 1: outpost.v1.Task.state:type_name -> outpost.v1.TaskState
+	11, // 2: outpost.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	11, // 3: outpost.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 4: outpost.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 5: outpost.v1.Task.lease_expires_at:type_name -> google.protobuf.Timestamp
+	11, // 6: outpost.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	11, // 7: outpost.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 8: outpost.v1.ReleaseRevision.mode:type_name -> outpost.v1.ReleaseMode
+	6,  // 9: outpost.v1.ReleaseRevision.ignore:type_name -> outpost.v1.IgnoreRule
+	11, // 10: outpost.v1.ReleaseRevision.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 11: outpost.v1.Release.sync:type_name -> outpost.v1.ReleaseSync
+	8,  // 12: outpost.v1.Release.drift:type_name -> outpost.v1.ObjectDrift
+	11, // 13: outpost.v1.Release.drift_at:type_name -> google.protobuf.Timestamp
+	2,  // 14: outpost.v1.Release.mode:type_name -> outpost.v1.ReleaseMode
+	11, // 15: outpost.v1.Release.created_at:type_name -> google.protobuf.Timestamp
+	11, // 16: outpost.v1.Release.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 17: outpost.v1.EnvironmentKey.registered_at:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_types_proto_init() }
@@ -574,8 +1330,8 @@ func file_outpost_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_types_proto_rawDesc), len(file_outpost_v1_types_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   2,
+			NumEnums:      4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -56,6 +56,15 @@ const (
 	// AgentServiceDownloadArtifactProcedure is the fully-qualified name of the AgentService's
 	// DownloadArtifact RPC.
 	AgentServiceDownloadArtifactProcedure = "/outpost.v1.AgentService/DownloadArtifact"
+	// AgentServiceGetDesiredStateProcedure is the fully-qualified name of the AgentService's
+	// GetDesiredState RPC.
+	AgentServiceGetDesiredStateProcedure = "/outpost.v1.AgentService/GetDesiredState"
+	// AgentServiceReportDriftProcedure is the fully-qualified name of the AgentService's ReportDrift
+	// RPC.
+	AgentServiceReportDriftProcedure = "/outpost.v1.AgentService/ReportDrift"
+	// AgentServiceRegisterEnvironmentKeysProcedure is the fully-qualified name of the AgentService's
+	// RegisterEnvironmentKeys RPC.
+	AgentServiceRegisterEnvironmentKeysProcedure = "/outpost.v1.AgentService/RegisterEnvironmentKeys"
 )
 
 // AgentServiceClient is a client for the outpost.v1.AgentService service.
@@ -80,6 +89,14 @@ type AgentServiceClient interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// DownloadArtifact streams an artifact's content in chunks.
 	DownloadArtifact(context.Context, *connect.Request[v1.DownloadArtifactRequest]) (*connect.ServerStreamForClient[v1.DownloadArtifactResponse], error)
+	// GetDesiredState returns the applied revision of every release of the
+	// agent's environment, for the reconciler.
+	GetDesiredState(context.Context, *connect.Request[v1.GetDesiredStateRequest]) (*connect.Response[v1.GetDesiredStateResponse], error)
+	// ReportDrift records what the reconciler found and did.
+	ReportDrift(context.Context, *connect.Request[v1.ReportDriftRequest]) (*connect.Response[v1.ReportDriftResponse], error)
+	// RegisterEnvironmentKeys publishes the public halves of the
+	// environment's keyring; the first agent of an environment calls it.
+	RegisterEnvironmentKeys(context.Context, *connect.Request[v1.RegisterEnvironmentKeysRequest]) (*connect.Response[v1.RegisterEnvironmentKeysResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the outpost.v1.AgentService service. By default, it
@@ -153,21 +170,42 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("DownloadArtifact")),
 			connect.WithClientOptions(opts...),
 		),
+		getDesiredState: connect.NewClient[v1.GetDesiredStateRequest, v1.GetDesiredStateResponse](
+			httpClient,
+			baseURL+AgentServiceGetDesiredStateProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("GetDesiredState")),
+			connect.WithClientOptions(opts...),
+		),
+		reportDrift: connect.NewClient[v1.ReportDriftRequest, v1.ReportDriftResponse](
+			httpClient,
+			baseURL+AgentServiceReportDriftProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ReportDrift")),
+			connect.WithClientOptions(opts...),
+		),
+		registerEnvironmentKeys: connect.NewClient[v1.RegisterEnvironmentKeysRequest, v1.RegisterEnvironmentKeysResponse](
+			httpClient,
+			baseURL+AgentServiceRegisterEnvironmentKeysProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("RegisterEnvironmentKeys")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // agentServiceClient implements AgentServiceClient.
 type agentServiceClient struct {
-	challenge        *connect.Client[v1.ChallengeRequest, v1.ChallengeResponse]
-	enroll           *connect.Client[v1.EnrollRequest, v1.EnrollResponse]
-	refreshToken     *connect.Client[v1.RefreshTokenRequest, v1.RefreshTokenResponse]
-	watch            *connect.Client[v1.WatchRequest, v1.WatchResponse]
-	poll             *connect.Client[v1.PollRequest, v1.PollResponse]
-	claim            *connect.Client[v1.ClaimRequest, v1.ClaimResponse]
-	renewLease       *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
-	reportResult     *connect.Client[v1.ReportResultRequest, v1.ReportResultResponse]
-	heartbeat        *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	downloadArtifact *connect.Client[v1.DownloadArtifactRequest, v1.DownloadArtifactResponse]
+	challenge               *connect.Client[v1.ChallengeRequest, v1.ChallengeResponse]
+	enroll                  *connect.Client[v1.EnrollRequest, v1.EnrollResponse]
+	refreshToken            *connect.Client[v1.RefreshTokenRequest, v1.RefreshTokenResponse]
+	watch                   *connect.Client[v1.WatchRequest, v1.WatchResponse]
+	poll                    *connect.Client[v1.PollRequest, v1.PollResponse]
+	claim                   *connect.Client[v1.ClaimRequest, v1.ClaimResponse]
+	renewLease              *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
+	reportResult            *connect.Client[v1.ReportResultRequest, v1.ReportResultResponse]
+	heartbeat               *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	downloadArtifact        *connect.Client[v1.DownloadArtifactRequest, v1.DownloadArtifactResponse]
+	getDesiredState         *connect.Client[v1.GetDesiredStateRequest, v1.GetDesiredStateResponse]
+	reportDrift             *connect.Client[v1.ReportDriftRequest, v1.ReportDriftResponse]
+	registerEnvironmentKeys *connect.Client[v1.RegisterEnvironmentKeysRequest, v1.RegisterEnvironmentKeysResponse]
 }
 
 // Challenge calls outpost.v1.AgentService.Challenge.
@@ -220,6 +258,21 @@ func (c *agentServiceClient) DownloadArtifact(ctx context.Context, req *connect.
 	return c.downloadArtifact.CallServerStream(ctx, req)
 }
 
+// GetDesiredState calls outpost.v1.AgentService.GetDesiredState.
+func (c *agentServiceClient) GetDesiredState(ctx context.Context, req *connect.Request[v1.GetDesiredStateRequest]) (*connect.Response[v1.GetDesiredStateResponse], error) {
+	return c.getDesiredState.CallUnary(ctx, req)
+}
+
+// ReportDrift calls outpost.v1.AgentService.ReportDrift.
+func (c *agentServiceClient) ReportDrift(ctx context.Context, req *connect.Request[v1.ReportDriftRequest]) (*connect.Response[v1.ReportDriftResponse], error) {
+	return c.reportDrift.CallUnary(ctx, req)
+}
+
+// RegisterEnvironmentKeys calls outpost.v1.AgentService.RegisterEnvironmentKeys.
+func (c *agentServiceClient) RegisterEnvironmentKeys(ctx context.Context, req *connect.Request[v1.RegisterEnvironmentKeysRequest]) (*connect.Response[v1.RegisterEnvironmentKeysResponse], error) {
+	return c.registerEnvironmentKeys.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the outpost.v1.AgentService service.
 type AgentServiceHandler interface {
 	// Challenge returns a single-use nonce for a proof of possession.
@@ -242,6 +295,14 @@ type AgentServiceHandler interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// DownloadArtifact streams an artifact's content in chunks.
 	DownloadArtifact(context.Context, *connect.Request[v1.DownloadArtifactRequest], *connect.ServerStream[v1.DownloadArtifactResponse]) error
+	// GetDesiredState returns the applied revision of every release of the
+	// agent's environment, for the reconciler.
+	GetDesiredState(context.Context, *connect.Request[v1.GetDesiredStateRequest]) (*connect.Response[v1.GetDesiredStateResponse], error)
+	// ReportDrift records what the reconciler found and did.
+	ReportDrift(context.Context, *connect.Request[v1.ReportDriftRequest]) (*connect.Response[v1.ReportDriftResponse], error)
+	// RegisterEnvironmentKeys publishes the public halves of the
+	// environment's keyring; the first agent of an environment calls it.
+	RegisterEnvironmentKeys(context.Context, *connect.Request[v1.RegisterEnvironmentKeysRequest]) (*connect.Response[v1.RegisterEnvironmentKeysResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -311,6 +372,24 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("DownloadArtifact")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceGetDesiredStateHandler := connect.NewUnaryHandler(
+		AgentServiceGetDesiredStateProcedure,
+		svc.GetDesiredState,
+		connect.WithSchema(agentServiceMethods.ByName("GetDesiredState")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceReportDriftHandler := connect.NewUnaryHandler(
+		AgentServiceReportDriftProcedure,
+		svc.ReportDrift,
+		connect.WithSchema(agentServiceMethods.ByName("ReportDrift")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceRegisterEnvironmentKeysHandler := connect.NewUnaryHandler(
+		AgentServiceRegisterEnvironmentKeysProcedure,
+		svc.RegisterEnvironmentKeys,
+		connect.WithSchema(agentServiceMethods.ByName("RegisterEnvironmentKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceChallengeProcedure:
@@ -333,6 +412,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceHeartbeatHandler.ServeHTTP(w, r)
 		case AgentServiceDownloadArtifactProcedure:
 			agentServiceDownloadArtifactHandler.ServeHTTP(w, r)
+		case AgentServiceGetDesiredStateProcedure:
+			agentServiceGetDesiredStateHandler.ServeHTTP(w, r)
+		case AgentServiceReportDriftProcedure:
+			agentServiceReportDriftHandler.ServeHTTP(w, r)
+		case AgentServiceRegisterEnvironmentKeysProcedure:
+			agentServiceRegisterEnvironmentKeysHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -380,4 +465,16 @@ func (UnimplementedAgentServiceHandler) Heartbeat(context.Context, *connect.Requ
 
 func (UnimplementedAgentServiceHandler) DownloadArtifact(context.Context, *connect.Request[v1.DownloadArtifactRequest], *connect.ServerStream[v1.DownloadArtifactResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.AgentService.DownloadArtifact is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) GetDesiredState(context.Context, *connect.Request[v1.GetDesiredStateRequest]) (*connect.Response[v1.GetDesiredStateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.AgentService.GetDesiredState is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ReportDrift(context.Context, *connect.Request[v1.ReportDriftRequest]) (*connect.Response[v1.ReportDriftResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.AgentService.ReportDrift is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) RegisterEnvironmentKeys(context.Context, *connect.Request[v1.RegisterEnvironmentKeysRequest]) (*connect.Response[v1.RegisterEnvironmentKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.AgentService.RegisterEnvironmentKeys is not implemented"))
 }

@@ -70,6 +70,45 @@ const (
 	// OperatorServiceUploadArtifactProcedure is the fully-qualified name of the OperatorService's
 	// UploadArtifact RPC.
 	OperatorServiceUploadArtifactProcedure = "/outpost.v1.OperatorService/UploadArtifact"
+	// OperatorServiceApplyReleaseProcedure is the fully-qualified name of the OperatorService's
+	// ApplyRelease RPC.
+	OperatorServiceApplyReleaseProcedure = "/outpost.v1.OperatorService/ApplyRelease"
+	// OperatorServiceGetReleaseProcedure is the fully-qualified name of the OperatorService's
+	// GetRelease RPC.
+	OperatorServiceGetReleaseProcedure = "/outpost.v1.OperatorService/GetRelease"
+	// OperatorServiceListReleasesProcedure is the fully-qualified name of the OperatorService's
+	// ListReleases RPC.
+	OperatorServiceListReleasesProcedure = "/outpost.v1.OperatorService/ListReleases"
+	// OperatorServiceListReleaseRevisionsProcedure is the fully-qualified name of the OperatorService's
+	// ListReleaseRevisions RPC.
+	OperatorServiceListReleaseRevisionsProcedure = "/outpost.v1.OperatorService/ListReleaseRevisions"
+	// OperatorServiceGetReleaseRevisionProcedure is the fully-qualified name of the OperatorService's
+	// GetReleaseRevision RPC.
+	OperatorServiceGetReleaseRevisionProcedure = "/outpost.v1.OperatorService/GetReleaseRevision"
+	// OperatorServiceRollbackReleaseProcedure is the fully-qualified name of the OperatorService's
+	// RollbackRelease RPC.
+	OperatorServiceRollbackReleaseProcedure = "/outpost.v1.OperatorService/RollbackRelease"
+	// OperatorServiceDeleteReleaseProcedure is the fully-qualified name of the OperatorService's
+	// DeleteRelease RPC.
+	OperatorServiceDeleteReleaseProcedure = "/outpost.v1.OperatorService/DeleteRelease"
+	// OperatorServiceGetEnvironmentStatusProcedure is the fully-qualified name of the OperatorService's
+	// GetEnvironmentStatus RPC.
+	OperatorServiceGetEnvironmentStatusProcedure = "/outpost.v1.OperatorService/GetEnvironmentStatus"
+	// OperatorServiceGetEnvironmentKeysProcedure is the fully-qualified name of the OperatorService's
+	// GetEnvironmentKeys RPC.
+	OperatorServiceGetEnvironmentKeysProcedure = "/outpost.v1.OperatorService/GetEnvironmentKeys"
+	// OperatorServiceSetSecretProcedure is the fully-qualified name of the OperatorService's SetSecret
+	// RPC.
+	OperatorServiceSetSecretProcedure = "/outpost.v1.OperatorService/SetSecret"
+	// OperatorServiceListSecretsProcedure is the fully-qualified name of the OperatorService's
+	// ListSecrets RPC.
+	OperatorServiceListSecretsProcedure = "/outpost.v1.OperatorService/ListSecrets"
+	// OperatorServiceGetSecretHistoryProcedure is the fully-qualified name of the OperatorService's
+	// GetSecretHistory RPC.
+	OperatorServiceGetSecretHistoryProcedure = "/outpost.v1.OperatorService/GetSecretHistory"
+	// OperatorServiceDeleteSecretProcedure is the fully-qualified name of the OperatorService's
+	// DeleteSecret RPC.
+	OperatorServiceDeleteSecretProcedure = "/outpost.v1.OperatorService/DeleteSecret"
 )
 
 // OperatorServiceClient is a client for the outpost.v1.OperatorService service.
@@ -94,6 +133,31 @@ type OperatorServiceClient interface {
 	ExportAuditEvents(context.Context, *connect.Request[v1.ExportAuditEventsRequest]) (*connect.ServerStreamForClient[v1.ExportAuditEventsResponse], error)
 	// UploadArtifact stores a content-addressed blob sent in chunks.
 	UploadArtifact(context.Context) *connect.ClientStreamForClient[v1.UploadArtifactRequest, v1.UploadArtifactResponse]
+	// ApplyRelease creates a release or gives it a new revision; the same
+	// content as the newest revision makes none.
+	ApplyRelease(context.Context, *connect.Request[v1.ApplyReleaseRequest]) (*connect.Response[v1.ApplyReleaseResponse], error)
+	GetRelease(context.Context, *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error)
+	ListReleases(context.Context, *connect.Request[v1.ListReleasesRequest]) (*connect.Response[v1.ListReleasesResponse], error)
+	// ListReleaseRevisions returns a release's revisions, newest first.
+	ListReleaseRevisions(context.Context, *connect.Request[v1.ListReleaseRevisionsRequest]) (*connect.Response[v1.ListReleaseRevisionsResponse], error)
+	GetReleaseRevision(context.Context, *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error)
+	// RollbackRelease makes a new revision with the content of an older one.
+	RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error)
+	// DeleteRelease removes a release: its objects are pruned by a task, then
+	// the release is gone.
+	DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error)
+	// GetEnvironmentStatus summarises an environment's agents and releases.
+	GetEnvironmentStatus(context.Context, *connect.Request[v1.GetEnvironmentStatusRequest]) (*connect.Response[v1.GetEnvironmentStatusResponse], error)
+	// GetEnvironmentKeys returns the public keys values are sealed to.
+	GetEnvironmentKeys(context.Context, *connect.Request[v1.GetEnvironmentKeysRequest]) (*connect.Response[v1.GetEnvironmentKeysResponse], error)
+	// SetSecret stores a new version of a sealed secret and queues the task
+	// that writes it; a plaintext payload is refused.
+	SetSecret(context.Context, *connect.Request[v1.SetSecretRequest]) (*connect.Response[v1.SetSecretResponse], error)
+	ListSecrets(context.Context, *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error)
+	// GetSecretHistory lists a secret's versions, newest first (metadata only).
+	GetSecretHistory(context.Context, *connect.Request[v1.GetSecretHistoryRequest]) (*connect.Response[v1.GetSecretHistoryResponse], error)
+	// DeleteSecret queues the task that deletes the Kubernetes Secret.
+	DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the outpost.v1.OperatorService service. By
@@ -185,6 +249,84 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("UploadArtifact")),
 			connect.WithClientOptions(opts...),
 		),
+		applyRelease: connect.NewClient[v1.ApplyReleaseRequest, v1.ApplyReleaseResponse](
+			httpClient,
+			baseURL+OperatorServiceApplyReleaseProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ApplyRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		getRelease: connect.NewClient[v1.GetReleaseRequest, v1.GetReleaseResponse](
+			httpClient,
+			baseURL+OperatorServiceGetReleaseProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		listReleases: connect.NewClient[v1.ListReleasesRequest, v1.ListReleasesResponse](
+			httpClient,
+			baseURL+OperatorServiceListReleasesProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ListReleases")),
+			connect.WithClientOptions(opts...),
+		),
+		listReleaseRevisions: connect.NewClient[v1.ListReleaseRevisionsRequest, v1.ListReleaseRevisionsResponse](
+			httpClient,
+			baseURL+OperatorServiceListReleaseRevisionsProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ListReleaseRevisions")),
+			connect.WithClientOptions(opts...),
+		),
+		getReleaseRevision: connect.NewClient[v1.GetReleaseRevisionRequest, v1.GetReleaseRevisionResponse](
+			httpClient,
+			baseURL+OperatorServiceGetReleaseRevisionProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetReleaseRevision")),
+			connect.WithClientOptions(opts...),
+		),
+		rollbackRelease: connect.NewClient[v1.RollbackReleaseRequest, v1.RollbackReleaseResponse](
+			httpClient,
+			baseURL+OperatorServiceRollbackReleaseProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RollbackRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteRelease: connect.NewClient[v1.DeleteReleaseRequest, v1.DeleteReleaseResponse](
+			httpClient,
+			baseURL+OperatorServiceDeleteReleaseProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("DeleteRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		getEnvironmentStatus: connect.NewClient[v1.GetEnvironmentStatusRequest, v1.GetEnvironmentStatusResponse](
+			httpClient,
+			baseURL+OperatorServiceGetEnvironmentStatusProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetEnvironmentStatus")),
+			connect.WithClientOptions(opts...),
+		),
+		getEnvironmentKeys: connect.NewClient[v1.GetEnvironmentKeysRequest, v1.GetEnvironmentKeysResponse](
+			httpClient,
+			baseURL+OperatorServiceGetEnvironmentKeysProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetEnvironmentKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		setSecret: connect.NewClient[v1.SetSecretRequest, v1.SetSecretResponse](
+			httpClient,
+			baseURL+OperatorServiceSetSecretProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("SetSecret")),
+			connect.WithClientOptions(opts...),
+		),
+		listSecrets: connect.NewClient[v1.ListSecretsRequest, v1.ListSecretsResponse](
+			httpClient,
+			baseURL+OperatorServiceListSecretsProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ListSecrets")),
+			connect.WithClientOptions(opts...),
+		),
+		getSecretHistory: connect.NewClient[v1.GetSecretHistoryRequest, v1.GetSecretHistoryResponse](
+			httpClient,
+			baseURL+OperatorServiceGetSecretHistoryProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetSecretHistory")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSecret: connect.NewClient[v1.DeleteSecretRequest, v1.DeleteSecretResponse](
+			httpClient,
+			baseURL+OperatorServiceDeleteSecretProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("DeleteSecret")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -203,6 +345,19 @@ type operatorServiceClient struct {
 	listAuditEvents      *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
 	exportAuditEvents    *connect.Client[v1.ExportAuditEventsRequest, v1.ExportAuditEventsResponse]
 	uploadArtifact       *connect.Client[v1.UploadArtifactRequest, v1.UploadArtifactResponse]
+	applyRelease         *connect.Client[v1.ApplyReleaseRequest, v1.ApplyReleaseResponse]
+	getRelease           *connect.Client[v1.GetReleaseRequest, v1.GetReleaseResponse]
+	listReleases         *connect.Client[v1.ListReleasesRequest, v1.ListReleasesResponse]
+	listReleaseRevisions *connect.Client[v1.ListReleaseRevisionsRequest, v1.ListReleaseRevisionsResponse]
+	getReleaseRevision   *connect.Client[v1.GetReleaseRevisionRequest, v1.GetReleaseRevisionResponse]
+	rollbackRelease      *connect.Client[v1.RollbackReleaseRequest, v1.RollbackReleaseResponse]
+	deleteRelease        *connect.Client[v1.DeleteReleaseRequest, v1.DeleteReleaseResponse]
+	getEnvironmentStatus *connect.Client[v1.GetEnvironmentStatusRequest, v1.GetEnvironmentStatusResponse]
+	getEnvironmentKeys   *connect.Client[v1.GetEnvironmentKeysRequest, v1.GetEnvironmentKeysResponse]
+	setSecret            *connect.Client[v1.SetSecretRequest, v1.SetSecretResponse]
+	listSecrets          *connect.Client[v1.ListSecretsRequest, v1.ListSecretsResponse]
+	getSecretHistory     *connect.Client[v1.GetSecretHistoryRequest, v1.GetSecretHistoryResponse]
+	deleteSecret         *connect.Client[v1.DeleteSecretRequest, v1.DeleteSecretResponse]
 }
 
 // WhoAmI calls outpost.v1.OperatorService.WhoAmI.
@@ -270,6 +425,71 @@ func (c *operatorServiceClient) UploadArtifact(ctx context.Context) *connect.Cli
 	return c.uploadArtifact.CallClientStream(ctx)
 }
 
+// ApplyRelease calls outpost.v1.OperatorService.ApplyRelease.
+func (c *operatorServiceClient) ApplyRelease(ctx context.Context, req *connect.Request[v1.ApplyReleaseRequest]) (*connect.Response[v1.ApplyReleaseResponse], error) {
+	return c.applyRelease.CallUnary(ctx, req)
+}
+
+// GetRelease calls outpost.v1.OperatorService.GetRelease.
+func (c *operatorServiceClient) GetRelease(ctx context.Context, req *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error) {
+	return c.getRelease.CallUnary(ctx, req)
+}
+
+// ListReleases calls outpost.v1.OperatorService.ListReleases.
+func (c *operatorServiceClient) ListReleases(ctx context.Context, req *connect.Request[v1.ListReleasesRequest]) (*connect.Response[v1.ListReleasesResponse], error) {
+	return c.listReleases.CallUnary(ctx, req)
+}
+
+// ListReleaseRevisions calls outpost.v1.OperatorService.ListReleaseRevisions.
+func (c *operatorServiceClient) ListReleaseRevisions(ctx context.Context, req *connect.Request[v1.ListReleaseRevisionsRequest]) (*connect.Response[v1.ListReleaseRevisionsResponse], error) {
+	return c.listReleaseRevisions.CallUnary(ctx, req)
+}
+
+// GetReleaseRevision calls outpost.v1.OperatorService.GetReleaseRevision.
+func (c *operatorServiceClient) GetReleaseRevision(ctx context.Context, req *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error) {
+	return c.getReleaseRevision.CallUnary(ctx, req)
+}
+
+// RollbackRelease calls outpost.v1.OperatorService.RollbackRelease.
+func (c *operatorServiceClient) RollbackRelease(ctx context.Context, req *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error) {
+	return c.rollbackRelease.CallUnary(ctx, req)
+}
+
+// DeleteRelease calls outpost.v1.OperatorService.DeleteRelease.
+func (c *operatorServiceClient) DeleteRelease(ctx context.Context, req *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error) {
+	return c.deleteRelease.CallUnary(ctx, req)
+}
+
+// GetEnvironmentStatus calls outpost.v1.OperatorService.GetEnvironmentStatus.
+func (c *operatorServiceClient) GetEnvironmentStatus(ctx context.Context, req *connect.Request[v1.GetEnvironmentStatusRequest]) (*connect.Response[v1.GetEnvironmentStatusResponse], error) {
+	return c.getEnvironmentStatus.CallUnary(ctx, req)
+}
+
+// GetEnvironmentKeys calls outpost.v1.OperatorService.GetEnvironmentKeys.
+func (c *operatorServiceClient) GetEnvironmentKeys(ctx context.Context, req *connect.Request[v1.GetEnvironmentKeysRequest]) (*connect.Response[v1.GetEnvironmentKeysResponse], error) {
+	return c.getEnvironmentKeys.CallUnary(ctx, req)
+}
+
+// SetSecret calls outpost.v1.OperatorService.SetSecret.
+func (c *operatorServiceClient) SetSecret(ctx context.Context, req *connect.Request[v1.SetSecretRequest]) (*connect.Response[v1.SetSecretResponse], error) {
+	return c.setSecret.CallUnary(ctx, req)
+}
+
+// ListSecrets calls outpost.v1.OperatorService.ListSecrets.
+func (c *operatorServiceClient) ListSecrets(ctx context.Context, req *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error) {
+	return c.listSecrets.CallUnary(ctx, req)
+}
+
+// GetSecretHistory calls outpost.v1.OperatorService.GetSecretHistory.
+func (c *operatorServiceClient) GetSecretHistory(ctx context.Context, req *connect.Request[v1.GetSecretHistoryRequest]) (*connect.Response[v1.GetSecretHistoryResponse], error) {
+	return c.getSecretHistory.CallUnary(ctx, req)
+}
+
+// DeleteSecret calls outpost.v1.OperatorService.DeleteSecret.
+func (c *operatorServiceClient) DeleteSecret(ctx context.Context, req *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error) {
+	return c.deleteSecret.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the outpost.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// WhoAmI describes the caller's token.
@@ -292,6 +512,31 @@ type OperatorServiceHandler interface {
 	ExportAuditEvents(context.Context, *connect.Request[v1.ExportAuditEventsRequest], *connect.ServerStream[v1.ExportAuditEventsResponse]) error
 	// UploadArtifact stores a content-addressed blob sent in chunks.
 	UploadArtifact(context.Context, *connect.ClientStream[v1.UploadArtifactRequest]) (*connect.Response[v1.UploadArtifactResponse], error)
+	// ApplyRelease creates a release or gives it a new revision; the same
+	// content as the newest revision makes none.
+	ApplyRelease(context.Context, *connect.Request[v1.ApplyReleaseRequest]) (*connect.Response[v1.ApplyReleaseResponse], error)
+	GetRelease(context.Context, *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error)
+	ListReleases(context.Context, *connect.Request[v1.ListReleasesRequest]) (*connect.Response[v1.ListReleasesResponse], error)
+	// ListReleaseRevisions returns a release's revisions, newest first.
+	ListReleaseRevisions(context.Context, *connect.Request[v1.ListReleaseRevisionsRequest]) (*connect.Response[v1.ListReleaseRevisionsResponse], error)
+	GetReleaseRevision(context.Context, *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error)
+	// RollbackRelease makes a new revision with the content of an older one.
+	RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error)
+	// DeleteRelease removes a release: its objects are pruned by a task, then
+	// the release is gone.
+	DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error)
+	// GetEnvironmentStatus summarises an environment's agents and releases.
+	GetEnvironmentStatus(context.Context, *connect.Request[v1.GetEnvironmentStatusRequest]) (*connect.Response[v1.GetEnvironmentStatusResponse], error)
+	// GetEnvironmentKeys returns the public keys values are sealed to.
+	GetEnvironmentKeys(context.Context, *connect.Request[v1.GetEnvironmentKeysRequest]) (*connect.Response[v1.GetEnvironmentKeysResponse], error)
+	// SetSecret stores a new version of a sealed secret and queues the task
+	// that writes it; a plaintext payload is refused.
+	SetSecret(context.Context, *connect.Request[v1.SetSecretRequest]) (*connect.Response[v1.SetSecretResponse], error)
+	ListSecrets(context.Context, *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error)
+	// GetSecretHistory lists a secret's versions, newest first (metadata only).
+	GetSecretHistory(context.Context, *connect.Request[v1.GetSecretHistoryRequest]) (*connect.Response[v1.GetSecretHistoryResponse], error)
+	// DeleteSecret queues the task that deletes the Kubernetes Secret.
+	DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -379,6 +624,84 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("UploadArtifact")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceApplyReleaseHandler := connect.NewUnaryHandler(
+		OperatorServiceApplyReleaseProcedure,
+		svc.ApplyRelease,
+		connect.WithSchema(operatorServiceMethods.ByName("ApplyRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetReleaseHandler := connect.NewUnaryHandler(
+		OperatorServiceGetReleaseProcedure,
+		svc.GetRelease,
+		connect.WithSchema(operatorServiceMethods.ByName("GetRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceListReleasesHandler := connect.NewUnaryHandler(
+		OperatorServiceListReleasesProcedure,
+		svc.ListReleases,
+		connect.WithSchema(operatorServiceMethods.ByName("ListReleases")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceListReleaseRevisionsHandler := connect.NewUnaryHandler(
+		OperatorServiceListReleaseRevisionsProcedure,
+		svc.ListReleaseRevisions,
+		connect.WithSchema(operatorServiceMethods.ByName("ListReleaseRevisions")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetReleaseRevisionHandler := connect.NewUnaryHandler(
+		OperatorServiceGetReleaseRevisionProcedure,
+		svc.GetReleaseRevision,
+		connect.WithSchema(operatorServiceMethods.ByName("GetReleaseRevision")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRollbackReleaseHandler := connect.NewUnaryHandler(
+		OperatorServiceRollbackReleaseProcedure,
+		svc.RollbackRelease,
+		connect.WithSchema(operatorServiceMethods.ByName("RollbackRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceDeleteReleaseHandler := connect.NewUnaryHandler(
+		OperatorServiceDeleteReleaseProcedure,
+		svc.DeleteRelease,
+		connect.WithSchema(operatorServiceMethods.ByName("DeleteRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetEnvironmentStatusHandler := connect.NewUnaryHandler(
+		OperatorServiceGetEnvironmentStatusProcedure,
+		svc.GetEnvironmentStatus,
+		connect.WithSchema(operatorServiceMethods.ByName("GetEnvironmentStatus")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetEnvironmentKeysHandler := connect.NewUnaryHandler(
+		OperatorServiceGetEnvironmentKeysProcedure,
+		svc.GetEnvironmentKeys,
+		connect.WithSchema(operatorServiceMethods.ByName("GetEnvironmentKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceSetSecretHandler := connect.NewUnaryHandler(
+		OperatorServiceSetSecretProcedure,
+		svc.SetSecret,
+		connect.WithSchema(operatorServiceMethods.ByName("SetSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceListSecretsHandler := connect.NewUnaryHandler(
+		OperatorServiceListSecretsProcedure,
+		svc.ListSecrets,
+		connect.WithSchema(operatorServiceMethods.ByName("ListSecrets")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetSecretHistoryHandler := connect.NewUnaryHandler(
+		OperatorServiceGetSecretHistoryProcedure,
+		svc.GetSecretHistory,
+		connect.WithSchema(operatorServiceMethods.ByName("GetSecretHistory")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceDeleteSecretHandler := connect.NewUnaryHandler(
+		OperatorServiceDeleteSecretProcedure,
+		svc.DeleteSecret,
+		connect.WithSchema(operatorServiceMethods.ByName("DeleteSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceWhoAmIProcedure:
@@ -407,6 +730,32 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceExportAuditEventsHandler.ServeHTTP(w, r)
 		case OperatorServiceUploadArtifactProcedure:
 			operatorServiceUploadArtifactHandler.ServeHTTP(w, r)
+		case OperatorServiceApplyReleaseProcedure:
+			operatorServiceApplyReleaseHandler.ServeHTTP(w, r)
+		case OperatorServiceGetReleaseProcedure:
+			operatorServiceGetReleaseHandler.ServeHTTP(w, r)
+		case OperatorServiceListReleasesProcedure:
+			operatorServiceListReleasesHandler.ServeHTTP(w, r)
+		case OperatorServiceListReleaseRevisionsProcedure:
+			operatorServiceListReleaseRevisionsHandler.ServeHTTP(w, r)
+		case OperatorServiceGetReleaseRevisionProcedure:
+			operatorServiceGetReleaseRevisionHandler.ServeHTTP(w, r)
+		case OperatorServiceRollbackReleaseProcedure:
+			operatorServiceRollbackReleaseHandler.ServeHTTP(w, r)
+		case OperatorServiceDeleteReleaseProcedure:
+			operatorServiceDeleteReleaseHandler.ServeHTTP(w, r)
+		case OperatorServiceGetEnvironmentStatusProcedure:
+			operatorServiceGetEnvironmentStatusHandler.ServeHTTP(w, r)
+		case OperatorServiceGetEnvironmentKeysProcedure:
+			operatorServiceGetEnvironmentKeysHandler.ServeHTTP(w, r)
+		case OperatorServiceSetSecretProcedure:
+			operatorServiceSetSecretHandler.ServeHTTP(w, r)
+		case OperatorServiceListSecretsProcedure:
+			operatorServiceListSecretsHandler.ServeHTTP(w, r)
+		case OperatorServiceGetSecretHistoryProcedure:
+			operatorServiceGetSecretHistoryHandler.ServeHTTP(w, r)
+		case OperatorServiceDeleteSecretProcedure:
+			operatorServiceDeleteSecretHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -466,4 +815,56 @@ func (UnimplementedOperatorServiceHandler) ExportAuditEvents(context.Context, *c
 
 func (UnimplementedOperatorServiceHandler) UploadArtifact(context.Context, *connect.ClientStream[v1.UploadArtifactRequest]) (*connect.Response[v1.UploadArtifactResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.UploadArtifact is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ApplyRelease(context.Context, *connect.Request[v1.ApplyReleaseRequest]) (*connect.Response[v1.ApplyReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.ApplyRelease is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetRelease(context.Context, *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.GetRelease is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ListReleases(context.Context, *connect.Request[v1.ListReleasesRequest]) (*connect.Response[v1.ListReleasesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.ListReleases is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ListReleaseRevisions(context.Context, *connect.Request[v1.ListReleaseRevisionsRequest]) (*connect.Response[v1.ListReleaseRevisionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.ListReleaseRevisions is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetReleaseRevision(context.Context, *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.GetReleaseRevision is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.RollbackRelease is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.DeleteRelease is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetEnvironmentStatus(context.Context, *connect.Request[v1.GetEnvironmentStatusRequest]) (*connect.Response[v1.GetEnvironmentStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.GetEnvironmentStatus is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetEnvironmentKeys(context.Context, *connect.Request[v1.GetEnvironmentKeysRequest]) (*connect.Response[v1.GetEnvironmentKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.GetEnvironmentKeys is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) SetSecret(context.Context, *connect.Request[v1.SetSecretRequest]) (*connect.Response[v1.SetSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.SetSecret is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ListSecrets(context.Context, *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.ListSecrets is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetSecretHistory(context.Context, *connect.Request[v1.GetSecretHistoryRequest]) (*connect.Response[v1.GetSecretHistoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.GetSecretHistory is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.DeleteSecret is not implemented"))
 }
