@@ -35,6 +35,9 @@ var fakeNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // every CLI command, plus hooks for tests to script task progress and to
 // tamper with the audit log.
 type fakeHub struct {
+	// The secret calls are not faked yet; they answer Unimplemented.
+	outpostv1connect.UnimplementedOperatorServiceHandler
+
 	mu        sync.Mutex
 	envs      []*v1.Environment
 	agents    []*v1.Agent

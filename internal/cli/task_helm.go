@@ -284,7 +284,7 @@ func (a *app) prepareHelm(f *taskRunFlags) (*helmTask, error) {
 			return nil, err
 		}
 		t.spec.Chart, t.chart = chart, packed // encode places a packed archive
-		if t.spec.Values, err = mergeValues(h.valueFiles, h.set, a.opts.Stdin); err != nil {
+		if t.spec.Values, err = mergeValues(h.valueFiles, h.set, a.opts.Stdin, flagName); err != nil {
 			return nil, err
 		}
 	}
@@ -322,47 +322,71 @@ func helmTimeoutSeconds(d time.Duration) (int, error) {
 // chartSource returns the spec's chart for a repository or registry, or
 // the archive of a local chart, which encode places in the spec.
 func (h *helmFlags) chartSource() (*taskspec.HelmChart, *packedChart, error) {
-	oci := strings.HasPrefix(h.chart, "oci://")
-	remote := h.repo != "" || oci
+	return chartOptions{
+		chart: h.chart, repo: h.repo, chartName: h.chartName, version: h.version,
+		username: h.username, password: h.password, repoCAFile: h.repoCAFile, plainHTTP: h.plainHTTP,
+		given: h.fs.Changed,
+		name:  flagName,
+	}.source()
+}
+
+// chartOptions say where a helm chart comes from, whether from the flags
+// of `task run` or from a release file.
+type chartOptions struct {
+	chart, repo, chartName, version string
+	username, password, repoCAFile  string
+	plainHTTP                       bool
+	// given reports whether the option of this flag name was set.
+	given func(flag string) bool
+	// name is how errors call the option of this flag name.
+	name func(flag string) string
+}
+
+// source returns the spec's chart for a repository or registry, or the
+// archive of a local chart, which helmTask.encode places in the spec.
+func (o chartOptions) source() (*taskspec.HelmChart, *packedChart, error) {
+	n := o.name
+	oci := strings.HasPrefix(o.chart, "oci://")
+	remote := o.repo != "" || oci
 	switch {
-	case h.repo != "" && h.chart != "":
-		return nil, nil, errors.New("--chart and --repo: give --repo URL with --chart-name NAME, or --chart alone")
-	case h.repo != "" && strings.HasPrefix(h.repo, "oci://"):
-		return nil, nil, fmt.Errorf("--repo %s: an OCI chart is named whole, as --chart %s/NAME", h.repo, strings.TrimSuffix(h.repo, "/"))
-	case h.repo != "" && h.chartName == "":
-		return nil, nil, errors.New("--repo needs --chart-name NAME, the chart's name in the repository")
-	case h.repo == "" && h.chartName != "":
-		return nil, nil, errors.New("--chart-name names a chart in a --repo repository; give --repo URL too")
-	case h.repo == "" && h.chart == "":
-		return nil, nil, errors.New("a helm install or upgrade needs a chart: --chart DIR, --chart FILE.tgz, --chart oci://host/path/chart, or --repo URL --chart-name NAME")
+	case o.repo != "" && o.chart != "":
+		return nil, nil, fmt.Errorf("%s and %s: give %s URL with %s NAME, or %s alone", n(flagChart), n(flagRepo), n(flagRepo), n(flagChartName), n(flagChart))
+	case o.repo != "" && strings.HasPrefix(o.repo, "oci://"):
+		return nil, nil, fmt.Errorf("%s %s: an OCI chart is named whole, as %s %s/NAME", n(flagRepo), o.repo, n(flagChart), strings.TrimSuffix(o.repo, "/"))
+	case o.repo != "" && o.chartName == "":
+		return nil, nil, fmt.Errorf("%s needs %s NAME, the chart's name in the repository", n(flagRepo), n(flagChartName))
+	case o.repo == "" && o.chartName != "":
+		return nil, nil, fmt.Errorf("%s names a chart in a %s repository; give %s URL too", n(flagChartName), n(flagRepo), n(flagRepo))
+	case o.repo == "" && o.chart == "":
+		return nil, nil, fmt.Errorf("a helm install or upgrade needs a chart: %[1]s DIR, %[1]s FILE.tgz, %[1]s oci://host/path/chart, or %[2]s URL %[3]s NAME", n(flagChart), n(flagRepo), n(flagChartName))
 	case !remote:
 		for _, name := range []string{flagVersion, flagUsername, flagPassword, flagRepoCAFile, flagPlainHTTP} {
-			if h.fs.Changed(name) {
-				return nil, nil, fmt.Errorf("--%s applies to charts from a repository or registry (--repo, or --chart oci://...), not to the local chart %s", name, h.chart)
+			if o.given(name) {
+				return nil, nil, fmt.Errorf("%s applies to charts from a repository or registry (%s, or %s oci://...), not to the local chart %s", n(name), n(flagRepo), n(flagChart), o.chart)
 			}
 		}
-		packed, err := readChart(h.chart)
+		packed, err := readChart(o.chart)
 		if err != nil {
 			return nil, nil, err
 		}
 		return nil, packed, nil
-	case h.plainHTTP && !oci:
-		return nil, nil, errors.New("--plain-http applies to oci:// registries; use an http:// --repo URL for a plain-HTTP repository")
+	case o.plainHTTP && !oci:
+		return nil, nil, fmt.Errorf("%s applies to oci:// registries; use an http:// %s URL for a plain-HTTP repository", n(flagPlainHTTP), n(flagRepo))
 	}
-	c := &taskspec.HelmChart{Repository: h.repo, Name: h.chartName, Version: h.version, Username: h.username, Password: h.password, PlainHTTP: h.plainHTTP}
+	c := &taskspec.HelmChart{Repository: o.repo, Name: o.chartName, Version: o.version, Username: o.username, Password: o.password, PlainHTTP: o.plainHTTP}
 	if oci {
-		c.Repository = h.chart
+		c.Repository = o.chart
 	}
-	if err := checkCredentials(h.username, h.password); err != nil {
+	if err := checkCredentials(o.username, o.password, n); err != nil {
 		return nil, nil, err
 	}
-	if h.repoCAFile != "" {
-		ca, err := readBoundedFile("--"+flagRepoCAFile, h.repoCAFile, maxRepoCABytes)
+	if o.repoCAFile != "" {
+		ca, err := readBoundedFile(n(flagRepoCAFile), o.repoCAFile, maxRepoCABytes)
 		if err != nil {
 			return nil, nil, err
 		}
 		if !bytes.Contains(ca, []byte("-----BEGIN CERTIFICATE-----")) {
-			return nil, nil, fmt.Errorf("--%s %s: holds no PEM certificate", flagRepoCAFile, h.repoCAFile)
+			return nil, nil, fmt.Errorf("%s %s: holds no PEM certificate", n(flagRepoCAFile), o.repoCAFile)
 		}
 		c.CA = string(ca)
 	}
@@ -372,19 +396,19 @@ func (h *helmFlags) chartSource() (*taskspec.HelmChart, *packedChart, error) {
 // checkCredentials refuses a password that is not a vault reference: the
 // hub stores specs, and must never hold the password itself. The
 // password is never repeated in the error.
-func checkCredentials(username, password string) error {
+func checkCredentials(username, password string, n func(string) string) error {
 	if password != "" && !strings.HasPrefix(password, vault.Scheme) {
-		return fmt.Errorf("--%s must be a vault reference such as %sk8s/registry-creds/password, never the password itself: "+
+		return fmt.Errorf("%s must be a vault reference such as %sk8s/registry-creds/password, never the password itself: "+
 			"the hub would store it; keep the password where the agent resolves references (e.g. a Secret in its namespace) and pass the reference",
-			flagPassword, vault.Scheme)
+			n(flagPassword), vault.Scheme)
 	}
 	if password != "" {
 		if _, err := vault.ParseRef(password); err != nil {
-			return fmt.Errorf("--%s: %w", flagPassword, err)
+			return fmt.Errorf("%s: %w", n(flagPassword), err)
 		}
 	}
 	if (username == "") != (password == "") {
-		return fmt.Errorf("--%s and --%s: give both or neither", flagUsername, flagPassword)
+		return fmt.Errorf("%s and %s: give both or neither", n(flagUsername), n(flagPassword))
 	}
 	return nil
 }
@@ -454,7 +478,8 @@ func (a *app) addHelm(ctx context.Context, client outpostv1connect.OperatorServi
 // mergeValues merges the -f files left to right, then the --set values,
 // as helm does, and returns them as the spec's JSON object (nil when there
 // are none). Each file is checked for alias bombs before it is decoded.
-func mergeValues(files, sets []string, stdin io.Reader) (json.RawMessage, error) {
+func mergeValues(files, sets []string, stdin io.Reader, n func(flag string) string) (json.RawMessage, error) {
+	valuesName := n(flagValues)
 	base := map[string]any{}
 	readStdin := false
 	for _, file := range files {
@@ -463,30 +488,33 @@ func mergeValues(files, sets []string, stdin io.Reader) (json.RawMessage, error)
 			err  error
 		)
 		if file == "-" {
+			if stdin == nil {
+				return nil, fmt.Errorf("%s -: stdin is not available for values here; name a file", valuesName)
+			}
 			if readStdin {
-				return nil, errors.New("--values -: stdin can be read only once")
+				return nil, fmt.Errorf("%s -: stdin can be read only once", valuesName)
 			}
 			readStdin = true
-			data, err = readLimited("--values", "stdin", stdin, maxValuesFileBytes)
+			data, err = readLimited(valuesName, "stdin", stdin, maxValuesFileBytes)
 			file = "stdin"
 		} else {
-			data, err = readBoundedFile("--values", file, maxValuesFileBytes)
+			data, err = readBoundedFile(valuesName, file, maxValuesFileBytes)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if err := archive.CheckYAML(file, data, archive.YAMLLimits{}); err != nil {
-			return nil, fmt.Errorf("--values: %w", err)
+			return nil, fmt.Errorf("%s: %w", valuesName, err)
 		}
 		vals, err := loader.LoadValues(bytes.NewReader(data))
 		if err != nil {
-			return nil, fmt.Errorf("--values %s: %w", file, err)
+			return nil, fmt.Errorf("%s %s: %w", valuesName, file, err)
 		}
 		base = loader.MergeMaps(base, vals)
 	}
 	for _, s := range sets {
 		if err := strvals.ParseInto(s, base); err != nil {
-			return nil, fmt.Errorf("--set %s: %w", s, err)
+			return nil, fmt.Errorf("%s %s: %w", n(flagSet), s, err)
 		}
 	}
 	if len(base) == 0 {
@@ -497,7 +525,7 @@ func mergeValues(files, sets []string, stdin io.Reader) (json.RawMessage, error)
 		return nil, fmt.Errorf("values: %w", err)
 	}
 	if len(enc) > taskspec.MaxHelmValuesBytes {
-		return nil, fmt.Errorf("the values of --values and --set come to %d bytes as JSON, more than the %d KiB a spec carries; put large data in the chart", len(enc), taskspec.MaxHelmValuesBytes>>10)
+		return nil, fmt.Errorf("the values of %s and %s come to %d bytes as JSON, more than the %d KiB a spec carries; put large data in the chart", valuesName, n(flagSet), len(enc), taskspec.MaxHelmValuesBytes>>10)
 	}
 	return enc, nil
 }
@@ -713,6 +741,9 @@ func isValuesLikeYAML(name string) bool {
 	}
 	return !slices.Contains(strings.Split(path.Dir(name), "/"), "templates")
 }
+
+// flagName is how errors about flags call them: "--chart".
+func flagName(flag string) string { return "--" + flag }
 
 // flagList renders flag names as "--a, --b and --c".
 func flagList(names []string) string {

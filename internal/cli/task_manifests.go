@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,17 +90,20 @@ func prepareManifests(f *taskRunFlags) (*manifestsTask, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &manifestsTask{
-		spec: taskspec.Manifests{
-			Release: m.release, Namespace: m.namespace, Revision: m.revision,
-			Bundle: string(data), Adopt: m.adopt,
-		},
-		data: data, files: files, objs: objs,
-	}
+	s := taskspec.Manifests{Release: m.release, Namespace: m.namespace, Revision: m.revision, Adopt: m.adopt}
 	if m.noPrune {
 		prune := false
-		t.spec.Prune = &prune
+		s.Prune = &prune
 	}
+	return newManifestsTask(s, data, files, objs)
+}
+
+// newManifestsTask checks spec s with the bundle data (read from files
+// files and holding objs objects) inline, as `task run` and
+// `release apply` both send it.
+func newManifestsTask(s taskspec.Manifests, data []byte, files, objs int) (*manifestsTask, error) {
+	s.Bundle, s.Artifact = string(data), ""
+	t := &manifestsTask{spec: s, data: data, files: files, objs: objs}
 	if err := t.spec.Validate(); err != nil {
 		return nil, fmt.Errorf("manifests spec: %w", err)
 	}
@@ -109,27 +114,43 @@ func prepareManifests(f *taskRunFlags) (*manifestsTask, error) {
 // revisions of one release never apply at once.
 func (t *manifestsTask) conflictKey() string { return "manifests/" + t.spec.Release }
 
-// encodeManifests returns the spec, and the artifact digest when the bundle was too
-// large to travel inline and has been uploaded.
-func (a *app) encodeManifests(ctx context.Context, client outpostv1connect.OperatorServiceClient, t *manifestsTask) ([]byte, string, error) {
-	spec, err := json.Marshal(t.spec)
+// encoded returns the spec as sent, computed here without contacting the
+// hub: the bundle inline, or, when the spec would be too large, named by
+// the digest artifact under which the bundle must be uploaded. The same
+// task always encodes to the same bytes.
+func (t *manifestsTask) encoded() (spec []byte, artifact string, err error) {
+	spec, err = json.Marshal(t.spec)
 	if err != nil {
 		return nil, "", fmt.Errorf("manifests spec: %w", err)
 	}
 	if len(spec) <= maxInlineSpecBytes {
 		return spec, "", nil
 	}
-	digest, err := uploadContent(ctx, client, "the bundle", bytes.NewReader(t.data))
-	if err != nil {
-		return nil, "", err
-	}
-	a.notef("Uploaded the bundle (%d bytes, larger than the %d KiB a spec carries inline) as %s.", len(t.data), maxInlineSpecBytes>>10, digest)
+	sum := sha256.Sum256(t.data)
 	s := t.spec
-	s.Bundle, s.Artifact = "", digest
+	s.Bundle, s.Artifact = "", taskspec.ArtifactDigestPrefix+hex.EncodeToString(sum[:])
 	spec, err = json.Marshal(s)
 	if err != nil {
 		return nil, "", fmt.Errorf("manifests spec: %w", err)
 	}
+	return spec, s.Artifact, nil
+}
+
+// encodeManifests returns the spec, and the artifact digest when the bundle was too
+// large to travel inline and has been uploaded.
+func (a *app) encodeManifests(ctx context.Context, client outpostv1connect.OperatorServiceClient, t *manifestsTask) ([]byte, string, error) {
+	spec, artifact, err := t.encoded()
+	if err != nil || artifact == "" {
+		return spec, "", err
+	}
+	digest, err := uploadContent(ctx, client, "the bundle", bytes.NewReader(t.data))
+	if err != nil {
+		return nil, "", err
+	}
+	if digest != artifact {
+		return nil, "", fmt.Errorf("upload the bundle: stored as %s, the spec names %s", digest, artifact)
+	}
+	a.notef("Uploaded the bundle (%d bytes, larger than the %d KiB a spec carries inline) as %s.", len(t.data), maxInlineSpecBytes>>10, digest)
 	return spec, digest, nil
 }
 
