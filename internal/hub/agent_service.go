@@ -159,8 +159,11 @@ func (s *agentService) Watch(ctx context.Context, req *connect.Request[outpostv1
 			return nil
 		case w := <-wake:
 			ev := &outpostv1.WatchResponse{Event: &outpostv1.WatchResponse_WorkAvailable{WorkAvailable: &outpostv1.WorkAvailable{}}}
-			if w.CancelTaskID != "" {
+			switch {
+			case w.CancelTaskID != "":
 				ev.Event = &outpostv1.WatchResponse_TaskCancelled{TaskCancelled: &outpostv1.TaskCancelled{TaskId: w.CancelTaskID}}
+			case w.DesiredState:
+				ev.Event = &outpostv1.WatchResponse_DesiredStateChanged{DesiredStateChanged: &outpostv1.DesiredStateChanged{}}
 			}
 			if err := stream.Send(ev); err != nil {
 				return err
@@ -218,11 +221,14 @@ func (s *agentService) Poll(ctx context.Context, req *connect.Request[outpostv1.
 }
 
 func (s *agentService) addWake(resp *outpostv1.PollResponse, w store.Wakeup) {
-	if w.CancelTaskID != "" {
+	switch {
+	case w.CancelTaskID != "":
 		resp.CancelledTaskIds = append(resp.CancelledTaskIds, w.CancelTaskID)
-		return
+	case w.DesiredState:
+		resp.DesiredStateChanged = true
+	default:
+		resp.WorkAvailable = true
 	}
-	resp.WorkAvailable = true
 }
 
 func (s *agentService) Claim(ctx context.Context, req *connect.Request[outpostv1.ClaimRequest]) (*connect.Response[outpostv1.ClaimResponse], error) {

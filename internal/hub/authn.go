@@ -119,6 +119,8 @@ func storeError(op string, err error) error {
 		code = connect.CodeResourceExhausted
 	case errors.Is(err, store.ErrDigestMismatch):
 		code = connect.CodeInvalidArgument
+	case errors.Is(err, store.ErrReleaseKindChanged), errors.Is(err, store.ErrReleaseDeleting), errors.Is(err, store.ErrKeyMismatch):
+		code = connect.CodeFailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = connect.CodeCanceled
 	case errors.Is(err, context.DeadlineExceeded):

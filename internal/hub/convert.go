@@ -36,11 +36,16 @@ func stateFromProto(s outpostv1.TaskState) store.TaskState {
 	return ""
 }
 
-func (h *Hub) taskToProto(ctx context.Context, t store.Task) *outpostv1.Task {
-	envName := t.EnvironmentID
-	if env, err := h.environment(ctx, t.EnvironmentID); err == nil {
-		envName = env.Name
+// envName returns an environment's name, or its ID when it cannot be read.
+func (h *Hub) envName(ctx context.Context, id string) string {
+	if env, err := h.environment(ctx, id); err == nil {
+		return env.Name
 	}
+	return id
+}
+
+func (h *Hub) taskToProto(ctx context.Context, t store.Task) *outpostv1.Task {
+	envName := h.envName(ctx, t.EnvironmentID)
 	return &outpostv1.Task{
 		Id:              t.ID,
 		Tenant:          t.Tenant,
@@ -66,10 +71,7 @@ func (h *Hub) taskToProto(ctx context.Context, t store.Task) *outpostv1.Task {
 }
 
 func (h *Hub) agentToProto(ctx context.Context, a store.Agent) *outpostv1.Agent {
-	envName := a.EnvironmentID
-	if env, err := h.environment(ctx, a.EnvironmentID); err == nil {
-		envName = env.Name
-	}
+	envName := h.envName(ctx, a.EnvironmentID)
 	return &outpostv1.Agent{
 		Id:             a.ID,
 		Tenant:         a.Tenant,

@@ -188,20 +188,8 @@ func (s *operatorService) EnqueueTask(ctx context.Context, req *connect.Request[
 	if err := checkConflictKeys(m.GetConflictKeys()); err != nil {
 		return nil, err
 	}
-	if len(m.GetArtifacts()) > maxArtifacts {
-		return nil, invalid("at most %d artifacts per task", maxArtifacts)
-	}
-	for _, d := range m.GetArtifacts() {
-		if err := checkDigest(d); err != nil {
-			return nil, err
-		}
-		ok, err := s.h.store.BlobExists(ctx, c.token.Tenant, d)
-		if err != nil {
-			return nil, storeError("enqueue", err)
-		}
-		if !ok {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("artifact %s was not uploaded; upload it before enqueueing the task", d))
-		}
+	if err := s.checkArtifacts(ctx, c, m.GetArtifacts()); err != nil {
+		return nil, err
 	}
 	maxAttempts := int(m.GetMaxAttempts())
 	if maxAttempts == 0 {
@@ -239,6 +227,27 @@ func (s *operatorService) EnqueueTask(ctx context.Context, req *connect.Request[
 		s.h.metrics.enqueued.Inc()
 	}
 	return connect.NewResponse(&outpostv1.EnqueueTaskResponse{Task: s.h.taskToProto(ctx, t), Created: created}), nil
+}
+
+// checkArtifacts validates a task's artifact digests and that each was
+// uploaded.
+func (s *operatorService) checkArtifacts(ctx context.Context, c operatorCaller, digests []string) error {
+	if len(digests) > maxArtifacts {
+		return invalid("at most %d artifacts per task", maxArtifacts)
+	}
+	for _, d := range digests {
+		if err := checkDigest(d); err != nil {
+			return err
+		}
+		ok, err := s.h.store.BlobExists(ctx, c.token.Tenant, d)
+		if err != nil {
+			return storeError("check artifact", err)
+		}
+		if !ok {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("artifact %s was not uploaded; upload it first", d))
+		}
+	}
+	return nil
 }
 
 func (s *operatorService) GetTask(ctx context.Context, req *connect.Request[outpostv1.GetTaskRequest]) (*connect.Response[outpostv1.GetTaskResponse], error) {

@@ -63,6 +63,19 @@ func Validate(kind string, spec []byte) error {
 // Decode decodes spec into v strictly and validates it: at most MaxSpecBytes,
 // one JSON object, no unknown fields, no trailing data, then v.Validate.
 func Decode(spec []byte, v Spec) error {
+	if err := DecodeStrict(spec, v); err != nil {
+		return err
+	}
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("taskspec: %w: %w", ErrInvalidSpec, err)
+	}
+	return nil
+}
+
+// DecodeStrict is Decode without the validation, for callers that fill in
+// fields before validating: at most MaxSpecBytes, one JSON object, no
+// unknown fields, no trailing data.
+func DecodeStrict(spec []byte, v any) error {
 	if len(spec) > MaxSpecBytes {
 		return fmt.Errorf("taskspec: %w: %d bytes, larger than %d", ErrInvalidSpec, len(spec), MaxSpecBytes)
 	}
@@ -73,9 +86,6 @@ func Decode(spec []byte, v Spec) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("taskspec: %w: trailing data after the JSON object", ErrInvalidSpec)
-	}
-	if err := v.Validate(); err != nil {
-		return fmt.Errorf("taskspec: %w: %w", ErrInvalidSpec, err)
 	}
 	return nil
 }
