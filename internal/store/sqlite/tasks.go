@@ -89,7 +89,9 @@ func (n envNames) get(ctx context.Context, q querier, id string) (string, error)
 }
 
 // apply writes back what a transition changed and records its event and
-// wake-up.
+// wake-up; a task it finishes settles the release it carries. Every path
+// that ends a task (report, cancellation, sweep, claim past a deadline)
+// goes through it.
 func apply(ctx context.Context, tx *tx, c store.Change) error {
 	if c.Write {
 		t := c.Task
@@ -106,56 +108,73 @@ func apply(ctx context.Context, tx *tx, c store.Change) error {
 	if c.Wakeup != nil {
 		tx.wakeup(*c.Wakeup)
 	}
+	if c.Write && c.Task.State.Terminal() {
+		env := ""
+		if c.Event != nil {
+			env = c.Event.Environment
+		}
+		return settleRelease(ctx, tx, c.Task, env)
+	}
 	return nil
 }
 
 // EnqueueTask inserts t as queued, or returns the stored task with the same
 // id when t repeats its request.
 func (s *Store) EnqueueTask(ctx context.Context, t store.Task, actor string) (store.Task, bool, error) {
-	nt := store.NewTask(t, s.now())
-	created := false
+	var (
+		nt      store.Task
+		created bool
+	)
 	_, err := s.write(ctx, "enqueue task", func(tx *tx) error {
-		existing, _, err := getTask(ctx, tx, t.Tenant, t.ID)
-		switch {
-		case err == nil:
-			if !store.SameRequest(existing, t) {
-				return fmt.Errorf("task %q: %w", t.ID, store.ErrIdempotencyMismatch)
-			}
-			nt = existing
-			return nil
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		env, err := getEnv(ctx, tx, t.EnvironmentID)
-		if err != nil {
-			return err
-		}
-		if env.Tenant != t.Tenant {
-			return fmt.Errorf("environment %q: %w", t.EnvironmentID, store.ErrNotFound)
-		}
-		var seq int64
-		err = tx.QueryRowContext(ctx, qInsertTask,
-			nt.Tenant, nt.ID, nt.EnvironmentID, nt.Kind, nonNil(nt.Spec), encodeList(nt.ConflictKeys), encodeList(nt.Artifacts),
-			nt.MaxAttempts, micros(nt.Deadline), string(nt.State), nt.CreatedAt.UnixMicro(), nt.UpdatedAt.UnixMicro(), micros(nt.NotBefore)).
-			Scan(&seq)
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		for _, d := range nt.Artifacts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO task_artifacts (task_seq, tenant, digest) VALUES (?, ?, ?)
-				ON CONFLICT DO NOTHING`, seq, nt.Tenant, d); err != nil {
-				return fmt.Errorf("insert artifact: %w", err)
-			}
-		}
-		created = true
-		tx.record(store.EnqueuedEvent(nt, env.Name, actor))
-		tx.wakeup(store.Wakeup{Tenant: nt.Tenant, EnvironmentID: nt.EnvironmentID})
-		return nil
+		var err error
+		nt, created, err = insertTask(ctx, tx, t, actor, s.now())
+		return err
 	})
 	if err != nil {
 		return store.Task{}, false, err
 	}
 	return nt, created, nil
+}
+
+// insertTask inserts t as queued in tx, records its event and wakes its
+// environment; with an existing id it returns the stored task and false,
+// or ErrIdempotencyMismatch. Every write that enqueues goes through it.
+func insertTask(ctx context.Context, tx *tx, t store.Task, actor string, now time.Time) (store.Task, bool, error) {
+	nt := store.NewTask(t, now)
+	existing, _, err := getTask(ctx, tx, t.Tenant, t.ID)
+	switch {
+	case err == nil:
+		if !store.SameRequest(existing, t) {
+			return store.Task{}, false, fmt.Errorf("task %q: %w", t.ID, store.ErrIdempotencyMismatch)
+		}
+		return existing, false, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Task{}, false, err
+	}
+	env, err := getEnv(ctx, tx, t.EnvironmentID)
+	if err != nil {
+		return store.Task{}, false, err
+	}
+	if env.Tenant != t.Tenant {
+		return store.Task{}, false, fmt.Errorf("environment %q: %w", t.EnvironmentID, store.ErrNotFound)
+	}
+	var seq int64
+	err = tx.QueryRowContext(ctx, qInsertTask,
+		nt.Tenant, nt.ID, nt.EnvironmentID, nt.Kind, nonNil(nt.Spec), encodeList(nt.ConflictKeys), encodeList(nt.Artifacts),
+		nt.MaxAttempts, micros(nt.Deadline), string(nt.State), nt.CreatedAt.UnixMicro(), nt.UpdatedAt.UnixMicro(), micros(nt.NotBefore)).
+		Scan(&seq)
+	if err != nil {
+		return store.Task{}, false, fmt.Errorf("insert: %w", err)
+	}
+	for _, d := range nt.Artifacts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO task_artifacts (task_seq, tenant, digest) VALUES (?, ?, ?)
+			ON CONFLICT DO NOTHING`, seq, nt.Tenant, d); err != nil {
+			return store.Task{}, false, fmt.Errorf("insert artifact: %w", err)
+		}
+	}
+	tx.record(store.EnqueuedEvent(nt, env.Name, actor))
+	tx.wakeup(store.Wakeup{Tenant: nt.Tenant, EnvironmentID: nt.EnvironmentID})
+	return nt, true, nil
 }
 
 // GetTask returns the tenant's task id.
