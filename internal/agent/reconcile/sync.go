@@ -1,0 +1,493 @@
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/executor/manifests"
+)
+
+// snapshot is a release's spec and generation, read under the mutex.
+type snapshot struct {
+	spec Release
+	gen  uint64
+}
+
+// release returns the current spec and generation of name.
+func (r *Reconciler) release(name string) (snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs, ok := r.releases[name]
+	if !ok {
+		return snapshot{}, false
+	}
+	return snapshot{spec: rs.spec, gen: rs.gen}, true
+}
+
+// current reports whether name is still at generation gen.
+func (r *Reconciler) current(name string, gen uint64) (*releaseState, bool) {
+	rs, ok := r.releases[name]
+	return rs, ok && rs.gen == gen
+}
+
+// syncRelease is the full sync of a release: it computes the desired
+// objects, starts their informers, dry-runs every object for a fresh
+// baseline and compares it with the live object.
+func (r *Reconciler) syncRelease(ctx context.Context, name string) error {
+	unlock, err := r.relLock.Lock(ctx, []string{name})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	snap, ok := r.release(name)
+	if !ok {
+		return nil
+	}
+	start := time.Now()
+	ds, err := r.desired(ctx, &snap.spec)
+	if err != nil {
+		r.syncFailed(ctx, name, snap.gen, err)
+		if errors.Is(err, ErrDesiredState) || executor.IsTerminal(err) {
+			// The next resync or Update tries again.
+			return nil
+		}
+		return err
+	}
+
+	r.mu.Lock()
+	rs, ok := r.current(name, snap.gen)
+	if !ok {
+		r.mu.Unlock()
+		return nil
+	}
+	objs := make(map[objKey]*objectState, len(ds.objects))
+	watchKeys := map[watchKey]bool{}
+	for _, d := range ds.objects {
+		os := rs.objects[d.key]
+		if os == nil {
+			os = &objectState{key: d.key}
+		}
+		os.desired = d.obj
+		objs[d.key] = os
+		watchKeys[watchKey{gvr: d.key.gvr, namespace: d.key.namespace}] = true
+		if owner, taken := r.index[d.key]; taken && owner != name {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "object claimed by two releases", slog.String(logRelease, name), slog.String(logObject, d.key.String()), slog.String("other_release", owner))
+		}
+		r.index[d.key] = name
+	}
+	for k := range rs.objects {
+		if _, keep := objs[k]; !keep && r.index[k] == name {
+			delete(r.index, k)
+		}
+	}
+	rs.objects = objs
+	rs.helmVersion = ds.helmVersion
+	rs.err = ""
+	r.mu.Unlock()
+
+	r.ensureWatches(ctx)
+	r.waitWatches(ctx, watchKeys)
+
+	states := make([]*objectState, 0, len(objs))
+	for _, os := range objs {
+		states = append(states, os)
+	}
+	var mu sync.Mutex
+	var corrected []ObjectDrift
+	var failed []string
+	err = executor.ForEach(ctx, r.opts.Parallelism, states, func(ctx context.Context, os *objectState) error {
+		c, err := r.syncObject(ctx, snap, os)
+		mu.Lock()
+		defer mu.Unlock()
+		if c != nil {
+			corrected = append(corrected, *c)
+		}
+		if err != nil {
+			failed = append(failed, os.key.String()+": "+err.Error())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if rs, ok := r.current(name, snap.gen); ok {
+		rs.attempted = true
+		if len(failed) > 0 {
+			slices.Sort(failed)
+			rs.err = "objects could not be compared: " + strings.Join(failed, "; ")
+		}
+	}
+	r.checkSyncedLocked()
+	r.mu.Unlock()
+	r.publish(name, snap.gen, corrected)
+	r.log.LogAttrs(ctx, slog.LevelDebug, "release synced", slog.String(logRelease, name), slog.Int64(logRevision, snap.spec.Revision),
+		slog.Int(logObjects, len(states)), slog.Duration(logDuration, time.Since(start)))
+	if len(failed) > 0 {
+		return fmt.Errorf("reconcile: release %s: %d objects could not be compared", name, len(failed))
+	}
+	return nil
+}
+
+// syncFailed records that the desired state of a release could not be
+// computed and reports it.
+func (r *Reconciler) syncFailed(ctx context.Context, name string, gen uint64, err error) {
+	r.log.LogAttrs(ctx, slog.LevelWarn, "release not reconciled", slog.String(logRelease, name), slog.String(logError, err.Error()))
+	r.mu.Lock()
+	if rs, ok := r.current(name, gen); ok {
+		rs.attempted = true
+		rs.err = err.Error()
+	}
+	r.checkSyncedLocked()
+	r.mu.Unlock()
+	r.publish(name, gen, nil)
+}
+
+// syncObject dry-runs one object for a fresh baseline, compares the live
+// object with it and acts on drift. It returns the drift it corrected.
+func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, os *objectState) (*ObjectDrift, error) {
+	base, err := r.dryRun(ctx, snap.spec, os)
+	if err != nil {
+		return nil, err
+	}
+	live, ok := r.cached(os.key)
+	if !ok || len(driftOf(base, live)) > 0 || live == nil {
+		// The cache may lag; judge on the object as it is now.
+		if live, err = r.get(ctx, os.key); err != nil {
+			return nil, err
+		}
+	}
+	return r.judge(ctx, snap, os, base, live)
+}
+
+// checkObject handles an informer event: it compares the cached live
+// object with the cached baseline, without an API call, and only on a
+// difference confirms it with a fresh dry run and read.
+func (r *Reconciler) checkObject(ctx context.Context, name string, key objKey) error {
+	r.mu.Lock()
+	rs := r.releases[name]
+	var os *objectState
+	if rs != nil {
+		os = rs.objects[key]
+	}
+	if os == nil || os.base == nil {
+		r.mu.Unlock()
+		// Not desired, or its full sync is still to come.
+		return nil
+	}
+	base, gen, wasDrifted := os.base, rs.gen, os.drift != nil
+	r.mu.Unlock()
+	live, ok := r.cached(key)
+	if !ok {
+		return nil
+	}
+	if len(driftOf(base, live)) == 0 && live != nil && !wasDrifted {
+		return nil
+	}
+
+	unlock, err := r.relLock.Lock(ctx, []string{name})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	snap, ok := r.release(name)
+	if !ok || snap.gen != gen {
+		// A full sync of the new desired state is queued.
+		return nil
+	}
+	fresh, err := r.dryRun(ctx, snap.spec, os)
+	if err != nil {
+		return err
+	}
+	if live, err = r.get(ctx, key); err != nil {
+		return err
+	}
+	corrected, err := r.judge(ctx, snap, os, fresh, live)
+	r.publish(name, gen, optional(corrected))
+	return err
+}
+
+func optional(d *ObjectDrift) []ObjectDrift {
+	if d == nil {
+		return nil
+	}
+	return []ObjectDrift{*d}
+}
+
+// driftOf returns the fields of base that live lacks or changed; every
+// field when live is nil.
+func driftOf(base *baseline, live *unstructured.Unstructured) []string {
+	if live == nil {
+		return []string{""}
+	}
+	return base.diff(live)
+}
+
+// judge compares live with base, a fresh baseline, and acts: nothing when
+// they agree, a report in the detect mode, a correction in the correct
+// mode. It returns the drift it corrected.
+func (r *Reconciler) judge(ctx context.Context, snap snapshot, os *objectState, base *baseline, live *unstructured.Unstructured) (*ObjectDrift, error) {
+	spec := snap.spec
+	if r.staleObject(spec, live) {
+		r.markStale(ctx, spec.Name, snap.gen, os.key)
+		return nil, nil
+	}
+	var fields []string
+	if live != nil {
+		fields = base.diff(live)
+		if len(fields) == 0 {
+			r.setDrift(spec.Name, snap.gen, os, nil, "")
+			return nil, nil
+		}
+	}
+	gvk := os.desired.GroupVersionKind()
+	drift := &ObjectDrift{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: os.key.namespace, Name: os.key.name, Deleted: live == nil, Fields: fields}
+	if r.isStale(spec.Name, snap.gen) {
+		// The desired state is being refreshed: leave the object.
+		return nil, nil
+	}
+	if spec.mode() == ModeDetect {
+		r.log.LogAttrs(ctx, slog.LevelInfo, "drift detected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
+			slog.Bool("deleted", drift.Deleted), slog.Any(logFields, fields))
+		r.setDrift(spec.Name, snap.gen, os, drift, "")
+		r.recordDrift(ctx, os, live, drift, false, "")
+		return nil, nil
+	}
+	return r.correct(ctx, snap, os, base, drift)
+}
+
+// correct applies the desired object again, holding the release's keyed
+// lock, and keeps the live values of ignored fields.
+func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState, base *baseline, drift *ObjectDrift) (*ObjectDrift, error) {
+	spec := snap.spec
+	if r.opts.Lock != nil {
+		unlock, err := r.opts.Lock.Lock(ctx, []string{LockKey(spec.Name)})
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: lock release %s: %w", spec.Name, err)
+		}
+		defer unlock()
+	}
+	// A task may have changed the release while the lock was waited for.
+	live, err := r.get(ctx, os.key)
+	if err != nil {
+		return nil, err
+	}
+	if r.staleObject(spec, live) {
+		r.markStale(ctx, spec.Name, snap.gen, os.key)
+		return nil, nil
+	}
+	if live != nil && len(base.diff(live)) == 0 {
+		r.setDrift(spec.Name, snap.gen, os, nil, "")
+		return nil, nil
+	}
+	if stale, err := r.desiredMoved(ctx, snap); err != nil || stale {
+		return nil, err
+	}
+	obj := os.desired.DeepCopy()
+	if live != nil {
+		for _, p := range base.ignored {
+			carry(obj.Object, live.Object, p)
+		}
+	}
+	out, err := r.resource(os.key).Apply(ctx, os.key.name, obj, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true})
+	if err != nil {
+		msg := err.Error()
+		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction failed", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()), slog.String(logError, msg))
+		r.setDrift(spec.Name, snap.gen, os, drift, msg)
+		r.recordDrift(ctx, os, live, drift, false, msg)
+		return nil, fmt.Errorf("reconcile: correct %s: %w", os.key, err)
+	}
+	nb, err := newBaseline(out, spec.manager(), spec.Ignore)
+	r.mu.Lock()
+	if err == nil {
+		os.base = nb
+	}
+	r.corrections++
+	r.mu.Unlock()
+	r.setDrift(spec.Name, snap.gen, os, nil, "")
+	r.log.LogAttrs(ctx, slog.LevelInfo, "drift corrected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
+		slog.Bool("deleted", drift.Deleted), slog.Any(logFields, drift.Fields))
+	r.recordDrift(ctx, os, out, drift, true, "")
+	return drift, nil
+}
+
+// desiredMoved reports, for a helm release, whether a newer Helm revision
+// was deployed than the desired objects come from; a full sync is then
+// queued instead of correcting.
+func (r *Reconciler) desiredMoved(ctx context.Context, snap snapshot) (bool, error) {
+	if snap.spec.Kind != KindHelm {
+		return false, nil
+	}
+	hr, err := r.helmRelease(&snap.spec)
+	if err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	rs, ok := r.current(snap.spec.Name, snap.gen)
+	moved := ok && rs.helmVersion != hr.Version
+	r.mu.Unlock()
+	if moved {
+		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, snap.spec.Name), slog.Int("helm_revision", hr.Version))
+		r.queue.Add(item{release: snap.spec.Name})
+	}
+	return moved || !ok, nil
+}
+
+// staleObject reports whether live carries a higher revision than spec.
+func (r *Reconciler) staleObject(spec Release, live *unstructured.Unstructured) bool {
+	if live == nil || spec.Kind != KindManifests {
+		return false
+	}
+	rev, err := strconv.ParseInt(live.GetLabels()[manifests.LabelRevision], 10, 64)
+	return err == nil && rev > spec.Revision
+}
+
+// markStale records that the desired state of a release is older than the
+// cluster and asks for a fresh one, once per generation.
+func (r *Reconciler) markStale(ctx context.Context, name string, gen uint64, key objKey) {
+	r.mu.Lock()
+	rs, ok := r.current(name, gen)
+	first := ok && !rs.stale
+	if first {
+		rs.stale = true
+	}
+	r.mu.Unlock()
+	if !first {
+		return
+	}
+	r.log.LogAttrs(ctx, slog.LevelInfo, "desired state is stale; asking for a refresh", slog.String(logRelease, name), slog.String(logObject, key.String()))
+	if r.opts.NeedRefresh != nil {
+		r.opts.NeedRefresh(name)
+	}
+}
+
+// isStale reports whether the release's desired state is known stale.
+func (r *Reconciler) isStale(name string, gen uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs, ok := r.current(name, gen)
+	return !ok || rs.stale
+}
+
+// setDrift records the drift of an object (nil when in sync).
+func (r *Reconciler) setDrift(name string, gen uint64, os *objectState, d *ObjectDrift, errMsg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.current(name, gen); !ok {
+		return
+	}
+	os.drift, os.driftErr = d, errMsg
+	if d == nil {
+		os.event = ""
+	}
+}
+
+// dryRun applies the desired object in a dry run and stores and returns
+// the baseline of the response.
+func (r *Reconciler) dryRun(ctx context.Context, spec Release, os *objectState) (*baseline, error) {
+	out, err := r.resource(os.key).Apply(ctx, os.key.name, os.desired, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true, DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: dry-run %s: %w", os.key, err)
+	}
+	b, err := newBaseline(out, spec.manager(), spec.Ignore)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: %s: %w", os.key, err)
+	}
+	r.mu.Lock()
+	os.base = b
+	r.mu.Unlock()
+	return b, nil
+}
+
+// get reads an object; nil when it does not exist.
+func (r *Reconciler) get(ctx context.Context, k objKey) (*unstructured.Unstructured, error) {
+	u, err := r.resource(k).Get(ctx, k.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read %s: %w", k, err)
+	}
+	return u, nil
+}
+
+func (r *Reconciler) resource(k objKey) dynamic.ResourceInterface {
+	res := r.dyn.Resource(k.gvr)
+	if k.namespace == "" {
+		return res
+	}
+	return res.Namespace(k.namespace)
+}
+
+// publish reports the state of a release when it changed, and the
+// corrections just made.
+func (r *Reconciler) publish(name string, gen uint64, corrected []ObjectDrift) {
+	now := r.opts.Now()
+	r.mu.Lock()
+	rs, ok := r.current(name, gen)
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	var objs []ObjectDrift
+	var errs []string
+	for _, os := range rs.objects {
+		if os.drift != nil {
+			objs = append(objs, *os.drift)
+			if os.driftErr != "" {
+				errs = append(errs, os.key.String()+": "+os.driftErr)
+			}
+		}
+	}
+	sortDrifts(objs)
+	slices.Sort(errs)
+	if rs.err != "" {
+		errs = append([]string{rs.err}, errs...)
+	}
+	state := Drift{Release: name, Revision: rs.spec.Revision, Mode: rs.spec.mode(), Objects: objs, Error: strings.Join(errs, "; "), Time: now}
+	sig := signature(state)
+	send := sig != rs.reported
+	rs.reported = sig
+	r.mu.Unlock()
+	if len(corrected) > 0 {
+		sortDrifts(corrected)
+		r.reports.push(Drift{Release: name, Revision: state.Revision, Mode: state.Mode, Objects: corrected, Corrected: true, Time: now})
+		if state.InSync() {
+			// The correction report says the release is in sync.
+			return
+		}
+	}
+	if send {
+		r.reports.push(state)
+	}
+}
+
+func sortDrifts(objs []ObjectDrift) {
+	slices.SortFunc(objs, func(a, b ObjectDrift) int {
+		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+}
+
+// signature identifies a release state, to report each change once.
+func signature(d Drift) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rev=%d mode=%s err=%q", d.Revision, d.Mode, d.Error)
+	for _, o := range d.Objects {
+		fmt.Fprintf(&b, "|%s/%s/%s/%s deleted=%t %s", o.Group, o.Kind, o.Namespace, o.Name, o.Deleted, strings.Join(o.Fields, ","))
+	}
+	return b.String()
+}
