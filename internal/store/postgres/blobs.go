@@ -114,13 +114,15 @@ func (s *Store) BlobExists(ctx context.Context, tenant, digest string) (bool, er
 }
 
 // DeleteUnreferencedBlobs deletes blobs stored before cutoff that no task
-// of their tenant references, and uploads abandoned before cutoff.
+// nor release revision of their tenant references, and uploads abandoned
+// before cutoff.
 func (s *Store) DeleteUnreferencedBlobs(ctx context.Context, cutoff time.Time) (int, error) {
 	c := store.Micro(cutoff)
 	var n int64
 	_, err := s.write(ctx, "delete unreferenced blobs", func(tx *tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM blobs WHERE created_at < $1 AND NOT EXISTS (
-			SELECT 1 FROM task_artifacts a WHERE a.tenant = blobs.tenant AND a.digest = blobs.digest)`, c)
+			SELECT 1 FROM task_artifacts a WHERE a.tenant = blobs.tenant AND a.digest = blobs.digest)
+			AND NOT EXISTS (SELECT 1 FROM release_artifacts a WHERE a.tenant = blobs.tenant AND a.digest = blobs.digest)`, c)
 		if err != nil {
 			return err
 		}

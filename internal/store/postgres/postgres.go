@@ -170,7 +170,9 @@ func (s *Store) notify(ctx context.Context, op string, wakeups []store.Wakeup) {
 	}
 	payloads := make([]string, 0, len(wakeups))
 	for _, w := range wakeups {
-		b, err := json.Marshal(wakeupPayload{Schema: s.schema, Tenant: w.Tenant, EnvironmentID: w.EnvironmentID, CancelTaskID: w.CancelTaskID})
+		b, err := json.Marshal(wakeupPayload{
+			Schema: s.schema, Tenant: w.Tenant, EnvironmentID: w.EnvironmentID, CancelTaskID: w.CancelTaskID, DesiredState: w.DesiredState,
+		})
 		if err != nil {
 			s.log.ErrorContext(ctx, "cannot encode a wake-up", "op", op, "error", err)
 			return

@@ -88,7 +88,9 @@ func (n envNames) get(ctx context.Context, q querier, id string) (string, error)
 }
 
 // apply writes back what a transition changed (the row is locked by the
-// caller) and records its event and wake-up.
+// caller) and records its event and wake-up; a task it finishes settles
+// the release it carries. Every path that ends a task (report,
+// cancellation, sweep, claim past a deadline) goes through it.
 func apply(ctx context.Context, tx *tx, c store.Change) error {
 	if c.Write {
 		t := c.Task
@@ -107,72 +109,98 @@ func apply(ctx context.Context, tx *tx, c store.Change) error {
 	if c.Wakeup != nil {
 		tx.wakeup(*c.Wakeup)
 	}
+	if c.Write && c.Task.State.Terminal() {
+		env := ""
+		if c.Event != nil {
+			env = c.Event.Environment
+		}
+		return settleRelease(ctx, tx, c.Task, env)
+	}
 	return nil
 }
 
 // EnqueueTask inserts t as queued, or returns the stored task with the same
-// id when t repeats its request. Enqueues into one environment hold a
-// transaction advisory lock, so that tasks commit in seq order: a claim
-// never sees a newer task of a key while an older one is still invisible.
+// id when t repeats its request.
 func (s *Store) EnqueueTask(ctx context.Context, t store.Task, actor string) (store.Task, bool, error) {
-	nt := store.NewTask(t, s.now())
-	created := false
+	var (
+		nt      store.Task
+		created bool
+	)
 	_, err := s.write(ctx, "enqueue task", func(tx *tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('outpost.enqueue:' || $1, 0))`, t.EnvironmentID); err != nil {
-			return fmt.Errorf("lock environment queue: %w", err)
-		}
-		existing := func() error {
-			cur, _, err := getTask(ctx, tx, t.Tenant, t.ID, "")
-			if err != nil {
-				return err
-			}
-			if !store.SameRequest(cur, t) {
-				return fmt.Errorf("task %q: %w", t.ID, store.ErrIdempotencyMismatch)
-			}
-			nt = cur
-			return nil
-		}
-		err := existing()
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		env, err := getEnv(ctx, tx, t.EnvironmentID)
-		if err != nil {
-			return err
-		}
-		if env.Tenant != t.Tenant {
-			return fmt.Errorf("environment %q: %w", t.EnvironmentID, store.ErrNotFound)
-		}
-		var seq int64
-		err = tx.QueryRow(ctx, `INSERT INTO tasks (tenant, id, environment_id, kind, spec, conflict_keys, artifacts,
-			max_attempts, deadline, state, attempt, created_at, updated_at, not_before)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13)
-			ON CONFLICT (tenant, id) DO NOTHING RETURNING seq`,
-			nt.Tenant, nt.ID, nt.EnvironmentID, nt.Kind, nonNil(nt.Spec), nonNil(nt.ConflictKeys), nonNil(nt.Artifacts),
-			nt.MaxAttempts, ts(nt.Deadline), string(nt.State), nt.CreatedAt, nt.UpdatedAt, ts(nt.NotBefore)).
-			Scan(&seq)
-		if errors.Is(err, pgx.ErrNoRows) {
-			// Enqueued meanwhile into another environment under the same id.
-			return existing()
-		}
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		if len(nt.Artifacts) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO task_artifacts (task_seq, tenant, digest)
-				SELECT $1, $2, d FROM unnest($3::text[]) AS d ON CONFLICT DO NOTHING`, seq, nt.Tenant, nt.Artifacts); err != nil {
-				return fmt.Errorf("insert artifacts: %w", err)
-			}
-		}
-		created = true
-		tx.record(store.EnqueuedEvent(nt, env.Name, actor))
-		tx.wakeup(store.Wakeup{Tenant: nt.Tenant, EnvironmentID: nt.EnvironmentID})
-		return nil
+		var err error
+		nt, created, err = insertTask(ctx, tx, t, actor, s.now())
+		return err
 	})
 	if err != nil {
 		return store.Task{}, false, err
 	}
 	return nt, created, nil
+}
+
+// lockQueue takes the transaction advisory lock of envID's queue. Enqueues
+// into one environment hold it, so that tasks commit in seq order: a claim
+// never sees a newer task of a key while an older one is still invisible.
+// Release and secret changes take it first too, which serializes them per
+// environment. Taking it again in the same transaction is harmless.
+func lockQueue(ctx context.Context, tx *tx, envID string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('outpost.enqueue:' || $1, 0))`, envID); err != nil {
+		return fmt.Errorf("lock environment queue: %w", err)
+	}
+	return nil
+}
+
+// insertTask inserts t as queued in tx, records its event and wakes its
+// environment; with an existing id it returns the stored task and false,
+// or ErrIdempotencyMismatch. Every write that enqueues goes through it.
+func insertTask(ctx context.Context, tx *tx, t store.Task, actor string, now time.Time) (store.Task, bool, error) {
+	nt := store.NewTask(t, now)
+	if err := lockQueue(ctx, tx, t.EnvironmentID); err != nil {
+		return store.Task{}, false, err
+	}
+	existing := func() (store.Task, bool, error) {
+		cur, _, err := getTask(ctx, tx, t.Tenant, t.ID, "")
+		if err != nil {
+			return store.Task{}, false, err
+		}
+		if !store.SameRequest(cur, t) {
+			return store.Task{}, false, fmt.Errorf("task %q: %w", t.ID, store.ErrIdempotencyMismatch)
+		}
+		return cur, false, nil
+	}
+	if cur, created, err := existing(); !errors.Is(err, store.ErrNotFound) {
+		return cur, created, err
+	}
+	env, err := getEnv(ctx, tx, t.EnvironmentID)
+	if err != nil {
+		return store.Task{}, false, err
+	}
+	if env.Tenant != t.Tenant {
+		return store.Task{}, false, fmt.Errorf("environment %q: %w", t.EnvironmentID, store.ErrNotFound)
+	}
+	var seq int64
+	err = tx.QueryRow(ctx, `INSERT INTO tasks (tenant, id, environment_id, kind, spec, conflict_keys, artifacts,
+		max_attempts, deadline, state, attempt, created_at, updated_at, not_before)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13)
+		ON CONFLICT (tenant, id) DO NOTHING RETURNING seq`,
+		nt.Tenant, nt.ID, nt.EnvironmentID, nt.Kind, nonNil(nt.Spec), nonNil(nt.ConflictKeys), nonNil(nt.Artifacts),
+		nt.MaxAttempts, ts(nt.Deadline), string(nt.State), nt.CreatedAt, nt.UpdatedAt, ts(nt.NotBefore)).
+		Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Enqueued meanwhile into another environment under the same id.
+		return existing()
+	}
+	if err != nil {
+		return store.Task{}, false, fmt.Errorf("insert: %w", err)
+	}
+	if len(nt.Artifacts) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO task_artifacts (task_seq, tenant, digest)
+			SELECT $1, $2, d FROM unnest($3::text[]) AS d ON CONFLICT DO NOTHING`, seq, nt.Tenant, nt.Artifacts); err != nil {
+			return store.Task{}, false, fmt.Errorf("insert artifacts: %w", err)
+		}
+	}
+	tx.record(store.EnqueuedEvent(nt, env.Name, actor))
+	tx.wakeup(store.Wakeup{Tenant: nt.Tenant, EnvironmentID: nt.EnvironmentID})
+	return nt, true, nil
 }
 
 // GetTask returns the tenant's task id.

@@ -22,6 +22,7 @@ type wakeupPayload struct {
 	Tenant        string `json:"t"`
 	EnvironmentID string `json:"e"`
 	CancelTaskID  string `json:"c,omitempty"`
+	DesiredState  bool   `json:"d,omitempty"`
 }
 
 // reconnect paces the listener's reconnections after its connection drops.
@@ -80,6 +81,6 @@ func (s *Store) listen(ctx context.Context, fn func(store.Wakeup), connected fun
 		if p.Schema != s.schema {
 			continue
 		}
-		fn(store.Wakeup{Tenant: p.Tenant, EnvironmentID: p.EnvironmentID, CancelTaskID: p.CancelTaskID})
+		fn(store.Wakeup{Tenant: p.Tenant, EnvironmentID: p.EnvironmentID, CancelTaskID: p.CancelTaskID, DesiredState: p.DesiredState})
 	}
 }

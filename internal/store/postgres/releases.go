@@ -1,0 +1,449 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outposthq/outpost/internal/store"
+)
+
+const releaseColumns = `tenant, environment_id, name, kind, mode, revision, applied_revision, applied_task_id,
+	sync, last_error, drift, drift_corrected, drift_at, task_id, delete_requested, created_at, updated_at`
+
+const revisionColumns = `tenant, environment_id, release, revision, kind, spec, artifacts, mode, ignore_rules,
+	digest, description, created_by, created_at, rolled_back_from`
+
+// releaseScan holds the columns of one release row while it is scanned.
+type releaseScan struct {
+	r          store.ReleaseRow
+	mode, sync string
+	driftAt    pgtype.Timestamptz
+}
+
+func (x *releaseScan) dest() []any {
+	r := &x.r
+	return []any{&r.Tenant, &r.EnvironmentID, &r.Name, &r.Kind, &x.mode, &r.Revision, &r.AppliedRevision, &r.AppliedTaskID,
+		&x.sync, &r.LastError, &r.Drift, &r.DriftCorrected, &x.driftAt, &r.TaskID, &r.DeleteRequested, &r.CreatedAt, &r.UpdatedAt}
+}
+
+func (x *releaseScan) row() store.ReleaseRow {
+	r := x.r
+	r.Mode = store.ReleaseMode(x.mode)
+	r.Sync = store.ReleaseSync(x.sync)
+	if len(r.Drift) == 0 {
+		r.Drift = nil
+	}
+	r.DriftAt = fromTS(x.driftAt)
+	r.CreatedAt = r.CreatedAt.UTC()
+	r.UpdatedAt = r.UpdatedAt.UTC()
+	return r
+}
+
+// revisionScan holds the columns of one revision row while it is scanned.
+type revisionScan struct {
+	v    store.ReleaseRevision
+	mode string
+}
+
+func (x *revisionScan) dest() []any {
+	v := &x.v
+	return []any{&v.Tenant, &v.EnvironmentID, &v.Release, &v.Revision, &v.Kind, &v.Spec, &v.Artifacts, &x.mode, &v.Ignore,
+		&v.Digest, &v.Description, &v.CreatedBy, &v.CreatedAt, &v.RolledBackFrom}
+}
+
+func (x *revisionScan) revision() store.ReleaseRevision {
+	v := x.v
+	v.Artifacts = orNil(v.Artifacts)
+	if len(v.Ignore) == 0 {
+		v.Ignore = nil
+	}
+	v.Mode = store.ReleaseMode(x.mode)
+	v.CreatedAt = v.CreatedAt.UTC()
+	return v
+}
+
+func scanRelease(row pgx.Row) (store.ReleaseRow, error) {
+	var x releaseScan
+	if err := row.Scan(x.dest()...); err != nil {
+		return store.ReleaseRow{}, err
+	}
+	return x.row(), nil
+}
+
+func scanRevision(row pgx.Row) (store.ReleaseRevision, error) {
+	var x revisionScan
+	if err := row.Scan(x.dest()...); err != nil {
+		return store.ReleaseRevision{}, err
+	}
+	return x.revision(), nil
+}
+
+// getRelease reads a release; lock is appended to the query ("FOR
+// UPDATE" or "").
+func getRelease(ctx context.Context, q querier, tenant, envID, name, lock string) (store.ReleaseRow, error) {
+	r, err := scanRelease(q.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases
+		WHERE tenant = $1 AND environment_id = $2 AND name = $3 `+lock, tenant, envID, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ReleaseRow{}, fmt.Errorf("release %q: %w", name, store.ErrNotFound)
+	}
+	return r, err
+}
+
+func getRevision(ctx context.Context, q querier, tenant, envID, name string, revision int64) (store.ReleaseRevision, error) {
+	v, err := scanRevision(q.QueryRow(ctx, `SELECT `+revisionColumns+` FROM release_revisions
+		WHERE tenant = $1 AND environment_id = $2 AND release = $3 AND revision = $4`, tenant, envID, name, revision))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ReleaseRevision{}, fmt.Errorf("release %q revision %d: %w", name, revision, store.ErrNotFound)
+	}
+	return v, err
+}
+
+// tenantEnv returns the environment envID if it belongs to tenant.
+func tenantEnv(ctx context.Context, q querier, tenant, envID string) (store.Environment, error) {
+	env, err := getEnv(ctx, q, envID)
+	if err != nil {
+		return store.Environment{}, err
+	}
+	if env.Tenant != tenant {
+		return store.Environment{}, fmt.Errorf("environment %q: %w", envID, store.ErrNotFound)
+	}
+	return env, nil
+}
+
+// qualify prefixes each of the comma-separated columns with alias.
+func qualify(columns, alias string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// writeRelease inserts or updates r.
+func writeRelease(ctx context.Context, tx *tx, r store.ReleaseRow) error {
+	_, err := tx.Exec(ctx, `INSERT INTO releases (`+releaseColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+		ON CONFLICT (tenant, environment_id, name) DO UPDATE SET
+			kind = excluded.kind, mode = excluded.mode, revision = excluded.revision,
+			applied_revision = excluded.applied_revision, applied_task_id = excluded.applied_task_id,
+			sync = excluded.sync, last_error = excluded.last_error, drift = excluded.drift,
+			drift_corrected = excluded.drift_corrected, drift_at = excluded.drift_at, task_id = excluded.task_id,
+			delete_requested = excluded.delete_requested, updated_at = excluded.updated_at`,
+		r.Tenant, r.EnvironmentID, r.Name, r.Kind, string(r.Mode), r.Revision, r.AppliedRevision, r.AppliedTaskID,
+		string(r.Sync), r.LastError, nonNil(r.Drift), r.DriftCorrected, ts(r.DriftAt), r.TaskID, r.DeleteRequested,
+		r.CreatedAt, r.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("write release %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+func insertRevision(ctx context.Context, tx *tx, v store.ReleaseRevision) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO release_revisions (`+revisionColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		v.Tenant, v.EnvironmentID, v.Release, v.Revision, v.Kind, nonNil(v.Spec), nonNil(v.Artifacts), string(v.Mode),
+		nonNil(v.Ignore), v.Digest, v.Description, v.CreatedBy, v.CreatedAt, v.RolledBackFrom); err != nil {
+		return fmt.Errorf("insert release %s revision %d: %w", v.Release, v.Revision, err)
+	}
+	if len(v.Artifacts) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO release_artifacts (tenant, environment_id, release, revision, digest)
+			SELECT $1, $2, $3, $4, d FROM unnest($5::text[]) AS d ON CONFLICT DO NOTHING`,
+			v.Tenant, v.EnvironmentID, v.Release, v.Revision, v.Artifacts); err != nil {
+			return fmt.Errorf("insert release %s artifacts: %w", v.Release, err)
+		}
+	}
+	return nil
+}
+
+// applyRelease writes back what a release transition changed (the row is
+// locked by the caller) and records its event and wake-up.
+func applyRelease(ctx context.Context, tx *tx, c store.ReleaseChange) error {
+	r := c.Row
+	switch {
+	case c.Remove:
+		if _, err := tx.Exec(ctx, `DELETE FROM releases WHERE tenant = $1 AND environment_id = $2 AND name = $3`,
+			r.Tenant, r.EnvironmentID, r.Name); err != nil {
+			return fmt.Errorf("remove release %s: %w", r.Name, err)
+		}
+	case c.Write:
+		if err := writeRelease(ctx, tx, r); err != nil {
+			return err
+		}
+	}
+	if c.Event != nil {
+		tx.record(*c.Event)
+	}
+	if c.Wakeup != nil {
+		tx.wakeup(*c.Wakeup)
+	}
+	return nil
+}
+
+// settleRelease settles the release whose current task t, just finished,
+// is; env names t's environment ("" when unknown). A release moved on to
+// another task meanwhile no longer matches once its lock is granted.
+func settleRelease(ctx context.Context, tx *tx, t store.Task, env string) error {
+	cur, err := scanRelease(tx.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE tenant = $1 AND task_id = $2 FOR UPDATE`,
+		t.Tenant, t.ID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("settle release of task %s: %w", t.ID, err)
+	}
+	if env == "" {
+		if env, err = (envNames{}).get(ctx, tx, t.EnvironmentID); err != nil {
+			return err
+		}
+	}
+	return applyRelease(ctx, tx, store.SettleRelease(cur, t, env, t.UpdatedAt))
+}
+
+// ApplyRelease makes p.Revision the release's newest revision and
+// enqueues its task, unless the newest revision has the same digest.
+// Changes to one environment's releases take turns on its queue lock.
+func (s *Store) ApplyRelease(ctx context.Context, p store.ApplyReleaseParams) (store.Release, store.ReleaseRevision, bool, error) {
+	if err := store.ValidateRevision(p); err != nil {
+		return store.Release{}, store.ReleaseRevision{}, false, fmt.Errorf("apply release: %w", err)
+	}
+	now := s.orNow(p.Now)
+	in := p.Revision
+	var (
+		r       store.Release
+		rev     store.ReleaseRevision
+		created bool
+	)
+	_, err := s.write(ctx, "apply release", func(tx *tx) error {
+		env, err := tenantEnv(ctx, tx, in.Tenant, in.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		if err := lockQueue(ctx, tx, in.EnvironmentID); err != nil {
+			return err
+		}
+		cur, err := getRelease(ctx, tx, in.Tenant, in.EnvironmentID, in.Release, "FOR UPDATE")
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		var newest store.ReleaseRevision
+		if exists {
+			if newest, err = getRevision(ctx, tx, in.Tenant, in.EnvironmentID, in.Release, cur.Revision); err != nil {
+				return err
+			}
+		}
+		action, err := store.PlanApply(cur, exists, newest.Digest, in)
+		if err != nil {
+			return err
+		}
+		switch action {
+		case store.ApplyNothing:
+			r, rev = cur.Release, newest
+			return nil
+		case store.ApplyRetry:
+			rev = newest
+		default:
+			rev = store.NumberRevision(cur, exists, in, now)
+		}
+		task, err := p.Task(rev)
+		if err != nil {
+			return fmt.Errorf("release %q: build task: %w", in.Release, err)
+		}
+		if err := store.CheckReleaseTask(task, in.Tenant, in.EnvironmentID, in.Release); err != nil {
+			return err
+		}
+		task, fresh, err := insertTask(ctx, tx, task, in.CreatedBy, now)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return fmt.Errorf("release %q: task %q: %w", in.Release, task.ID, store.ErrIdempotencyMismatch)
+		}
+		if action == store.ApplyRevision {
+			if err := insertRevision(ctx, tx, rev); err != nil {
+				return err
+			}
+			tx.record(store.ReleaseAppliedEvent(rev, env.Name, task.ID))
+			created = true
+		}
+		row := store.PendingRelease(cur, exists, rev, task.ID, now)
+		r = row.Release
+		return writeRelease(ctx, tx, row)
+	})
+	if err != nil {
+		return store.Release{}, store.ReleaseRevision{}, false, err
+	}
+	return r, rev, created, nil
+}
+
+// GetRelease returns the tenant's release name of environment envID.
+func (s *Store) GetRelease(ctx context.Context, tenant, envID, name string) (store.Release, error) {
+	r, err := getRelease(ctx, s.pool, tenant, envID, name, "")
+	if err != nil {
+		return store.Release{}, fmt.Errorf("get release: %w", err)
+	}
+	return r.Release, nil
+}
+
+// ListReleases lists the tenant's releases by environment and name, of
+// envID only when it is set.
+func (s *Store) ListReleases(ctx context.Context, tenant, envID string) ([]store.Release, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+releaseColumns+` FROM releases
+		WHERE tenant = $1 AND ($2 = '' OR environment_id = $2) ORDER BY environment_id, name`, tenant, envID)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Release, error) {
+		row, err := scanRelease(r)
+		return row.Release, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	return out, nil
+}
+
+// ListReleaseRevisions returns the release's revisions, newest first.
+func (s *Store) ListReleaseRevisions(ctx context.Context, tenant, envID, name string) ([]store.ReleaseRevision, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+revisionColumns+` FROM release_revisions
+		WHERE tenant = $1 AND environment_id = $2 AND release = $3 ORDER BY revision DESC`, tenant, envID, name)
+	if err != nil {
+		return nil, fmt.Errorf("list release revisions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.ReleaseRevision, error) { return scanRevision(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list release revisions: %w", err)
+	}
+	if len(out) == 0 {
+		// Every release has a revision.
+		return nil, fmt.Errorf("list release revisions: release %q: %w", name, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+// GetReleaseRevision returns one revision of the release.
+func (s *Store) GetReleaseRevision(ctx context.Context, tenant, envID, name string, revision int64) (store.ReleaseRevision, error) {
+	v, err := getRevision(ctx, s.pool, tenant, envID, name, revision)
+	if err != nil {
+		return store.ReleaseRevision{}, fmt.Errorf("get release revision: %w", err)
+	}
+	return v, nil
+}
+
+// DeleteRelease requests the release's deletion with the task p.Task
+// builds, unless a deletion is already under way.
+func (s *Store) DeleteRelease(ctx context.Context, p store.DeleteReleaseParams) (store.Release, error) {
+	if p.Task == nil {
+		return store.Release{}, fmt.Errorf("delete release %q: no task builder", p.Name)
+	}
+	now := s.orNow(p.Now)
+	var r store.Release
+	_, err := s.write(ctx, "delete release", func(tx *tx) error {
+		env, err := tenantEnv(ctx, tx, p.Tenant, p.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		if err := lockQueue(ctx, tx, p.EnvironmentID); err != nil {
+			return err
+		}
+		cur, err := getRelease(ctx, tx, p.Tenant, p.EnvironmentID, p.Name, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if store.PlanDelete(cur) == store.DeleteNothing {
+			r = cur.Release
+			return nil
+		}
+		task, err := p.Task(cur.Release)
+		if err != nil {
+			return fmt.Errorf("release %q: build task: %w", p.Name, err)
+		}
+		if err := store.CheckReleaseTask(task, p.Tenant, p.EnvironmentID, p.Name); err != nil {
+			return err
+		}
+		task, fresh, err := insertTask(ctx, tx, task, p.Actor, now)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return fmt.Errorf("release %q: task %q: %w", p.Name, task.ID, store.ErrIdempotencyMismatch)
+		}
+		c := store.DeletingRelease(cur, env.Name, task.ID, p.Actor, now)
+		r = c.Row.Release
+		return applyRelease(ctx, tx, c)
+	})
+	if err != nil {
+		return store.Release{}, err
+	}
+	return r, nil
+}
+
+// ListDesiredReleases returns the applied revision of each release of the
+// environment that has one and is not being deleted, by name.
+func (s *Store) ListDesiredReleases(ctx context.Context, tenant, envID string) ([]store.DesiredRelease, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+qualify(releaseColumns, "r")+`, `+qualify(revisionColumns, "v")+`
+		FROM releases r JOIN release_revisions v ON v.tenant = r.tenant AND v.environment_id = r.environment_id
+			AND v.release = r.name AND v.revision = r.applied_revision
+		WHERE r.tenant = $1 AND r.environment_id = $2 AND r.applied_revision > 0 AND NOT r.delete_requested
+		ORDER BY r.name`, tenant, envID)
+	if err != nil {
+		return nil, fmt.Errorf("list desired releases: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DesiredRelease, error) {
+		var (
+			rx releaseScan
+			vx revisionScan
+		)
+		if err := row.Scan(append(rx.dest(), vx.dest()...)...); err != nil {
+			return store.DesiredRelease{}, err
+		}
+		return store.DesiredRelease{Release: rx.row().Release, Revision: vx.revision()}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list desired releases: %w", err)
+	}
+	return out, nil
+}
+
+// RecordDrift stores an agent's drift report for the applied revision.
+func (s *Store) RecordDrift(ctx context.Context, p store.DriftParams) (store.Release, error) {
+	p.Now = s.orNow(p.Now)
+	var r store.Release
+	_, err := s.write(ctx, "record drift", func(tx *tx) error {
+		env, err := tenantEnv(ctx, tx, p.Tenant, p.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		cur, err := getRelease(ctx, tx, p.Tenant, p.EnvironmentID, p.Release, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		c := store.RecordDrift(cur, env.Name, p)
+		r = c.Row.Release
+		return applyRelease(ctx, tx, c)
+	})
+	if err != nil {
+		return store.Release{}, err
+	}
+	return r, nil
+}
+
+// TaskCounts counts the environment's unfinished tasks and those failed
+// since failedSince.
+func (s *Store) TaskCounts(ctx context.Context, tenant, envID string, failedSince time.Time) (active, failed int, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE state IN ('queued', 'leased')),
+		count(*) FILTER (WHERE state = 'failed' AND finished_at >= $3)
+		FROM tasks WHERE tenant = $1 AND environment_id = $2`,
+		tenant, envID, store.Micro(failedSince)).Scan(&active, &failed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("task counts: %w", err)
+	}
+	return active, failed, nil
+}
