@@ -14,7 +14,7 @@ func (a *app) newEnvCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "env",
 		Aliases: []string{"environment", "environments"},
-		Short:   "Create and list environments",
+		Short:   "Create, list and inspect environments",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "create NAME",
@@ -50,7 +50,7 @@ func (a *app) newEnvCommand() *cobra.Command {
 				a.environmentTable(w, res.Msg.GetEnvironments())
 			})
 		},
-	})
+	}, a.newEnvStatusCommand())
 	return cmd
 }
 

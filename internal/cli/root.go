@@ -23,6 +23,11 @@ var (
 	ErrTaskCancelled = errors.New("task cancelled")
 	// ErrWaitTimeout: a task did not finish within the wait timeout.
 	ErrWaitTimeout = errors.New("timed out waiting for task")
+	// ErrReleaseFailed: a waited-for release failed to apply or delete.
+	ErrReleaseFailed = errors.New("release failed")
+	// ErrReleaseWaitTimeout: a release was not applied or deleted within
+	// the wait timeout.
+	ErrReleaseWaitTimeout = errors.New("timed out waiting for release")
 	// ErrAuditTampered: the audit chain verifies on its own but is shorter
 	// than, or diverges from, a head verified earlier.
 	ErrAuditTampered = errors.New("audit log tampered with")
@@ -78,7 +83,10 @@ type Options struct {
 	Now func() time.Time
 	// Location is the zone absolute times are printed in; default time.Local.
 	Location *time.Location
-	// PollInterval is the first delay between polls of a waited-for task;
+	// StdinIsTerminal reports whether a person at a terminal can answer a
+	// prompt on Stdin; default: Stdin is an *os.File on a character device.
+	StdinIsTerminal func() bool
+	// PollInterval is the first delay between polls of a waited-for task or release;
 	// delays double up to MaxPollInterval. Defaults 250ms and 5s.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
@@ -93,6 +101,10 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Stdin == nil {
 		o.Stdin = os.Stdin
+	}
+	if o.StdinIsTerminal == nil {
+		stdin := o.Stdin
+		o.StdinIsTerminal = func() bool { return stdinIsTerminal(stdin) }
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
@@ -137,7 +149,7 @@ func NewRootCommand(opts Options) *cobra.Command {
 	a := &app{opts: opts.withDefaults()}
 	root := &cobra.Command{
 		Use:   "outpost",
-		Short: "Operate an Outpost hub: environments, agents, tasks and the audit log",
+		Short: "Operate an Outpost hub: environments, agents, releases, tasks and the audit log",
 		Long: `outpost is the operator CLI for an Outpost hub.
 
 Start with ` + "`outpost login --hub URL --token TOKEN`" + `; the hub URL, token and CA
@@ -169,6 +181,7 @@ choose another file.`,
 		a.newTokenCommand(),
 		a.newAgentCommand(),
 		a.newTaskCommand(),
+		a.newReleaseCommand(),
 		a.newAuditCommand(),
 	)
 	return root
