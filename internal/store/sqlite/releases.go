@@ -285,16 +285,20 @@ func (s *Store) ApplyRelease(ctx context.Context, p store.ApplyReleaseParams) (s
 		if !fresh {
 			return fmt.Errorf("release %q: task %q: %w", in.Release, task.ID, store.ErrIdempotencyMismatch)
 		}
+		row := store.PendingRelease(cur, exists, rev, task.ID, now)
+		if err := writeRelease(ctx, tx, row); err != nil {
+			return err
+		}
+		r = row.Release
 		if action == store.ApplyRevision {
+			// After the release row, which the revision references.
 			if err := insertRevision(ctx, tx, rev); err != nil {
 				return err
 			}
 			tx.record(store.ReleaseAppliedEvent(rev, env.Name, task.ID))
 			created = true
 		}
-		row := store.PendingRelease(cur, exists, rev, task.ID, now)
-		r = row.Release
-		return writeRelease(ctx, tx, row)
+		return nil
 	})
 	if err != nil {
 		return store.Release{}, store.ReleaseRevision{}, false, err
