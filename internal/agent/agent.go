@@ -30,6 +30,13 @@ type Agent struct {
 	kinds   []string
 
 	wake chan struct{}
+	// reconnected carries noteConnected's signal to keyLoop; connects is
+	// wakeLoop's own count of connections.
+	reconnected chan struct{}
+	connects    int
+
+	keysMu    sync.Mutex
+	published string // the keys last published, as describeKeys puts them
 
 	mu        sync.Mutex
 	running   map[string]*attempt // task id → attempt
@@ -41,7 +48,7 @@ func New(opts Options) (*Agent, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{opts: opts, wake: make(chan struct{}, 1), running: map[string]*attempt{}}
+	a := &Agent{opts: opts, wake: make(chan struct{}, 1), reconnected: make(chan struct{}, 1), running: map[string]*attempt{}}
 	a.session = &session{opts: &a.opts}
 	a.client = outpostv1connect.NewAgentServiceClient(opts.HTTPClient, opts.HubURL,
 		connect.WithInterceptors(authInterceptor{s: a.session}),
@@ -66,8 +73,17 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.establish(ctx); err != nil {
 		return err
 	}
+	// The keys come before the first claim: an implementation may learn
+	// the environment from this call (agentcmd's secret executor does).
+	var keysFailed bool
+	if a.opts.EnvironmentKeys != nil {
+		keysFailed = a.publishKeys(ctx)
+	}
 	a.opts.Logger.Info("agent started", "agent", a.AgentID(), "kinds", a.kinds, "concurrency", a.opts.Concurrency)
 	g, gctx := errgroup.WithContext(ctx)
+	if a.opts.EnvironmentKeys != nil {
+		g.Go(func() error { return a.keyLoop(gctx, keysFailed) })
+	}
 	var workers sync.WaitGroup
 	g.Go(func() error { return a.session.keepFresh(gctx) })
 	g.Go(func() error { return a.wakeLoop(gctx) })
@@ -142,7 +158,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 	failures := int64(0)
 	usePoll := a.opts.ForcePoll
 	var pollSince time.Time
-	polled := false
+	polled, pollOK := false, false
 	for ctx.Err() == nil {
 		if usePoll {
 			if !a.opts.ForcePoll && a.opts.Now().Sub(pollSince) > retryWatchAfter {
@@ -166,6 +182,10 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 				failures++
 				_ = a.opts.Reconnect.Sleep(ctx, failures)
 				continue
+			}
+			if failures > 0 || !pollOK {
+				a.noteConnected()
+				pollOK = true
 			}
 			failures = 0
 			for _, id := range resp.Msg.GetCancelledTaskIds() {
@@ -191,7 +211,7 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 		a.opts.Logger.Info("watch stream ended; reconnecting", "error", err, "delivered", delivered)
 		if !delivered && failures >= watchFailuresBeforePoll {
 			a.opts.Logger.Warn("watch streams do not get through (a proxy may buffer them); long-polling instead")
-			usePoll, pollSince, polled = true, a.opts.Now(), false
+			usePoll, pollSince, polled, pollOK = true, a.opts.Now(), false, false
 			continue
 		}
 		_ = a.opts.Reconnect.Sleep(ctx, failures)
@@ -231,6 +251,9 @@ func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
 			a.signal()
 		case *outpostv1.WatchResponse_TaskCancelled:
 			a.cancelTask(ev.TaskCancelled.GetTaskId())
+		}
+		if !delivered {
+			a.noteConnected()
 		}
 		delivered = true
 		watchdog.Reset(next)

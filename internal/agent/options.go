@@ -68,6 +68,13 @@ type Options struct {
 	// FirstMessageTimeout is how long a Watch may stay silent before the
 	// agent gives up on it.
 	FirstMessageTimeout time.Duration
+	// EnvironmentKeys, when set, is the environment keyring whose public
+	// halves the agent publishes with RegisterEnvironmentKeys: once after
+	// its identity is established (before it claims a task), after each
+	// reconnect and every KeyRefreshInterval.
+	EnvironmentKeys EnvironmentKeys
+	// KeyRefreshInterval is DefaultKeyRefreshInterval when zero.
+	KeyRefreshInterval time.Duration
 	// OnExecutorStart, when set, is called as each attempt's executor
 	// starts (used by benchmarks to measure dispatch latency).
 	OnExecutorStart func(taskID string, epoch int64)
@@ -121,6 +128,9 @@ func (o *Options) Validate() error {
 	}
 	if o.FirstMessageTimeout <= 0 {
 		o.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	if o.KeyRefreshInterval <= 0 {
+		o.KeyRefreshInterval = DefaultKeyRefreshInterval
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeat
