@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -57,6 +58,10 @@ type Reconciler struct {
 	// relLock serializes the syncs, confirmations and corrections of a
 	// release inside the reconciler.
 	relLock keylock.Locker
+	// checks counts the object checks informer events caused.
+	checks atomic.Int64
+	// syncs counts the full syncs of a release.
+	syncs atomic.Int64
 	// watchWG counts the running informers.
 	watchWG sync.WaitGroup
 
@@ -126,6 +131,10 @@ type Stats struct {
 	Drifted int
 	// Corrections counts the objects applied again since New.
 	Corrections int64
+	// Checks counts the object checks informer events caused since New.
+	Checks int64
+	// Syncs counts the full syncs of a release done since New.
+	Syncs int64
 	// SyncedAt is when every release of the desired set had had its
 	// first full sync; zero before.
 	SyncedAt time.Time
@@ -278,7 +287,7 @@ func (r *Reconciler) Synced() <-chan struct{} { return r.synced }
 func (r *Reconciler) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Stats{Releases: len(r.releases), Watches: len(r.watches), Corrections: r.corrections, SyncedAt: r.syncedAt}
+	s := Stats{Releases: len(r.releases), Watches: len(r.watches), Corrections: r.corrections, Checks: r.checks.Load(), Syncs: r.syncs.Load(), SyncedAt: r.syncedAt}
 	if !r.syncedAt.IsZero() {
 		s.FirstSync = r.syncedAt.Sub(r.startedAt)
 	}

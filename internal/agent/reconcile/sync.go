@@ -53,6 +53,7 @@ func (r *Reconciler) syncRelease(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
+	defer r.syncs.Add(1)
 	snap, ok := r.release(name)
 	if !ok {
 		return nil
@@ -164,12 +165,11 @@ func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, os *objectSt
 	if err != nil {
 		return nil, err
 	}
-	live, ok := r.cached(os.key)
-	if !ok || len(driftOf(base, live)) > 0 || live == nil {
-		// The cache may lag; judge on the object as it is now.
-		if live, err = r.get(ctx, os.key); err != nil {
-			return nil, err
-		}
+	// Read, not the informer's cache: the full sync is also what catches
+	// the events an informer missed.
+	live, err := r.get(ctx, os.key)
+	if err != nil {
+		return nil, err
 	}
 	return r.judge(ctx, snap, os, base, live)
 }
@@ -178,6 +178,7 @@ func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, os *objectSt
 // object with the cached baseline, without an API call, and only on a
 // difference confirms it with a fresh dry run and read.
 func (r *Reconciler) checkObject(ctx context.Context, name string, key objKey) error {
+	defer r.checks.Add(1)
 	r.mu.Lock()
 	rs := r.releases[name]
 	var os *objectState
