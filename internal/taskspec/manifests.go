@@ -6,8 +6,8 @@ import (
 )
 
 // KindManifests applies a bundle of Kubernetes objects with server-side
-// apply, keeps an inventory of what each release owns and prunes what a new
-// revision drops.
+// apply, keeps an inventory of what each release owns, prunes what a new
+// revision drops and, with Delete, deletes a release.
 const KindManifests = "manifests"
 
 // Bounds of a manifests spec.
@@ -23,7 +23,8 @@ const (
 // a release, inline or as a task artifact. The agent labels every object it
 // writes with the release and revision, skips objects it does not own unless
 // Adopt is set, and prunes what the release's previous revision held and
-// this one lacks unless Prune is false.
+// this one lacks unless Prune is false. With Delete, the task removes the
+// release instead: the objects its inventory holds and the inventory.
 type Manifests struct {
 	// Release names the set of objects the task manages: a DNS-1123 label
 	// of at most MaxReleaseLength characters.
@@ -47,6 +48,14 @@ type Manifests struct {
 	// Prune deletes what the previous revision held and this one lacks;
 	// nil means true.
 	Prune *bool `json:"prune,omitempty"`
+	// Delete removes the release: every object its inventory holds that
+	// still carries the release's ownership labels, then the inventory, so
+	// a later release of the same name starts afresh. Objects that no
+	// longer carry the labels are left in place and reported. A release
+	// the agent does not know (never applied, or deleted already) is
+	// nothing to do. Bundle, Artifact, Adopt and Revision must be empty,
+	// and Prune may not be false.
+	Delete bool `json:"delete,omitempty"`
 }
 
 var _ Spec = (*Manifests)(nil)
@@ -68,6 +77,9 @@ func (s *Manifests) Validate() error {
 	if s.Revision < 0 {
 		return fmt.Errorf("revision %d: want 0 (next revision) or more", s.Revision)
 	}
+	if s.Delete {
+		return s.validateDelete()
+	}
 	switch {
 	case s.Bundle == "" && s.Artifact == "":
 		return fmt.Errorf("bundle: one of bundle and artifact is required")
@@ -75,6 +87,24 @@ func (s *Manifests) Validate() error {
 		return fmt.Errorf("bundle: give either bundle or artifact, not both")
 	case s.Artifact != "" && !IsArtifactDigest(s.Artifact):
 		return fmt.Errorf("artifact %q: want %s followed by 64 lower-case hex digits", s.Artifact, ArtifactDigestPrefix)
+	}
+	return nil
+}
+
+// validateDelete checks that a delete gives nothing that describes a
+// revision: a delete removes whatever the release holds.
+func (s *Manifests) validateDelete() error {
+	switch {
+	case s.Bundle != "":
+		return fmt.Errorf("bundle: must be empty when delete is set; a delete removes what the release holds")
+	case s.Artifact != "":
+		return fmt.Errorf("artifact: must be empty when delete is set; a delete removes what the release holds")
+	case s.Adopt:
+		return fmt.Errorf("adopt: may not be set with delete; a delete leaves objects of other owners alone")
+	case s.Revision != 0:
+		return fmt.Errorf("revision %d: must be 0 when delete is set; a delete removes the release's current revision", s.Revision)
+	case !s.PruneEnabled():
+		return fmt.Errorf("prune: may not be false when delete is set; a delete removes every object of the release")
 	}
 	return nil
 }

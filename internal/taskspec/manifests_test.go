@@ -1,6 +1,7 @@
 package taskspec
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -20,6 +21,13 @@ func TestManifestsValidate(t *testing.T) {
 		{"a bundle or an artifact is required", `{"release":"web"}`, "one of bundle and artifact is required"},
 		{"bundle and artifact together are rejected", `{"release":"web","bundle":"x","artifact":"` + digest + `"}`, "not both"},
 		{"a malformed artifact digest is rejected", `{"release":"web","artifact":"sha256:XYZ"}`, `artifact "sha256:XYZ"`},
+		{"a delete with a bundle is rejected", `{"release":"web","delete":true,"bundle":"x"}`, "bundle: must be empty when delete is set"},
+		{"a delete with an artifact is rejected", `{"release":"web","delete":true,"artifact":"` + digest + `"}`, "artifact: must be empty when delete is set"},
+		{"a delete that adopts is rejected", `{"release":"web","delete":true,"adopt":true}`, "adopt: may not be set with delete"},
+		{"a delete of a given revision is rejected", `{"release":"web","delete":true,"revision":3}`, "revision 3: must be 0 when delete is set"},
+		{"a delete with prune off is rejected", `{"release":"web","delete":true,"prune":false}`, "prune: may not be false when delete is set"},
+		{"a delete without a release is rejected", `{"delete":true}`, "release: is required"},
+		{"a delete with a malformed namespace is rejected", `{"release":"web","delete":true,"namespace":"A"}`, `namespace "A"`},
 		{"an unknown field is rejected", `{"release":"web","bundle":"x","force":true}`, `unknown field "force"`},
 	}
 	for _, tt := range tests {
@@ -39,6 +47,17 @@ func TestManifestsValidate(t *testing.T) {
 			t.Fatal("prune should default to true")
 		}
 	})
+	t.Run("a delete naming only the release is accepted", func(t *testing.T) {
+		for _, spec := range []string{`{"release":"web","delete":true}`, `{"release":"web","delete":true,"prune":true,"namespace":"app"}`} {
+			var s Manifests
+			if err := Decode([]byte(spec), &s); err != nil {
+				t.Fatalf("%s: %v", spec, err)
+			}
+			if !s.Delete || s.Release != "web" {
+				t.Fatalf("decoded %+v", s)
+			}
+		}
+	})
 	t.Run("an artifact with prune off is accepted", func(t *testing.T) {
 		var s Manifests
 		if err := Decode([]byte(`{"release":"web","revision":7,"artifact":"`+digest+`","prune":false,"adopt":true}`), &s); err != nil {
@@ -46,6 +65,45 @@ func TestManifestsValidate(t *testing.T) {
 		}
 		if s.PruneEnabled() || !s.Adopt || s.Revision != 7 {
 			t.Fatalf("decoded %+v", s)
+		}
+	})
+}
+
+func FuzzValidateManifestsSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"release":"web","namespace":"app","bundle":"kind: ConfigMap"}`,
+		`{"release":"web","revision":7,"artifact":"sha256:` + strings.Repeat("ab", 32) + `","prune":false,"adopt":true}`,
+		`{"release":"web","delete":true}`,
+		`{"release":"web","delete":true,"prune":true}`,
+		`{"release":"web","delete":true,"prune":false}`,
+		`{"release":"web","delete":true,"bundle":"x"}`,
+		`{}`, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		err := Validate(KindManifests, spec)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidSpec) {
+				t.Fatalf("error %v does not wrap ErrInvalidSpec", err)
+			}
+			return
+		}
+		var s Manifests
+		if err := Decode(spec, &s); err != nil {
+			t.Fatalf("Decode after Validate: %v", err)
+		}
+		if s.Delete && (s.Bundle != "" || s.Artifact != "" || s.Adopt || s.Revision != 0 || !s.PruneEnabled()) {
+			t.Fatalf("accepted a delete that also describes a revision: %+v", s)
+		}
+		// An accepted spec re-encodes to one that is accepted, so the hub
+		// and the agent never disagree about it.
+		again, err := json.Marshal(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Validate(KindManifests, again); err != nil {
+			t.Fatalf("re-encoded spec %s rejected: %v", again, err)
 		}
 	})
 }

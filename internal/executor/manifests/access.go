@@ -21,7 +21,9 @@ type permission = access.Permission
 // checkAccess asks the API server, with one SelfSubjectAccessReview per
 // distinct permission, whether the agent may do everything the task needs:
 // get, create and patch every object of the bundle, get and delete every
-// prune candidate, and read and write the release's inventory. In the same
+// prune candidate, and read and write the release's inventory (a delete
+// task: get and delete every object of the release, and read, update and
+// delete the inventory). In the same
 // batch it asks whether the agent may list the resources observe would
 // rather LIST than GET one by one, and records the answers in r.mayList; a
 // task never needs list, so a denied list only means GETs.
@@ -34,7 +36,11 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 			order = append(order, p)
 		}
 	}
-	for _, verb := range []string{"get", "create", "update"} {
+	invVerbs, deleting, remedy := []string{"get", "create", "update"}, "pruning ", "grant these in the agent's Role or ClusterRole, or remove the objects from the bundle"
+	if r.spec.Delete {
+		invVerbs, deleting, remedy = []string{"get", "update", "delete"}, "deleting ", "grant these in the agent's Role or ClusterRole"
+	}
+	for _, verb := range invVerbs {
 		need(permission{Resource: "secrets", Namespace: r.inv.namespace, Verb: verb}, "the release inventory "+r.inv.String())
 	}
 	for _, tg := range r.targets {
@@ -44,7 +50,7 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 	}
 	for _, p := range r.prune {
 		for _, verb := range []string{"get", "delete"} {
-			need(permission{Group: p.ref.Group, Resource: p.ref.Resource, Namespace: p.ref.Namespace, Verb: verb}, "pruning "+p.ref.String())
+			need(permission{Group: p.ref.Group, Resource: p.ref.Resource, Namespace: p.ref.Namespace, Verb: verb}, deleting+p.ref.String())
 		}
 	}
 	optional := map[permission][]listKey{}
@@ -91,5 +97,5 @@ func (e *Executor) checkAccess(ctx context.Context, r *run) error {
 	for i, p := range denied {
 		msgs[i] = fmt.Sprintf("%s (needed for %s)", p, needs[p])
 	}
-	return executor.Terminal(fmt.Errorf("manifests: %w: the agent may not use %s; grant these in the agent's Role or ClusterRole, or remove the objects from the bundle", ErrForbidden, list(msgs)))
+	return executor.Terminal(fmt.Errorf("manifests: %w: the agent may not use %s; %s", ErrForbidden, list(msgs), remedy))
 }

@@ -116,7 +116,7 @@ func (e *Executor) observe(ctx context.Context, r *run) error {
 		case live == nil:
 			return nil
 		}
-		p.snap.Existed, p.snap.ResourceVersion = true, live.rv
+		p.snap.Existed, p.snap.ResourceVersion, p.snap.UID = true, live.rv, live.uid
 		p.snap.Owned, _ = owner(live.labels, r.spec.Release)
 		return nil
 	})

@@ -1,8 +1,9 @@
 // Package manifests implements the manifests task kind: a bundle of
 // Kubernetes objects applied with server-side apply (field manager
 // "outpost"), labelled with the release that owns them, recorded in an
-// inventory kept in the agent's namespace, and pruned when a later revision
-// of the release drops them (DESIGN §3, §5, §6).
+// inventory kept in the agent's namespace, pruned when a later revision
+// of the release drops them, and deleted with the release (DESIGN §3, §5,
+// §6).
 //
 // # Validation first
 //
@@ -55,4 +56,33 @@
 // inventory write is conditional on the Secret's resourceVersion, and an
 // attempt that finds a newer attempt of its task recorded stops without
 // committing (ErrStaleAttempt).
+//
+// # Delete
+//
+// A task with Delete set (taskspec.Manifests.Delete) removes its release,
+// for a release the operator deleted on the hub. A release without an
+// inventory (never applied, or deleted already) is nothing to do and the
+// task succeeds with an empty result, so a repeat is harmless. Otherwise
+// the objects of the release are those of the committed revision and,
+// when an apply was interrupted, those its pending record lists as written
+// or still to prune that exist now: only the inventory knows of them.
+// Validation is as for an apply: a SelfSubjectAccessReview of get and
+// delete on every object (and get, update and delete on the inventory),
+// then a read of each; nothing is deleted when a permission is missing.
+//
+// The task then records a pending snapshot, as an apply does, and deletes
+// in reverse install order every object that still carries the release's
+// labels, each with a precondition on the UID validation saw, so an object
+// created since under the same name (by a later release) is never deleted.
+// Objects that no longer carry the labels are skipped and reported, as are
+// a Namespace holding one of them and a CRD defining its type, since
+// deleting those would delete it too. Objects already gone are tolerated;
+// objects whose deletion waits on finalizers are reported deleted without
+// waiting. Last, the inventory Secret is deleted with a precondition on
+// the resourceVersion of this attempt's snapshot: an attempt that a newer
+// one has superseded fails with ErrStaleAttempt, and an attempt killed
+// midway leaves its snapshot for the next attempt of the task, which
+// finishes the work and reports what an uninterrupted run would have
+// (outcomes "deleted" and "skipped"; Result.Revision is the revision
+// deleted). A later release of the same name starts again at revision 1.
 package manifests

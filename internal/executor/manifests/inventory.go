@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/outposthq/outpost/internal/executor"
@@ -78,6 +79,9 @@ type snapshot struct {
 	ResourceVersion string `json:"resource_version,omitempty"`
 	// Owned says it carried this release's labels (for prune candidates).
 	Owned bool `json:"owned,omitempty"`
+	// UID is the object's UID (for prune candidates): only that object is
+	// deleted, not one created since under the same name.
+	UID types.UID `json:"uid,omitempty"`
 	// Skip is the reason it is not written or pruned, "" when it is.
 	Skip string `json:"skip,omitempty"`
 	// Adopted says the task takes it over from another owner.

@@ -50,6 +50,7 @@ const (
 	logChanged  = "configured"
 	logSame     = "unchanged"
 	logPruned   = "pruned"
+	logDeleted  = "deleted"
 	logSkipped  = "skipped"
 )
 
@@ -172,6 +173,9 @@ func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessag
 	if err := taskspec.Decode(t.Spec, &r.spec); err != nil {
 		return nil, executor.Terminal(fmt.Errorf("manifests: %w", err))
 	}
+	if r.spec.Delete {
+		return e.deleteRelease(ctx, r, start)
+	}
 	data, err := e.bundleBytes(ctx, t, &r.spec)
 	if err != nil {
 		return nil, err
@@ -181,7 +185,7 @@ func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessag
 		return nil, executor.Terminal(fmt.Errorf("manifests: %w: %w", ErrInvalidBundle, err))
 	}
 	r.digest = specDigest(&r.spec, data)
-	r.inv = &inventory{secrets: e.secrets.Secrets(e.agentNS), namespace: e.agentNS, name: inventoryPrefix + r.spec.Release, release: r.spec.Release}
+	r.inv = e.inventory(r.spec.Release)
 
 	if r.rec, err = r.inv.load(ctx); err != nil {
 		return nil, err
@@ -254,6 +258,11 @@ func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessag
 		slog.Int(logCreated, res.Counts.Created), slog.Int(logChanged, res.Counts.Configured), slog.Int(logSame, res.Counts.Unchanged),
 		slog.Int(logPruned, res.Counts.Pruned), slog.Int(logSkipped, res.Counts.Skipped), slog.Duration(logDuration, e.now().Sub(start)))
 	return doc, nil
+}
+
+// inventory returns the inventory of release.
+func (e *Executor) inventory(release string) *inventory {
+	return &inventory{secrets: e.secrets.Secrets(e.agentNS), namespace: e.agentNS, name: inventoryPrefix + release, release: release}
 }
 
 // bundleBytes returns the inline bundle or reads the artifact to its end,

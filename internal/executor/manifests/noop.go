@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // The executor skips the real apply of an object whose server-side dry-run
@@ -72,6 +73,7 @@ func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { re
 // defense, prune and the no-change check, not the object.
 type liveMeta struct {
 	rv     string
+	uid    types.UID
 	labels map[string]string
 	// digest hashes the whole metadata in a canonical form; ok is false
 	// when it could not be computed, and the object is then always
@@ -84,7 +86,7 @@ type liveMeta struct {
 }
 
 func newLiveMeta(m *metav1.ObjectMeta) *liveMeta {
-	lm := &liveMeta{rv: m.GetResourceVersion(), labels: m.GetLabels()}
+	lm := &liveMeta{rv: m.GetResourceVersion(), uid: m.GetUID(), labels: m.GetLabels()}
 	lm.digest, lm.ok = metaDigest(m)
 	lm.appliedAt = appliedAt(m.ManagedFields)
 	return lm

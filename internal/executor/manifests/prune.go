@@ -62,23 +62,86 @@ func (r *run) pruneCandidates() []*pruneItem {
 	return out
 }
 
-// pruneAll deletes the prune candidates in reverse install order, custom
-// resources and workloads before CRDs and Namespaces, each after checking
-// again that it still carries the release's labels. An object that no
-// longer does is skipped and reported.
+// pruneAll deletes the prune candidates (a delete task's: every object of
+// the release) in reverse install order, custom resources and workloads
+// before CRDs and Namespaces, each after checking again that it still
+// carries the release's labels. An object that no longer does is skipped
+// and reported. A delete task also leaves in place a Namespace or CRD
+// whose deletion would take an object it skipped with it.
 func (e *Executor) pruneAll(ctx context.Context, r *run) error {
 	start := e.now()
+	phase := "prune"
+	if r.spec.Delete {
+		phase = "delete"
+	}
 	for _, batch := range byKind(r.prune, func(p *pruneItem) string { return p.ref.Kind }, true) {
+		// Batches run one after the other, so the outcomes of the
+		// earlier ones (the objects inside Namespaces and of CRDs) are
+		// known here.
+		var left map[string]string
+		if r.spec.Delete {
+			left = leftInPlace(r.prune)
+		}
 		err := forEach(ctx, e.parallel, batch, func(ctx context.Context, p *pruneItem) error {
+			if why, ok := left[containerKey(p.ref)]; ok {
+				p.outcome, p.reason = OutcomeSkipped, why
+				return nil
+			}
 			return e.pruneOne(ctx, r, p)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	e.log.LogAttrs(ctx, slog.LevelDebug, "manifests prune done", slog.String(logTask, r.task.ID), slog.String(logPhase, "prune"),
+	e.log.LogAttrs(ctx, slog.LevelDebug, "manifests "+phase+" done", slog.String(logTask, r.task.ID), slog.String(logPhase, phase),
 		slog.Int(logObjects, len(r.prune)), slog.Duration(logDuration, e.now().Sub(start)))
 	return nil
+}
+
+// containerKey names the Namespace or CRD ref is, "" for other objects.
+func containerKey(ref Ref) string {
+	switch {
+	case ref.Group == "" && ref.Kind == "Namespace":
+		return "ns/" + ref.Name
+	case ref.Group == "apiextensions.k8s.io" && ref.Kind == "CustomResourceDefinition":
+		return "crd/" + ref.Name
+	}
+	return ""
+}
+
+// leftInPlace returns, by containerKey, the Namespaces and CRDs that hold
+// an object skipped so far, with the reason to leave them in place too:
+// deleting them would delete that object.
+func leftInPlace(items []*pruneItem) map[string]string {
+	out := map[string]string{}
+	for _, p := range items {
+		if p.outcome != OutcomeSkipped || p.reason == reasonGone {
+			continue
+		}
+		if p.ref.Namespace != "" {
+			if _, ok := out["ns/"+p.ref.Namespace]; !ok {
+				out["ns/"+p.ref.Namespace] = fmt.Sprintf("holds %s, which is left in place; left in place too", p.ref)
+			}
+		}
+		if p.ref.Group != "" {
+			crd := "crd/" + p.ref.Resource + "." + p.ref.Group
+			if _, ok := out[crd]; !ok {
+				out[crd] = fmt.Sprintf("defines the type of %s, which is left in place; left in place too", p.ref)
+			}
+		}
+	}
+	return out
+}
+
+// reasonGone is why an object that no longer exists is skipped.
+const reasonGone = "no longer exists"
+
+// removed is the outcome of an object the task deleted.
+func (r *run) removed() string {
+	if r.spec.Delete {
+		return OutcomeDeleted
+	}
+	return OutcomePruned
 }
 
 func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
@@ -86,9 +149,9 @@ func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
 		// What the first look found decides, so a retry after a crash
 		// reports what the interrupted attempt deleted as pruned.
 		if p.snap.Existed && p.snap.Owned {
-			p.outcome = OutcomePruned
+			p.outcome = r.removed()
 		} else {
-			p.outcome, p.reason = OutcomeSkipped, "no longer exists"
+			p.outcome, p.reason = OutcomeSkipped, reasonGone
 		}
 	}
 	if p.snap.Existed && !p.snap.Owned {
@@ -108,6 +171,15 @@ func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
 		return nil
 	}
 	uid := live.GetUID()
+	if p.snap.UID != "" && p.snap.UID != uid {
+		// The object validation saw is gone (perhaps deleted by an
+		// interrupted attempt) and another has taken its name since.
+		p.outcome, p.reason = OutcomeSkipped, "replaced by another object since the task began; left in place"
+		return nil
+	}
+	// Objects being deleted (finalizers pending) are deleted again, which
+	// changes nothing, and reported deleted: the task does not wait for
+	// finalizers.
 	policy := metav1.DeletePropagationBackground
 	err = e.resource(p.ref).Delete(ctx, p.ref.Name, metav1.DeleteOptions{
 		PropagationPolicy: &policy,
@@ -117,7 +189,7 @@ func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
 	})
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
-		p.outcome = OutcomePruned
+		p.outcome = r.removed()
 	case apierrors.IsConflict(err):
 		p.outcome, p.reason = OutcomeSkipped, "replaced by another object while pruning; left in place"
 	default:

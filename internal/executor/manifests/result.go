@@ -11,6 +11,9 @@ const (
 	// OutcomePruned: the previous revision held it, this one does not,
 	// and the task deleted it.
 	OutcomePruned = "pruned"
+	// OutcomeDeleted: a delete task deleted the object (or its deletion
+	// began: finalizers may still hold it).
+	OutcomeDeleted = "deleted"
 	// OutcomeSkipped: the task left the object alone; Reason says why.
 	OutcomeSkipped = "skipped"
 )
@@ -21,10 +24,13 @@ const MaxResultObjects = 2000
 
 // Result is the JSON document a manifests task reports.
 type Result struct {
-	Release  string `json:"release"`
-	Revision int64  `json:"revision"`
+	Release string `json:"release"`
+	// Revision is the revision applied; for a delete task, the one
+	// deleted (0 when the release was unknown).
+	Revision int64 `json:"revision"`
 	// Objects lists what happened to each object: those of the bundle in
-	// bundle order, then the prune candidates.
+	// bundle order, then the prune candidates; for a delete task, the
+	// objects of the release.
 	Objects []ObjectResult `json:"objects"`
 	// ObjectsOmitted counts the entries left out past MaxResultObjects.
 	ObjectsOmitted int    `json:"objects_omitted,omitempty"`
@@ -50,6 +56,8 @@ type Counts struct {
 	Unchanged  int `json:"unchanged"`
 	Pruned     int `json:"pruned"`
 	Skipped    int `json:"skipped"`
+	// Deleted counts the objects a delete task deleted.
+	Deleted int `json:"deleted,omitempty"`
 }
 
 // DryRun says how the bundle was dry-run before it was written.
@@ -76,6 +84,8 @@ func (r *Result) add(ref Ref, outcome, reason string) {
 		r.Counts.Pruned++
 	case OutcomeSkipped:
 		r.Counts.Skipped++
+	case OutcomeDeleted:
+		r.Counts.Deleted++
 	}
 	if len(r.Objects) >= MaxResultObjects {
 		r.ObjectsOmitted++
