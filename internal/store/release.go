@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -89,7 +90,7 @@ func ValidateRevision(p ApplyReleaseParams) error {
 	r := p.Revision
 	switch {
 	case r.Tenant == "" || r.EnvironmentID == "" || r.Release == "":
-		return fmt.Errorf("release revision: tenant, environment and release are required")
+		return errors.New("release revision: tenant, environment and release are required")
 	case r.Kind == "":
 		return fmt.Errorf("release %q: kind is required", r.Release)
 	case r.Digest == "":
@@ -401,7 +402,7 @@ func PlanKeys(known []EnvironmentKey, keys []EnvironmentKey, env Environment, ac
 func CheckSecretVersion(v SecretVersion, t Task) error {
 	switch {
 	case v.Tenant == "" || v.EnvironmentID == "" || v.Name == "":
-		return fmt.Errorf("secret version: tenant, environment and name are required")
+		return errors.New("secret version: tenant, environment and name are required")
 	case t.ID == "":
 		return fmt.Errorf("secret %s/%s: its task has no id", v.Namespace, v.Name)
 	case t.Tenant != v.Tenant || t.EnvironmentID != v.EnvironmentID:

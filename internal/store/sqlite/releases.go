@@ -212,8 +212,7 @@ func applyRelease(ctx context.Context, tx *tx, c store.ReleaseChange) error {
 // settleRelease settles the release whose current task t, just finished,
 // is; env names t's environment ("" when unknown).
 func settleRelease(ctx context.Context, tx *tx, t store.Task, env string) error {
-	cur, err := scanRelease(tx.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE tenant = ? AND task_id = ?`,
-		t.Tenant, t.ID))
+	cur, err := scanRelease(tx.QueryRowContext(ctx, qReleaseByTask, t.Tenant, t.ID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}

@@ -34,9 +34,11 @@ const (
 	qInsertTask = `INSERT INTO tasks (tenant, id, environment_id, kind, spec, conflict_keys, artifacts,
 			max_attempts, deadline, state, attempt, created_at, updated_at, not_before)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING seq`
-	qRenewLease  = `UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`
-	qAuditHead   = `SELECT seq, hash FROM audit_heads WHERE tenant = ?`
-	qInsertAudit = `INSERT INTO audit_events
+	qRenewLease = `UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`
+	qAuditHead  = `SELECT seq, hash FROM audit_heads WHERE tenant = ?`
+	// Every task that finishes looks for the release it carries.
+	qReleaseByTask = `SELECT ` + releaseColumns + ` FROM releases WHERE tenant = ? AND task_id = ?`
+	qInsertAudit   = `INSERT INTO audit_events
 			(tenant, seq, time, environment, actor, action, subject, details, prev_hash, hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdateAuditHead = `UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?`
@@ -49,7 +51,7 @@ const (
 var (
 	// writeQueries run in write transactions.
 	writeQueries = []string{qGetTask, qGetEnv, qQueueEntries, qUpdateTask, qInsertTask, qRenewLease, qAuditHead, qInsertAudit, qUpdateAuditHead,
-		qSavepoint, qRelease, qRollbackTo}
+		qReleaseByTask, qSavepoint, qRelease, qRollbackTo}
 	// readQueries run on the read pool.
 	readQueries = []string{qGetTask, qGetEnv, qGetAgent, qGetAPIToken, qGetEnvByName}
 )
