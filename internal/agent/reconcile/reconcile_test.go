@@ -315,4 +315,3 @@ func TestReportsSurviveAnUnreachableHub(t *testing.T) {
 	r.reports.setFailing(false)
 	r.reports.wait(t, "the correction report once the hub is back", corrected("web", "Deployment", "web"))
 }
-

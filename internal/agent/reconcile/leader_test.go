@@ -1,0 +1,116 @@
+package reconcile_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/outposthq/outpost/internal/agent/reconcile"
+	"github.com/outposthq/outpost/internal/kube/kubetest"
+)
+
+// campaign is one replica's RunWhenLeader.
+type campaign struct {
+	cancel  context.CancelFunc
+	done    chan error
+	running atomic.Bool
+	runs    atomic.Int64
+}
+
+func TestOnlyTheLeaderRunsAndAnotherTakesOverAfterACrash(t *testing.T) {
+	ns := env.Namespace(t, "agent")
+	client, err := kubernetes.NewForConfig(env.AgentConfig(t, kubetest.Agent{Name: "leader-agent", Namespace: ns}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var concurrent, maxConcurrent atomic.Int64
+	var mu sync.Mutex
+	start := func(id string) *campaign {
+		c := &campaign{done: make(chan error, 1)}
+		ctx, cancel := context.WithCancel(t.Context())
+		c.cancel = cancel
+		opts := reconcile.LeaderOptions{
+			Client: client, Namespace: ns, Identity: id,
+			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 300 * time.Millisecond,
+			KeepLeaseOnCancel: true,
+		}
+		go func() {
+			c.done <- reconcile.RunWhenLeader(ctx, opts, func(ctx context.Context) error {
+				n := concurrent.Add(1)
+				mu.Lock()
+				maxConcurrent.Store(max(maxConcurrent.Load(), n))
+				mu.Unlock()
+				c.running.Store(true)
+				c.runs.Add(1)
+				<-ctx.Done()
+				c.running.Store(false)
+				concurrent.Add(-1)
+				return nil
+			})
+		}()
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-c.done:
+				if err != nil {
+					t.Errorf("RunWhenLeader %s: %v", id, err)
+				}
+			case <-time.After(deadline):
+				t.Errorf("RunWhenLeader %s did not return", id)
+			}
+		})
+		return c
+	}
+	a, b := start("replica-a"), start("replica-b")
+	waitFor(t, "a leader", func() bool { return a.running.Load() || b.running.Load() })
+	leader, follower := a, b
+	if b.running.Load() {
+		leader, follower = b, a
+	}
+	// Several renewals later, still one.
+	renewals := map[string]bool{}
+	waitFor(t, "three renewals of the Lease", func() bool {
+		l, err := client.CoordinationV1().Leases(ns).Get(t.Context(), reconcile.DefaultLeaseName, metav1.GetOptions{})
+		if err == nil && l.Spec.RenewTime != nil {
+			renewals[l.Spec.RenewTime.String()+l.Spec.RenewTime.Format(".000000")] = true
+		}
+		return len(renewals) >= 3
+	})
+	if follower.running.Load() || follower.runs.Load() > 0 {
+		t.Fatal("both replicas ran")
+	}
+
+	crashed := time.Now()
+	leader.cancel() // the Lease is kept, as after a kill
+	waitFor(t, "the other replica to take over", func() bool { return follower.running.Load() })
+	if took := time.Since(crashed); took > 2*time.Second+2*time.Second {
+		t.Errorf("takeover took %s, want about the lease duration (2s)", took)
+	}
+	if m := maxConcurrent.Load(); m != 1 {
+		t.Errorf("%d replicas ran at once", m)
+	}
+}
+
+func TestLeaderOptionsAreValidated(t *testing.T) {
+	tests := []struct {
+		name string
+		opts reconcile.LeaderOptions
+	}{
+		{name: "no client is refused", opts: reconcile.LeaderOptions{Namespace: "agent", Identity: "a"}},
+		{name: "no identity is refused", opts: reconcile.LeaderOptions{Client: env.Client, Namespace: "agent"}},
+		{name: "a renew deadline longer than the lease is refused", opts: reconcile.LeaderOptions{Client: env.Client, Namespace: "agent", Identity: "a", LeaseDuration: time.Second, RenewDeadline: 2 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := reconcile.RunWhenLeader(t.Context(), tt.opts, func(context.Context) error { return nil })
+			if err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
