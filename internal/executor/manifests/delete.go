@@ -5,17 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/kube"
 )
 
 // deleteRelease runs a delete task: it deletes every object of the release
 // that still carries the release's labels, then the inventory. It goes
 // through the same steps as an apply with an empty bundle that prunes
-// everything (access review, observe, a pending claim before the first
-// delete, deletes in reverse install order), but ends by deleting the
+// everything (access review, observe, a dry run, a pending claim before
+// the first delete, deletes in reverse install order), but ends by deleting the
 // inventory Secret, conditional on the resourceVersion of its own claim,
 // rather than committing a revision.
 //
@@ -35,7 +40,7 @@ func (e *Executor) deleteRelease(ctx context.Context, r *run, start time.Time) (
 		// Never applied, or deleted already (perhaps by an earlier attempt
 		// of this task whose report was lost): nothing to do.
 		e.log.LogAttrs(ctx, slog.LevelInfo, "manifests release not found, nothing to delete", slog.String(logTask, t.ID), slog.Int64(logAttempt, t.Attempt), slog.String(logRelease, r.spec.Release))
-		return encodeResult(&Result{Release: r.spec.Release, Objects: []ObjectResult{}})
+		return encodeResult(&Result{Release: r.spec.Release, Objects: []ObjectResult{}, DryRun: DryRun{OK: true}})
 	}
 	if err := fence(r.rec, t.ID, t.Attempt); err != nil {
 		return nil, err
@@ -59,6 +64,10 @@ func (e *Executor) deleteRelease(ctx context.Context, r *run, start time.Time) (
 	if err := e.observe(ctx, r); err != nil {
 		return nil, err
 	}
+	dry, err := e.dryRunDeletes(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	e.log.LogAttrs(ctx, slog.LevelInfo, "manifests delete validated", slog.String(logTask, t.ID), slog.Int64(logAttempt, t.Attempt),
 		slog.String(logRelease, r.spec.Release), slog.Int64(logRevision, r.revision), slog.Int(logObjects, len(r.prune)),
 		slog.Duration(logDuration, e.now().Sub(start)))
@@ -72,7 +81,7 @@ func (e *Executor) deleteRelease(ctx context.Context, r *run, start time.Time) (
 	if err := e.pruneAll(ctx, r); err != nil {
 		return nil, err
 	}
-	res := &Result{Release: r.spec.Release, Revision: r.revision, Objects: []ObjectResult{}}
+	res := &Result{Release: r.spec.Release, Revision: r.revision, Objects: []ObjectResult{}, DryRun: DryRun{OK: true, Objects: dry}}
 	for _, p := range r.prune {
 		res.add(p.ref, p.outcome, p.reason)
 	}
@@ -87,6 +96,48 @@ func (e *Executor) deleteRelease(ctx context.Context, r *run, start time.Time) (
 		slog.String(logRelease, r.spec.Release), slog.Int64(logRevision, r.revision),
 		slog.Int(logDeleted, res.Counts.Deleted), slog.Int(logSkipped, res.Counts.Skipped), slog.Duration(logDuration, e.now().Sub(start)))
 	return doc, nil
+}
+
+// dryRunDeletes dry-runs the deletion of every object validation found
+// carrying the release's labels, so that one an admission webhook or
+// policy protects fails the task before anything is deleted. It returns
+// how many it dry-ran.
+func (e *Executor) dryRunDeletes(ctx context.Context, r *run) (int, error) {
+	var items []*pruneItem
+	for _, p := range r.prune {
+		if p.snap.Existed && p.snap.Owned {
+			items = append(items, p)
+		}
+	}
+	var mu sync.Mutex
+	var failed []string
+	err := forEach(ctx, e.parallel, items, func(ctx context.Context, p *pruneItem) error {
+		opts := metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}
+		if p.snap.UID != "" {
+			uid := p.snap.UID
+			opts.Preconditions = &metav1.Preconditions{UID: &uid}
+		}
+		err := e.resource(p.ref).Delete(ctx, p.ref.Name, opts)
+		switch {
+		case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
+			// Gone or replaced since it was read: the delete skips it.
+			return nil
+		case !kube.PermanentAPIError(err):
+			return apiError(ctx, "dry-run delete", p.ref.String(), err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		failed = append(failed, p.ref.String()+": "+err.Error())
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		return 0, executor.Terminal(fmt.Errorf("manifests: %w, nothing of release %s was deleted: %s", ErrDryRun, r.spec.Release, list(failed)))
+	}
+	return len(items), nil
 }
 
 // deleteCandidates lists every object the release may hold: the committed

@@ -3,6 +3,7 @@ package manifests_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,10 +35,23 @@ var allDeleted = map[string]string{
 	"ConfigMap/a": "deleted", "ConfigMap/b": "deleted", "ConfigMap/c": "deleted", "Service/web": "deleted", "Deployment/web": "deleted",
 }
 
-// objectDelete reports whether req deletes an object of a release rather
-// than an inventory, and whether it is a dry run.
+// objectDelete reports whether req deletes an object of a release, not an
+// inventory, and is no dry run.
 func objectDelete(req *http.Request) bool {
-	return req.Method == http.MethodDelete && !strings.Contains(req.URL.Path, "/secrets/")
+	if req.Method != http.MethodDelete || strings.Contains(req.URL.Path, "/secrets/") {
+		return false
+	}
+	// client-go sends DeleteOptions in the body.
+	if req.GetBody == nil {
+		return true
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return true
+	}
+	defer body.Close()
+	b, _ := io.ReadAll(body)
+	return !strings.Contains(string(b), `"dryRun"`)
 }
 
 func TestDeleteRelease(t *testing.T) {
@@ -63,7 +78,7 @@ func TestDeleteRelease(t *testing.T) {
 			"ConfigMap/a": "deleted", "ConfigMap/c": "deleted", "Service/web": "deleted", "Deployment/web": "deleted",
 			"ConfigMap/b": "skipped: no longer carries the labels of release web; left in place",
 		})
-		if res.Release != "web" || res.Revision != 1 || res.Counts != (manifests.Counts{Deleted: 4, Skipped: 1}) {
+		if res.Release != "web" || res.Revision != 1 || res.Counts != (manifests.Counts{Deleted: 4, Skipped: 1}) || res.DryRun != (manifests.DryRun{OK: true, Objects: 4}) {
 			t.Fatalf("result %+v", res)
 		}
 		for _, name := range []string{"a", "c"} {
@@ -367,5 +382,107 @@ func grant(t *testing.T, ns, user string, verbs []string) {
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDeleteDoesNotWaitForFinalizers(t *testing.T) {
+	s := leastPrivilege(t)
+	ex := s.executor(t)
+	held := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n"
+	execute(t, ex, task(t, "a1", 1, taskspec.Manifests{Release: "web", Namespace: s.target, Bundle: join(held, configMap("gone", "", nil), configMap("kept", "", nil))}))
+	t.Cleanup(func() {
+		_, _ = env.Client.CoreV1().ConfigMaps(s.target).Patch(context.Background(), "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	if err := env.Client.CoreV1().ConfigMaps(s.target).Delete(t.Context(), "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := execute(t, ex, task(t, "d1", 1, deleteSpec()))
+	t.Run("an object held by a finalizer is reported deleted without waiting", func(t *testing.T) {
+		wantOutcomes(t, res, map[string]string{"ConfigMap/held": "deleted", "ConfigMap/kept": "deleted", "ConfigMap/gone": "skipped: no longer exists"})
+		cm, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "held", metav1.GetOptions{})
+		if err != nil || cm.DeletionTimestamp == nil {
+			t.Fatalf("ConfigMap held: %v, %v: want it terminating", cm, err)
+		}
+		if inventoryExists(t, s, "web") {
+			t.Fatal("the inventory still exists")
+		}
+	})
+}
+
+func TestDeleteRefusedByAdmissionDeletesNothing(t *testing.T) {
+	s := leastPrivilege(t)
+	ex := s.executor(t)
+	execute(t, ex, task(t, "a1", 1, release(s.target)))
+	protect(t, s.target, "b")
+	_, err := ex.Execute(t.Context(), task(t, "d1", 1, deleteSpec()))
+	t.Run("a delete an admission policy refuses fails its dry run naming the object", func(t *testing.T) {
+		wantTerminal(t, err, manifests.ErrDryRun, "nothing of release web was deleted", fmt.Sprintf("ConfigMap %s/b: ", s.target), "b is protected")
+	})
+	t.Run("nothing is deleted", func(t *testing.T) {
+		for _, name := range []string{"a", "b", "c"} {
+			if !configMapExists(t, s.target, name) {
+				t.Fatalf("ConfigMap %s was deleted", name)
+			}
+		}
+		if _, err := env.Client.AppsV1().Deployments(s.target).Get(t.Context(), "web", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the Deployment: %v", err)
+		}
+		if !inventoryExists(t, s, "web") {
+			t.Fatal("the inventory was deleted")
+		}
+	})
+}
+
+// protect makes the API server refuse to delete ConfigMap ns/name, with a
+// ValidatingAdmissionPolicy, and waits until it does.
+func protect(t *testing.T, ns, name string) {
+	t.Helper()
+	ctx := t.Context()
+	adm := env.Client.AdmissionregistrationV1()
+	policyName := "protect-" + ns
+	fail := admissionregistrationv1.Fail
+	_, err := adm.ValidatingAdmissionPolicies().Create(ctx, &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: fmt.Sprintf("oldObject.metadata.name != %q", name), Message: name + " is protected"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = adm.ValidatingAdmissionPolicyBindings().Create(ctx, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policyName,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), policyName, metav1.DeleteOptions{})
+		_ = adm.ValidatingAdmissionPolicies().Delete(context.Background(), policyName, metav1.DeleteOptions{})
+	})
+	// The API server picks a policy up within about a second.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := env.Client.CoreV1().ConfigMaps(ns).Delete(ctx, name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil && strings.Contains(err.Error(), "is protected") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the policy protecting ConfigMap %s/%s never took effect: %v", ns, name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -68,7 +68,9 @@
 // or still to prune that exist now: only the inventory knows of them.
 // Validation is as for an apply: a SelfSubjectAccessReview of get and
 // delete on every object (and get, update and delete on the inventory),
-// then a read of each; nothing is deleted when a permission is missing.
+// a read of each, then a server-side dry-run delete of each object to be
+// deleted; nothing is deleted when a permission is missing or a dry run
+// fails (an admission webhook or policy protecting an object).
 //
 // The task then records a pending snapshot, as an apply does, and deletes
 // in reverse install order every object that still carries the release's

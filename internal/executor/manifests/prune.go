@@ -191,7 +191,9 @@ func (e *Executor) pruneOne(ctx context.Context, r *run, p *pruneItem) error {
 	case err == nil, apierrors.IsNotFound(err):
 		p.outcome = r.removed()
 	case apierrors.IsConflict(err):
-		p.outcome, p.reason = OutcomeSkipped, "replaced by another object while pruning; left in place"
+		p.outcome, p.reason = OutcomeSkipped, "replaced by another object while being deleted; left in place"
+	case r.spec.Delete:
+		return apiError(ctx, "delete", p.ref.String(), err)
 	default:
 		return apiError(ctx, "prune", p.ref.String(), err)
 	}
