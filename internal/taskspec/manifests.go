@@ -54,7 +54,7 @@ type Manifests struct {
 	// longer carry the labels are left in place and reported. A release
 	// the agent does not know (never applied, or deleted already) is
 	// nothing to do. Bundle, Artifact, Adopt and Revision must be empty,
-	// and Prune may not be false.
+	// and Prune may not be false; Namespace is not used.
 	Delete bool `json:"delete,omitempty"`
 }
 
