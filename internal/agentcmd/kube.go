@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -17,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/internal/executor/helm"
 	"github.com/outposthq/outpost/internal/executor/manifests"
 	"github.com/outposthq/outpost/internal/kube"
+	"github.com/outposthq/outpost/internal/seal/sealk8s"
 	"github.com/outposthq/outpost/internal/taskspec"
 	"github.com/outposthq/outpost/internal/vault"
 	"github.com/outposthq/outpost/internal/vault/k8ssecret"
@@ -29,6 +31,8 @@ type kubeFlags struct {
 	context         string
 	namespace       string
 	identitySecret  string
+	keySecret       string
+	keyRefresh      time.Duration
 	qps             float32
 	burst           int
 	denyKinds       []string
@@ -40,6 +44,8 @@ func (k *kubeFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&k.context, "kube-context", "", "kubeconfig context to use instead of the current one")
 	fl.StringVar(&k.namespace, "namespace", "", "the agent's own namespace, holding its identity and inventories (default: env "+kube.EnvNamespace+", else the pod's namespace, else "+kube.DefaultNamespace+")")
 	fl.StringVar(&k.identitySecret, "identity-secret", env("OUTPOST_IDENTITY_SECRET", agent.DefaultIdentitySecret), "Secret in the agent's namespace that keeps its identity when Kubernetes is configured (env OUTPOST_IDENTITY_SECRET)")
+	fl.StringVar(&k.keySecret, "environment-key-secret", env("OUTPOST_ENVIRONMENT_KEY_SECRET", sealk8s.DefaultName), "Secret in the agent's namespace that keeps the environment's private age keys, which open sealed secrets (env OUTPOST_ENVIRONMENT_KEY_SECRET); replicas of one agent must share it")
+	fl.DurationVar(&k.keyRefresh, "environment-key-refresh", agent.DefaultKeyRefreshInterval, "how often the agent reads the environment key Secret again and publishes its public keys, so that a key rotated by another replica or an operator reaches the hub")
 	fl.Float32Var(&k.qps, "kube-qps", 0, fmt.Sprintf("Kubernetes API requests per second, sustained (default %d)", manifests.DefaultQPS))
 	fl.IntVar(&k.burst, "kube-burst", 0, fmt.Sprintf("Kubernetes API requests in a burst (default %d)", manifests.DefaultBurst))
 	fl.StringSliceVar(&k.denyKinds, "deny-kind", nil, "kinds manifests tasks may never apply, added to the default deny list: group/Kind, Kind (core group) or group/* (repeatable, comma-separated)")
@@ -50,6 +56,8 @@ func (k *kubeFlags) bind(fl *pflag.FlagSet) {
 type kubeSetup struct {
 	identity agent.IdentityStore
 	kinds    map[string]executor.Executor
+	// keys is the environment keyring, also kinds' secret executor.
+	keys *environmentKeyring
 	// vault holds the providers that read the cluster, by provider name.
 	vault map[string]vault.Provider
 	// newHelm builds the helm executor once the resolver, which needs the
@@ -69,8 +77,8 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 		Burst:      k.burst,
 	})
 	if errors.Is(err, kube.ErrNotConfigured) {
-		if k.namespace != "" || k.identitySecret != agent.DefaultIdentitySecret || len(k.denyKinds) > 0 || k.allowPrivileged {
-			return kubeSetup{}, false, errors.New("--namespace, --identity-secret, --deny-kind and --allow-privileged need a cluster: pass --kubeconfig, or run the agent in a pod")
+		if k.namespace != "" || k.identitySecret != agent.DefaultIdentitySecret || k.keySecret != sealk8s.DefaultName || len(k.denyKinds) > 0 || k.allowPrivileged {
+			return kubeSetup{}, false, errors.New("--namespace, --identity-secret, --environment-key-secret, --deny-kind and --allow-privileged need a cluster: pass --kubeconfig, or run the agent in a pod")
 		}
 		return kubeSetup{}, false, nil
 	}
@@ -80,10 +88,18 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 	if errs := validation.IsDNS1123Subdomain(k.identitySecret); len(errs) > 0 {
 		return kubeSetup{}, false, fmt.Errorf("--identity-secret %q is not a valid Secret name: %s", k.identitySecret, strings.Join(errs, "; "))
 	}
+	if k.keySecret == k.identitySecret {
+		return kubeSetup{}, false, fmt.Errorf("--environment-key-secret and --identity-secret both name %q; give them different Secrets", k.keySecret)
+	}
 	client, err := kubernetes.NewForConfig(cluster.Config)
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("kubernetes client: %w", err)
 	}
+	keyStore, err := sealk8s.New(sealk8s.Options{Client: client.CoreV1(), Namespace: cluster.Namespace, Name: k.keySecret})
+	if err != nil {
+		return kubeSetup{}, false, fmt.Errorf("--environment-key-secret: %w", err)
+	}
+	keys := &environmentKeyring{store: keyStore, client: client, where: cluster.Namespace + "/" + k.keySecret, log: log}
 	extra, err := manifests.ParseDenyRules(strings.Join(k.denyKinds, ","))
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("--deny-kind: %w", err)
@@ -103,10 +119,11 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 		return kubeSetup{}, false, err
 	}
 	log.Info("kubernetes configured", "source", cluster.Source, "server", cluster.Config.Host,
-		"namespace", cluster.Namespace, "identity_secret", k.identitySecret)
+		"namespace", cluster.Namespace, "identity_secret", k.identitySecret, "environment_key_secret", k.keySecret)
 	return kubeSetup{
 		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
-		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec},
+		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec, taskspec.KindSecret: keys},
+		keys:     keys,
 		vault:    map[string]vault.Provider{k8ssecret.ProviderName: secrets},
 		newHelm: func(resolver *vault.Resolver, client *http.Client) (executor.Executor, error) {
 			return helm.New(helm.Options{

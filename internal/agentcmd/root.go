@@ -133,7 +133,9 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	}
 	executors := map[string]executor.Executor{taskspec.KindHTTP: httpExec}
 	var identity agent.IdentityStore = agent.FileIdentity{Path: f.identityFile}
+	var keys agent.EnvironmentKeys // stays a nil interface without a cluster
 	if ok {
+		keys = k.keys
 		maps.Copy(executors, k.kinds)
 		helmExec, err := k.newHelm(resolver, internal)
 		if err != nil {
@@ -146,20 +148,22 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 			identity = k.identity
 		}
 	} else {
-		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests and helm tasks are not available")
+		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests, helm and secret tasks are not available")
 	}
 	return agent.New(agent.Options{
-		HubURL:         f.hub,
-		CAFile:         f.caFile,
-		Identity:       identity,
-		BootstrapToken: token,
-		Environment:    f.environment,
-		Executors:      executors,
-		Concurrency:    f.concurrency,
-		NewRedactor:    func() agent.Redactor { return redact.New() },
-		Logger:         log,
-		Version:        Version,
-		ForcePoll:      f.forcePoll,
+		HubURL:             f.hub,
+		CAFile:             f.caFile,
+		Identity:           identity,
+		BootstrapToken:     token,
+		Environment:        f.environment,
+		Executors:          executors,
+		Concurrency:        f.concurrency,
+		NewRedactor:        func() agent.Redactor { return redact.New() },
+		Logger:             log,
+		Version:            Version,
+		ForcePoll:          f.forcePoll,
+		EnvironmentKeys:    keys,
+		KeyRefreshInterval: f.kube.keyRefresh,
 	})
 }
 

@@ -276,7 +276,7 @@ func TestAgentWithoutAClusterKeepsItsIdentityInAFile(t *testing.T) {
 	if ids := agentIDs(t, h, "prod"); len(ids) != 1 || ids[0] != id.AgentID {
 		t.Errorf("hub agents = %v, want %s from the file", ids, id.AgentID)
 	}
-	if !strings.Contains(p.logs.String(), "manifests and helm tasks are not available") {
+	if !strings.Contains(p.logs.String(), "manifests, helm and secret tasks are not available") {
 		t.Errorf("the agent does not say that manifests tasks need a cluster:\n%s", p.logs)
 	}
 }
@@ -297,6 +297,9 @@ func TestAgentFlagsAreChecked(t *testing.T) {
 		{"an identity Secret without a cluster is refused", []string{"--identity-secret", "my-identity"}, "need a cluster"},
 		{"a malformed deny rule is named", []string{"--kubeconfig", kubeconfig, "--deny-kind", "not a kind"}, "--deny-kind"},
 		{"an invalid identity Secret name is refused", []string{"--kubeconfig", kubeconfig, "--identity-secret", "Bad_Name"}, "--identity-secret"},
+		{"an environment key Secret without a cluster is refused", []string{"--environment-key-secret", "my-key"}, "need a cluster"},
+		{"an invalid environment key Secret name is refused", []string{"--kubeconfig", kubeconfig, "--environment-key-secret", "Bad_Name"}, "--environment-key-secret"},
+		{"one Secret for the identity and the environment key is refused", []string{"--kubeconfig", kubeconfig, "--environment-key-secret", "outpost-agent-identity", "--identity-secret", "outpost-agent-identity"}, "different Secrets"},
 		{"an invalid namespace is refused", []string{"--kubeconfig", kubeconfig, "--namespace", "Bad_NS"}, "Bad_NS"},
 		{"a missing kubeconfig is named", []string{"--kubeconfig", "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"},
 	}
