@@ -56,20 +56,18 @@ func getRelease(t *testing.T, h *hubtest.Hub, env, name string) *outpostv1.Relea
 	return resp.Msg.GetRelease()
 }
 
-// pollDesired waits for the agent's poll to say the desired state changed.
-func (a *rawAgent) pollDesired(t *testing.T) {
+// pollDesired starts a long poll and returns a channel that says whether
+// it ended with a desired-state wake-up.
+func (a *rawAgent) pollDesired(t *testing.T) <-chan bool {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := a.client.Poll(t.Context(), connect.NewRequest(&outpostv1.PollRequest{Wait: durationpb.New(2 * time.Second)}))
-		if err != nil {
-			t.Fatalf("poll: %v", err)
-		}
-		if resp.Msg.GetDesiredStateChanged() {
-			return
-		}
-	}
-	t.Fatal("no desired-state wake-up within 10s")
+	got := make(chan bool, 1)
+	go func() {
+		resp, err := a.client.Poll(t.Context(), connect.NewRequest(&outpostv1.PollRequest{Wait: durationpb.New(10 * time.Second)}))
+		got <- err == nil && resp.Msg.GetDesiredStateChanged()
+	}()
+	// The poll subscribes on arrival; give it that moment.
+	time.Sleep(200 * time.Millisecond)
+	return got
 }
 
 func TestReleaseLifecycle(t *testing.T) {
@@ -115,8 +113,11 @@ func TestReleaseLifecycle(t *testing.T) {
 	})
 
 	t.Run("the task's success applies the revision, wakes the agent and puts it in the desired state", func(t *testing.T) {
+		woken := agent.pollDesired(t)
 		agent.report(t, first, outpostv1.Outcome_OUTCOME_SUCCEEDED, "")
-		agent.pollDesired(t)
+		if !<-woken {
+			t.Fatal("the agent's poll did not end with a desired-state wake-up")
+		}
 		rel := getRelease(t, h, "prod", "shop")
 		if rel.GetAppliedRevision() != 1 || rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC {
 			t.Fatalf("release applied %d sync %v, want 1 in sync", rel.GetAppliedRevision(), rel.GetSync())
