@@ -30,6 +30,8 @@ type Agent struct {
 	kinds   []string
 
 	wake chan struct{}
+	// desiredDue asks desiredLoop to fetch the desired state.
+	desiredDue chan struct{}
 	// reconnected carries noteConnected's signal to keyLoop; connects is
 	// wakeLoop's own count of connections.
 	reconnected chan struct{}
@@ -48,7 +50,7 @@ func New(opts Options) (*Agent, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{opts: opts, wake: make(chan struct{}, 1), reconnected: make(chan struct{}, 1), running: map[string]*attempt{}}
+	a := &Agent{opts: opts, wake: make(chan struct{}, 1), desiredDue: make(chan struct{}, 1), reconnected: make(chan struct{}, 1), running: map[string]*attempt{}}
 	a.session = &session{opts: &a.opts}
 	a.client = outpostv1connect.NewAgentServiceClient(opts.HTTPClient, opts.HubURL,
 		connect.WithInterceptors(authInterceptor{s: a.session}),
@@ -89,6 +91,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error { return a.wakeLoop(gctx) })
 	g.Go(func() error { return a.dispatch(gctx, &workers) })
 	g.Go(func() error { return a.heartbeat(gctx) })
+	if a.opts.Desired != nil {
+		g.Go(func() error { return a.desiredLoop(gctx) })
+	}
 	err := g.Wait()
 	workers.Wait()
 	if ctx.Err() != nil && !errors.Is(err, ErrDisabled) {
@@ -188,6 +193,9 @@ func (a *Agent) wakeLoop(ctx context.Context) error {
 				pollOK = true
 			}
 			failures = 0
+			if resp.Msg.GetDesiredStateChanged() {
+				a.RefreshDesired()
+			}
 			for _, id := range resp.Msg.GetCancelledTaskIds() {
 				a.cancelTask(id)
 			}
@@ -251,6 +259,8 @@ func (a *Agent) watchOnce(ctx context.Context) (delivered bool, err error) {
 			a.signal()
 		case *outpostv1.WatchResponse_TaskCancelled:
 			a.cancelTask(ev.TaskCancelled.GetTaskId())
+		case *outpostv1.WatchResponse_DesiredStateChanged:
+			a.RefreshDesired()
 		}
 		if !delivered {
 			a.noteConnected()

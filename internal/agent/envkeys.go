@@ -37,6 +37,8 @@ type EnvironmentKeys interface {
 // after which the keys are published again: the hub may have restarted
 // onto a store that lost them.
 func (a *Agent) noteConnected() {
+	// What changed while the agent was away is fetched again.
+	a.RefreshDesired()
 	a.connects++
 	if a.connects == 1 {
 		return

@@ -75,6 +75,10 @@ type Options struct {
 	EnvironmentKeys EnvironmentKeys
 	// KeyRefreshInterval is DefaultKeyRefreshInterval when zero.
 	KeyRefreshInterval time.Duration
+	// Desired, when set, receives the environment's desired state (the
+	// reconciler): at start, after each reconnect, on every notice from
+	// the hub and on RefreshDesired.
+	Desired DesiredState
 	// OnExecutorStart, when set, is called as each attempt's executor
 	// starts (used by benchmarks to measure dispatch latency).
 	OnExecutorStart func(taskID string, epoch int64)
