@@ -29,6 +29,8 @@ type harness struct {
 	configPath string
 	env        map[string]string
 	stdin      string
+	// terminal makes the CLI take stdin for a terminal a person answers on.
+	terminal bool
 }
 
 // result is what one CLI invocation showed the user.
@@ -70,6 +72,7 @@ func (h *harness) run(args ...string) result {
 		Stdout:          &stdout,
 		Stderr:          &stderr,
 		Stdin:           strings.NewReader(h.stdin),
+		StdinIsTerminal: func() bool { return h.terminal },
 		ConfigPath:      h.configPath,
 		Getenv:          func(k string) string { return h.env[k] },
 		Now:             func() time.Time { return fakeNow },

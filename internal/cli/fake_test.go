@@ -50,6 +50,14 @@ type fakeHub struct {
 	headers []*v1.ArtifactHeader
 	// tokenTTLs records the ttl of each CreateBootstrapToken call.
 	tokenTTLs []time.Duration
+	// Releases, by environment/name, and what the release calls saw;
+	// see fake_release_test.go.
+	releases        map[string]*fakeRelease
+	applied         []*v1.ApplyReleaseRequest
+	releaseProgress map[string][]v1.ReleaseSync
+	deleted         []string
+	keys            map[string][]*v1.EnvironmentKey
+	secrets         map[string][]*v1.SecretInfo
 }
 
 var _ outpostv1connect.OperatorServiceHandler = (*fakeHub)(nil)
@@ -82,6 +90,7 @@ func newFakeHub() *fakeHub {
 				Spec: []byte(`{"chart":"web"}`), MaxAttempts: 3, CreatedAt: ts(-time.Minute), UpdatedAt: ts(-time.Minute)},
 		},
 	}
+	h.seedReleases()
 	actions := []struct{ actor, action, env, subject string }{
 		{"admin", audit.ActionEnvironmentCreated, "prod", "prod"},
 		{"ci-bot", audit.ActionBootstrapTokenCreated, "prod", "bt-1"},

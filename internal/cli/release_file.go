@@ -233,6 +233,20 @@ func (a *app) readReleaseFile(path, envFlag string) ([]*preparedRelease, error) 
 // parseReleaseFile decodes every document of a release file strictly.
 // Errors name the file and, where the parser knows it, the line.
 func parseReleaseFile(name string, data []byte) ([]releaseDoc, error) {
+	// Parsing into nodes expands no alias, so syntax errors are reported
+	// with their line before the check for alias bombs, which must come
+	// before decoding into values.
+	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := nodes.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w %s", ErrInvalidReleaseFile, describeYAMLError(name, err))
+		}
+	}
 	if err := archive.CheckYAML(name, data, archive.YAMLLimits{}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidReleaseFile, err)
 	}
