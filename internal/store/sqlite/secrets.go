@@ -83,6 +83,7 @@ func (s *Store) ListEnvironmentKeys(ctx context.Context, tenant, envID string) (
 	return keys, nil
 }
 
+//nolint:gosec // column names of sealed secret versions, no credential
 const secretColumns = `v.tenant, v.environment_id, v.namespace, v.name, v.version, v.keys, v.key_version, v.key_fingerprint,
 	v.sealed, v.deleted, v.adopt, v.task_id, v.created_by, v.created_at, coalesce(t.state, '')`
 
