@@ -60,6 +60,9 @@ func TestReplicas(t *testing.T) {
 		{"replicas claiming at once never double-lease nor share a key", func(t *testing.T, s1, s2 *Store) {
 			storetest.ConcurrentClaims(t, []store.Store{s1, s2})
 		}},
+		{"replicas changing one release and one secret at once number them without gaps", func(t *testing.T, s1, s2 *Store) {
+			storetest.ConcurrentReleases(t, []store.Store{s1, s2})
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,6 +30,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTest(t) })
 }
 
+func TestConcurrentReleases(t *testing.T) {
+	storetest.ConcurrentReleases(t, []store.Store{openTest(t)})
+}
+
 func TestAuditTamperingIsDetected(t *testing.T) {
 	storetest.Tamper(t, func(t *testing.T) store.Store { return openTest(t) }, func(t *testing.T, s store.Store, query string) {
 		if _, err := s.(*Store).w.ExecContext(t.Context(), query); err != nil {

@@ -1,12 +1,16 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/audit"
 	"github.com/outposthq/outpost/internal/store"
@@ -695,4 +699,104 @@ func testTaskCounts(t *testing.T, s store.Store) {
 			t.Fatalf("%s: TaskCounts = %d active, %d failed, want %d, %d", tt.name, active, failed, tt.wantActive, tt.wantFai)
 		}
 	}
+}
+
+// ConcurrentReleases applies revisions of one release and versions of one
+// secret from several goroutines, spread over stores (replicas of one
+// database), while another completes their tasks as they come. It fails
+// unless revisions and versions are numbered 1..n without gap or
+// collision, and the release ends applied at its newest revision by the
+// task carrying it.
+func ConcurrentReleases(t *testing.T, stores []store.Store) {
+	f := newFixture(t, stores[0])
+	const workers, each = 6, 4
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		seq int
+	)
+	taskFor := func(prefix string) store.Task {
+		mu.Lock()
+		defer mu.Unlock()
+		seq++
+		return f.task(fmt.Sprintf("%s-%03d", prefix, seq))
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for w := range workers {
+		s := stores[w%len(stores)]
+		g.Go(func() error {
+			for i := range each {
+				rev := f.revision("web", fmt.Sprintf("d-%d-%d", w, i))
+				task := taskFor("web")
+				if _, _, _, err := s.ApplyRelease(gctx, store.ApplyReleaseParams{Revision: rev, Now: T0,
+					Task: func(store.ReleaseRevision) (store.Task, error) { return task, nil }}); err != nil {
+					return err
+				}
+				if _, _, err := s.PutSecretVersion(gctx, f.secret("app", "db"), taskFor("secret"), "operator:tok1"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	applied := make(chan struct{})
+	var drain sync.WaitGroup
+	drain.Go(func() {
+		s := stores[len(stores)-1]
+		for {
+			select {
+			case <-applied:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+			got, err := s.ClaimTasks(ctx, store.ClaimParams{Tenant: f.tenant, EnvironmentID: f.env.ID, AgentID: "a1", Max: 5, LeaseDuration: time.Hour, Now: T0})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(got) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			for _, task := range got {
+				if _, err := s.CompleteTask(ctx, store.CompleteParams{Tenant: f.tenant, TaskID: task.ID, Epoch: task.Attempt, AgentID: "a1",
+					Outcome: store.OutcomeSucceeded, Now: T0}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	})
+	err := g.Wait()
+	close(applied)
+	drain.Wait()
+	must(t, err)
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, task := range f.claim(t, "a1", 1000, T0) {
+		f.complete(t, task, store.OutcomeSucceeded, false, T0)
+	}
+
+	revs, err := f.s.ListReleaseRevisions(t.Context(), f.tenant, f.env.ID, "web")
+	must(t, err)
+	history, err := f.s.SecretHistory(t.Context(), f.tenant, f.env.ID, "app", "db")
+	must(t, err)
+	const n = workers * each
+	if len(revs) != n || len(history) != n {
+		t.Fatalf("%d revisions and %d secret versions, want %d of each", len(revs), len(history), n)
+	}
+	for i := range n {
+		if revs[i].Revision != int64(n-i) || history[i].Version != int64(n-i) {
+			t.Fatalf("revision %d and version %d at position %d, want %d", revs[i].Revision, history[i].Version, i, n-i)
+		}
+	}
+	r := f.release(t, "web")
+	wantRelease(t, r, n, n, store.SyncInSync, r.TaskID)
+	if r.AppliedTaskID != r.TaskID {
+		t.Fatalf("applied by %s, but revision %d is carried by %s", r.AppliedTaskID, n, r.TaskID)
+	}
+	must(t, audit.Verify(f.events(t)))
 }
