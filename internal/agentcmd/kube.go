@@ -58,6 +58,9 @@ type kubeSetup struct {
 	kinds    map[string]executor.Executor
 	// keys is the environment keyring, also kinds' secret executor.
 	keys *environmentKeyring
+	// cluster and client reach the cluster, for the reconciler.
+	cluster *kube.Cluster
+	client  kubernetes.Interface
 	// vault holds the providers that read the cluster, by provider name.
 	vault map[string]vault.Provider
 	// newHelm builds the helm executor once the resolver, which needs the
@@ -124,6 +127,8 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
 		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec, taskspec.KindSecret: keys},
 		keys:     keys,
+		cluster:  &cluster,
+		client:   client,
 		vault:    map[string]vault.Provider{k8ssecret.ProviderName: secrets},
 		newHelm: func(resolver *vault.Resolver, client *http.Client) (executor.Executor, error) {
 			return helm.New(helm.Options{

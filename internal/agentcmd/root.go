@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/agent"
 	"github.com/outposthq/outpost/internal/executor"
@@ -40,6 +41,7 @@ type flags struct {
 	// identityFileSet is true when the operator chose an identity file.
 	identityFileSet bool
 	kube            kubeFlags
+	reconcile       reconcileFlags
 }
 
 func env(name, def string) string {
@@ -61,11 +63,17 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.identityFileSet = identityFileChosen(cmd.Flags())
-			a, err := build(f, cmd.ErrOrStderr())
+			a, rec, err := build(f, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			return a.Start(cmd.Context())
+			if rec == nil {
+				return a.Start(cmd.Context())
+			}
+			g, ctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return a.Start(ctx) })
+			g.Go(func() error { return rec.run(ctx) })
+			return g.Wait()
 		},
 	}
 	cmd.SetOut(stdout)
@@ -86,13 +94,16 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", env("OUTPOST_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	f.kube.bind(fl)
+	f.reconcile.bind(fl)
 	return cmd
 }
 
-func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
+// build makes the agent and, with a cluster, the reconciler that runs
+// beside it (nil without one, or with --no-reconcile).
+func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
 	}
 	hopts := &slog.HandlerOptions{Level: lvl}
 	log := slog.New(slog.NewTextHandler(stderr, hopts))
@@ -100,7 +111,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 		log = slog.New(slog.NewJSONHandler(stderr, hopts))
 	}
 	if f.hub == "" {
-		return nil, errors.New("--hub is required (or env OUTPOST_HUB)")
+		return nil, nil, errors.New("--hub is required (or env OUTPOST_HUB)")
 	}
 	token := f.bootstrapToken
 	if token == "" {
@@ -109,7 +120,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	if f.bootstrapTokenFile != "" {
 		b, err := os.ReadFile(f.bootstrapTokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("bootstrap token file: %w", err)
+			return nil, nil, fmt.Errorf("bootstrap token file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
@@ -117,29 +128,37 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	// resolver the executors share.
 	k, ok, err := f.kube.setup(log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resolver, err := newResolver(f.vaultFile, k.vault)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	internal, err := transport.NewClient(transport.Options{CAFile: f.internalCAFile})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	httpExec, err := httpcall.New(httpcall.Options{Client: internal, Vault: resolver, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	executors := map[string]executor.Executor{taskspec.KindHTTP: httpExec}
 	var identity agent.IdentityStore = agent.FileIdentity{Path: f.identityFile}
 	var keys agent.EnvironmentKeys // stays a nil interface without a cluster
+	var rec *reconciling
+	var desired agent.DesiredState // nil without a reconciler
 	if ok {
 		keys = k.keys
+		if rec, err = f.reconcile.setup(k.cluster, k.client, log); err != nil {
+			return nil, nil, err
+		}
+		if rec != nil {
+			desired = rec.rec
+		}
 		maps.Copy(executors, k.kinds)
 		helmExec, err := k.newHelm(resolver, internal)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		executors[taskspec.KindHelm] = helmExec
 		if f.identityFileSet {
@@ -150,7 +169,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 	} else {
 		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests, helm and secret tasks are not available")
 	}
-	return agent.New(agent.Options{
+	a, err := agent.New(agent.Options{
 		HubURL:             f.hub,
 		CAFile:             f.caFile,
 		Identity:           identity,
@@ -164,7 +183,15 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, error) {
 		ForcePoll:          f.forcePoll,
 		EnvironmentKeys:    keys,
 		KeyRefreshInterval: f.kube.keyRefresh,
+		Desired:            desired,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec != nil {
+		rec.attach(a)
+	}
+	return a, rec, nil
 }
 
 // newResolver returns the resolver for vault references: the local vault

@@ -1,0 +1,99 @@
+package agentcmd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/outposthq/outpost/internal/agent"
+	"github.com/outposthq/outpost/internal/agent/reconcile"
+	"github.com/outposthq/outpost/internal/kube"
+)
+
+// reconcileFlags configure the reconciler, which keeps the environment at
+// the desired state of its releases while this replica leads.
+type reconcileFlags struct {
+	disabled  bool
+	resync    time.Duration
+	lease     time.Duration
+	replicaID string
+}
+
+func (r *reconcileFlags) bind(fl *pflag.FlagSet) {
+	fl.BoolVar(&r.disabled, "no-reconcile", false, "run tasks only: do not watch releases for drift (another agent of the environment reconciles)")
+	fl.DurationVar(&r.resync, "resync", reconcile.DefaultResync, "period of the full drift resync that catches what watch events missed")
+	fl.DurationVar(&r.lease, "leader-lease-duration", reconcile.DefaultLeaseDuration, "how long a reconciling replica that stopped renewing its Lease keeps the others waiting; after it the next replica takes over")
+	fl.StringVar(&r.replicaID, "replica-id", env("POD_NAME", ""), "this replica's name in the leader Lease (env POD_NAME; default: host name and process id)")
+}
+
+// reconciling is the reconciler of an agent with a cluster and the loop
+// that runs it while this replica leads.
+type reconciling struct {
+	rec    *reconcile.Reconciler
+	leader reconcile.LeaderOptions
+	// sink forwards reports and refresh requests to the agent, which is
+	// built after the reconciler.
+	sink *agentSink
+}
+
+// agentSink lets the reconciler reach the agent once it exists.
+type agentSink struct{ a *agent.Agent }
+
+func (s *agentSink) ReportDrift(ctx context.Context, d reconcile.Drift) error {
+	return s.a.ReportDrift(ctx, d)
+}
+
+// Lock holds the agent's task locks, so a correction never races a task
+// of the same release.
+func (s *agentSink) Lock(ctx context.Context, keys []string) (func(), error) {
+	return s.a.Locker().Lock(ctx, keys)
+}
+
+func (r *reconcileFlags) setup(cluster *kube.Cluster, client kubernetes.Interface, log *slog.Logger) (*reconciling, error) {
+	if r.disabled {
+		return nil, nil
+	}
+	id := r.replicaID
+	if id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--replica-id: no host name: %w", err)
+		}
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	lease := reconcile.LeaderOptions{
+		Client: client, Namespace: cluster.Namespace, Identity: id,
+		LeaseDuration: r.lease, RenewDeadline: r.lease * 2 / 3, RetryPeriod: max(r.lease/8, 100*time.Millisecond),
+		Logger: log,
+	}
+	if err := lease.Validate(); err != nil {
+		return nil, fmt.Errorf("--leader-lease-duration: %w", err)
+	}
+	sink := &agentSink{}
+	rec, err := reconcile.New(reconcile.Options{
+		Config: cluster.Config, AgentNamespace: cluster.Namespace, Reporter: sink, Lock: sink,
+		NeedRefresh: func(string) {
+			if sink.a != nil {
+				sink.a.RefreshDesired()
+			}
+		},
+		Logger: log, Resync: r.resync, Identity: id,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &reconciling{rec: rec, leader: lease, sink: sink}, nil
+}
+
+// attach gives the reconciler the agent it reports to.
+func (r *reconciling) attach(a *agent.Agent) { r.sink.a = a }
+
+// run reconciles while this replica holds the leader Lease, until ctx ends.
+func (r *reconciling) run(ctx context.Context) error {
+	return reconcile.RunWhenLeader(ctx, r.leader, r.rec.Start)
+}
