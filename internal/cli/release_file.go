@@ -487,7 +487,7 @@ func prepareReleaseHelm(name string, h *releaseHelm, dir string) (*helmTask, err
 		release = name
 	}
 	t := &helmTask{spec: taskspec.Helm{
-		Release: release, Namespace: h.Namespace, CreateNamespace: h.CreateNamespace,
+		Action: taskspec.HelmInstall, Release: release, Namespace: h.Namespace, CreateNamespace: h.CreateNamespace,
 		Wait: h.Wait, Atomic: h.Atomic, HistoryMax: h.HistoryMax, Adopt: h.Adopt,
 		DisableHooks: h.DisableHooks, SkipCRDs: h.SkipCRDs,
 	}}
