@@ -53,8 +53,10 @@ type Options struct {
 	// copied; QPS and Burst are set to DefaultQPS and DefaultBurst when
 	// QPS is 0, and Timeout when 0.
 	Config *rest.Config
-	// AgentNamespace is the agent's own namespace, where Events about
-	// cluster-scoped objects are recorded. Required.
+	// AgentNamespace is the agent's own namespace, which holds the
+	// manifests executor's release inventories: before it corrects a
+	// manifests release the reconciler checks there that no newer
+	// revision was applied. Required.
 	AgentNamespace string
 	// Reporter receives drift reports. Nil discards them.
 	Reporter Reporter

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/agent/reconcile"
 	"github.com/outposthq/outpost/internal/executor/manifests"
+	"github.com/outposthq/outpost/internal/taskspec"
 )
 
 func TestAnEditedManagedFieldIsCorrected(t *testing.T) {
@@ -314,4 +315,29 @@ func TestReportsSurviveAnUnreachableHub(t *testing.T) {
 	waitFor(t, "the image to be restored while the hub is down", func() bool { return s.image(t, "web") == "nginx:1.27" })
 	r.reports.setFailing(false)
 	r.reports.wait(t, "the correction report once the hub is back", corrected("web", "Deployment", "web"))
+}
+
+func TestAnObjectPrunedByANewerRevisionIsNotRecreated(t *testing.T) {
+	s := newSetup(t)
+	configMap := func(name string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\ndata:\n  color: blue\n"
+	}
+	spec := taskspec.Manifests{Release: "cfg", Namespace: s.target, Revision: 1, Bundle: configMap("old")}
+	s.apply(t, spec)
+	rel := reconcile.Release{Name: "cfg", Kind: reconcile.KindManifests, Revision: 1, Manifests: &spec}
+	r := s.start(t, []reconcile.Release{rel}, func(o *reconcile.Options) { o.Resync = 300 * time.Millisecond })
+	r.reports.wait(t, "the in-sync report", inSync("cfg"))
+
+	// Revision 2 replaces the ConfigMap: its task prunes the old one, and
+	// no object the reconciler watches carries the new revision.
+	spec2 := spec
+	spec2.Revision, spec2.Bundle = 2, configMap("new")
+	s.apply(t, spec2)
+
+	waitFor(t, "NeedRefresh", func() bool { return slices.Contains(r.refresh.all(), "cfg") })
+	syncs := r.Stats().Syncs
+	waitFor(t, "two more full syncs", func() bool { return r.Stats().Syncs >= syncs+2 })
+	if _, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "old", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the pruned ConfigMap is back (err %v)", err)
+	}
 }

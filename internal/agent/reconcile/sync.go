@@ -326,24 +326,35 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState
 	return drift, nil
 }
 
-// desiredMoved reports, for a helm release, whether a newer Helm revision
-// was deployed than the desired objects come from; a full sync is then
-// queued instead of correcting.
+// desiredMoved reports whether the release moved past the desired state
+// since it was computed: for manifests, the inventory records a newer
+// revision (a task applied or pruned objects); for helm, a newer Helm
+// revision was deployed. Nothing is corrected then: a manifests release
+// asks for a refresh, a helm release is read again.
 func (r *Reconciler) desiredMoved(ctx context.Context, snap snapshot) (bool, error) {
-	if snap.spec.Kind != KindHelm {
+	spec := snap.spec
+	if spec.Kind == KindManifests {
+		rev, err := manifests.RecordedRevision(ctx, r.kube.CoreV1(), r.opts.AgentNamespace, spec.Manifests.Release)
+		if err != nil {
+			return false, fmt.Errorf("reconcile: release %s: %w", spec.Name, err)
+		}
+		if rev > spec.Revision {
+			r.markStale(ctx, spec.Name, snap.gen, objKey{})
+			return true, nil
+		}
 		return false, nil
 	}
-	hr, err := r.helmRelease(&snap.spec)
+	hr, err := r.helmRelease(&spec)
 	if err != nil {
 		return false, err
 	}
 	r.mu.Lock()
-	rs, ok := r.current(snap.spec.Name, snap.gen)
+	rs, ok := r.current(spec.Name, snap.gen)
 	moved := ok && rs.helmVersion != hr.Version
 	r.mu.Unlock()
 	if moved {
-		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, snap.spec.Name), slog.Int("helm_revision", hr.Version))
-		r.queue.Add(item{release: snap.spec.Name})
+		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, spec.Name), slog.Int("helm_revision", hr.Version))
+		r.queue.Add(item{release: spec.Name})
 	}
 	return moved || !ok, nil
 }
@@ -370,7 +381,7 @@ func (r *Reconciler) markStale(ctx context.Context, name string, gen uint64, key
 	if !first {
 		return
 	}
-	r.log.LogAttrs(ctx, slog.LevelInfo, "desired state is stale; asking for a refresh", slog.String(logRelease, name), slog.String(logObject, key.String()))
+	r.log.LogAttrs(ctx, slog.LevelInfo, "desired state is stale; asking for a refresh", slog.String(logRelease, name), slog.String(logObject, objName(key)))
 	if r.opts.NeedRefresh != nil {
 		r.opts.NeedRefresh(name)
 	}

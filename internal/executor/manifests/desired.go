@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/restmapper"
 
 	"github.com/outposthq/outpost/internal/executor"
@@ -52,4 +53,25 @@ func Desired(ctx context.Context, mapper *restmapper.DeferredDiscoveryRESTMapper
 		})
 	}
 	return out, nil
+}
+
+// RecordedRevision returns the highest revision the inventory of release in
+// agentNS records: the committed one, or that of a task that started
+// writing and has not committed. 0 means none. A reconciler compares it
+// with its desired revision before it writes, so it never undoes a newer
+// task, pruned objects included.
+func RecordedRevision(ctx context.Context, secrets corev1client.SecretsGetter, agentNS, release string) (int64, error) {
+	inv := &inventory{secrets: secrets.Secrets(agentNS), namespace: agentNS, name: inventoryPrefix + release, release: release}
+	rec, err := inv.load(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var rev int64
+	if rec.committed != nil {
+		rev = rec.committed.Revision
+	}
+	if rec.pending != nil {
+		rev = max(rev, rec.pending.Revision)
+	}
+	return rev, nil
 }
