@@ -447,21 +447,20 @@ func (s *operatorService) DeleteRelease(ctx context.Context, req *connect.Reques
 	if err != nil {
 		return nil, err
 	}
+	// The newest revision names where the objects are (a helm release's
+	// namespace); the agent's inventory knows the rest. It is read here,
+	// since the task builder runs inside the store's transaction.
+	rev, err := s.revision(ctx, env, rel, rel.Revision)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := decodeReleaseSpec(rel.Name, rev.Kind, rev.Spec)
+	if err != nil {
+		return nil, err
+	}
 	rel, err = s.h.store.DeleteRelease(ctx, store.DeleteReleaseParams{
 		Tenant: c.token.Tenant, EnvironmentID: env.ID, Name: rel.Name, Actor: c.actor(), Now: s.h.opts.Now(),
-		Task: func(r store.Release) (store.Task, error) {
-			// The newest revision names where the objects are (a helm
-			// release's namespace); the inventory the rest.
-			rev, err := s.h.store.GetReleaseRevision(ctx, r.Tenant, r.EnvironmentID, r.Name, r.Revision)
-			if err != nil {
-				return store.Task{}, err
-			}
-			rs, err := decodeReleaseSpec(r.Name, rev.Kind, rev.Spec)
-			if err != nil {
-				return store.Task{}, err
-			}
-			return s.releaseTask(rev, rs, rs.removal(), nil)
-		},
+		Task: func(store.Release) (store.Task, error) { return s.releaseTask(rev, rs, rs.removal(), nil) },
 	})
 	if err != nil {
 		return nil, storeError(fmt.Sprintf("delete release %s", req.Msg.GetName()), err)
