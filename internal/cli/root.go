@@ -182,6 +182,7 @@ choose another file.`,
 		a.newAgentCommand(),
 		a.newTaskCommand(),
 		a.newReleaseCommand(),
+		a.newSecretCommand(),
 		a.newAuditCommand(),
 	)
 	return root
