@@ -9,7 +9,8 @@ var (
 	// ErrInvalidRelease reports a Release that Validate rejects; the
 	// reconciler skips it and logs why.
 	ErrInvalidRelease = errors.New("reconcile: invalid release")
-	// ErrStarted reports a second Start of the same Reconciler.
+	// ErrStarted reports a Start while another Start of the same
+	// Reconciler runs.
 	ErrStarted = errors.New("reconcile: already started")
 	// ErrNoOwnedFields reports a dry run or apply response without the
 	// managedFields entry of the release's field manager.

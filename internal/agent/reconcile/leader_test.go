@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -113,4 +114,50 @@ func TestLeaderOptionsAreValidated(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAReconcilerLeadsAgainAfterLosingLeadership(t *testing.T) {
+	s := newSetup(t)
+	rel := s.webRelease(t, "web", "")
+	rep := &fakeReporter{}
+	r, err := reconcile.New(reconcile.Options{Config: s.cfg, AgentNamespace: s.agentNS, Reporter: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetDesired([]reconcile.Release{rel})
+	client, err := kubernetes.NewForConfig(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := func() context.CancelFunc {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- reconcile.RunWhenLeader(ctx, reconcile.LeaderOptions{Client: client, Namespace: s.agentNS, Identity: "replica-a",
+				LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 300 * time.Millisecond}, r.Start)
+		}()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("RunWhenLeader: %v", err)
+			}
+		}
+	}
+	stop := lead()
+	rep.wait(t, "the in-sync report of the first term", inSync("web"))
+	stop()
+
+	stop = lead()
+	defer stop()
+	waitFor(t, "the in-sync report of the second term", func() bool {
+		n := 0
+		for _, d := range rep.all() {
+			if inSync("web")(d) {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	s.edit(t, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:evil" })
+	waitFor(t, "the image to be restored in the second term", func() bool { return s.image(t, "web") == "nginx:1.27" })
 }

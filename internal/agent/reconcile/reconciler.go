@@ -53,7 +53,6 @@ type Reconciler struct {
 	dyn     dynamic.Interface
 	kube    kubernetes.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
-	queue   workqueue.TypedRateLimitingInterface[item]
 	reports *reportQueue
 	// relLock serializes the syncs, confirmations and corrections of a
 	// release inside the reconciler.
@@ -65,8 +64,10 @@ type Reconciler struct {
 	// watchWG counts the running informers.
 	watchWG sync.WaitGroup
 
-	mu         sync.Mutex
-	started    bool
+	mu sync.Mutex
+	// running: Start is running; queue is its work queue.
+	running    bool
+	queue      workqueue.TypedRateLimitingInterface[item]
 	startedAt  time.Time
 	desiredSet bool
 	releases   map[string]*releaseState
@@ -170,7 +171,6 @@ func New(opts Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: kubernetes client: %w", err)
 	}
-	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, retryMax)
 	r := &Reconciler{
 		opts:     opts,
 		log:      opts.Logger,
@@ -178,7 +178,6 @@ func New(opts Options) (*Reconciler, error) {
 		dyn:      dyn,
 		kube:     kc,
 		mapper:   restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
-		queue:    workqueue.NewTypedRateLimitingQueue(limiter),
 		releases: map[string]*releaseState{},
 		index:    map[objKey]string{},
 		watches:  map[watchKey]*watch{},
@@ -189,17 +188,25 @@ func New(opts Options) (*Reconciler, error) {
 }
 
 // Start reconciles until ctx ends, then stops every informer and worker
-// and returns nil. It fails with ErrStarted when called twice.
+// and returns nil. It may be called again after it returned (when this
+// replica leads again): the desired set is kept, every release is synced
+// afresh and its state reported again. It fails with ErrStarted while
+// another Start runs.
 func (r *Reconciler) Start(ctx context.Context) error {
 	r.mu.Lock()
-	if r.started {
+	if r.running {
 		r.mu.Unlock()
 		return ErrStarted
 	}
-	r.started = true
-	r.startedAt = time.Now()
-	for name := range r.releases {
-		r.queue.Add(item{release: name})
+	r.running = true
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, retryMax))
+	r.queue = queue
+	if r.startedAt.IsZero() {
+		r.startedAt = time.Now()
+	}
+	for name, rs := range r.releases {
+		rs.reported = ""
+		queue.Add(item{release: name})
 	}
 	r.checkSyncedLocked()
 	n := len(r.releases)
@@ -210,10 +217,13 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	wg.Go(func() { r.reports.run(ctx) })
 	wg.Go(func() { r.resyncLoop(ctx) })
 	for range r.opts.Workers {
-		wg.Go(func() { r.worker(ctx) })
+		wg.Go(func() { r.worker(ctx, queue) })
 	}
 	<-ctx.Done()
-	r.queue.ShutDown()
+	r.mu.Lock()
+	r.running = false
+	r.mu.Unlock()
+	queue.ShutDown()
 	wg.Wait()
 	r.mu.Lock()
 	for k, w := range r.watches {
@@ -224,6 +234,20 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	r.watchWG.Wait()
 	r.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "reconciler stopped")
 	return nil
+}
+
+// enqueueLocked queues it while Start runs.
+func (r *Reconciler) enqueueLocked(it item) {
+	if r.running {
+		r.queue.Add(it)
+	}
+}
+
+// enqueue queues it while Start runs.
+func (r *Reconciler) enqueue(it item) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.enqueueLocked(it)
 }
 
 // SetDesired replaces the desired set with rels, as the hub sends it.
@@ -318,9 +342,7 @@ func (r *Reconciler) putLocked(rel Release) {
 	rs.gen++
 	rs.attempted = false
 	rs.stale = false
-	if r.started {
-		r.queue.Add(item{release: rel.Name})
-	}
+	r.enqueueLocked(item{release: rel.Name})
 }
 
 // forgetLocked drops a release and, later, the informers no other release
@@ -342,7 +364,7 @@ func (r *Reconciler) forgetLocked(name string) {
 
 // checkSyncedLocked closes synced when every release has had a full sync.
 func (r *Reconciler) checkSyncedLocked() {
-	if !r.started || !r.desiredSet || !r.syncedAt.IsZero() {
+	if r.startedAt.IsZero() || !r.desiredSet || !r.syncedAt.IsZero() {
 		return
 	}
 	for _, rs := range r.releases {
@@ -355,9 +377,9 @@ func (r *Reconciler) checkSyncedLocked() {
 }
 
 // worker handles queued items until the queue shuts down.
-func (r *Reconciler) worker(ctx context.Context) {
+func (r *Reconciler) worker(ctx context.Context, queue workqueue.TypedRateLimitingInterface[item]) {
 	for {
-		it, shutdown := r.queue.Get()
+		it, shutdown := queue.Get()
 		if shutdown {
 			return
 		}
@@ -369,12 +391,12 @@ func (r *Reconciler) worker(ctx context.Context) {
 		}
 		switch {
 		case err == nil || ctx.Err() != nil:
-			r.queue.Forget(it)
+			queue.Forget(it)
 		default:
 			r.log.LogAttrs(ctx, slog.LevelWarn, "reconcile failed; retrying", slog.String(logRelease, it.release), slog.String(logObject, objName(it.obj)), slog.String(logError, err.Error()))
-			r.queue.AddRateLimited(it)
+			queue.AddRateLimited(it)
 		}
-		r.queue.Done(it)
+		queue.Done(it)
 	}
 }
 
@@ -404,6 +426,6 @@ func (r *Reconciler) resyncAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name := range r.releases {
-		r.queue.Add(item{release: name})
+		r.enqueueLocked(item{release: name})
 	}
 }

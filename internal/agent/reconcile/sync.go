@@ -262,6 +262,11 @@ func (r *Reconciler) judge(ctx context.Context, snap snapshot, os *objectState, 
 		return nil, nil
 	}
 	if spec.mode() == ModeDetect {
+		// A task may have moved the release on (and pruned objects); that
+		// is no drift. Correct checks it again under the release lock.
+		if moved, err := r.desiredMoved(ctx, snap); err != nil || moved {
+			return nil, err
+		}
 		r.log.LogAttrs(ctx, slog.LevelInfo, "drift detected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
 			slog.Bool("deleted", drift.Deleted), slog.Any(logFields, fields))
 		r.setDrift(spec.Name, snap.gen, os, drift, "")
@@ -354,7 +359,7 @@ func (r *Reconciler) desiredMoved(ctx context.Context, snap snapshot) (bool, err
 	r.mu.Unlock()
 	if moved {
 		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, spec.Name), slog.Int("helm_revision", hr.Version))
-		r.queue.Add(item{release: spec.Name})
+		r.enqueue(item{release: spec.Name})
 	}
 	return moved || !ok, nil
 }

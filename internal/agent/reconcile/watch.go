@@ -103,7 +103,7 @@ func (r *Reconciler) onEvent(k watchKey, obj any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rel, ok := r.index[key]; ok {
-		r.queue.Add(item{release: rel, obj: key})
+		r.enqueueLocked(item{release: rel, obj: key})
 	}
 }
 
