@@ -30,8 +30,8 @@ const (
 	maxReleaseDescription = 1024
 )
 
-// ErrInvalidReleaseFile: a release file does not parse or does not
-// describe a valid release.
+// ErrInvalidReleaseFile is wrapped by every error about a release file
+// that does not parse or does not describe a valid release.
 var ErrInvalidReleaseFile = errors.New("invalid release file")
 
 // releaseDoc is one document of a release file. Fields are decoded
