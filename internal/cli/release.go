@@ -173,6 +173,7 @@ func (a *app) applyReleases(ctx context.Context, client outpostv1connect.Operato
 			}
 			a.notef("Uploaded %s of release %s (%d bytes) as %s.", u.what, r.name, len(u.data), digest)
 		}
+		a.notef("%s", r.summary())
 		res, err := client.ApplyRelease(ctx, connect.NewRequest(req))
 		if err != nil {
 			return apiError("apply release "+r.name+" ("+r.source+")", err)

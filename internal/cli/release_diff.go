@@ -116,8 +116,8 @@ func (a *app) diffRevisions(ctx context.Context, client outpostv1connect.Operato
 			from = to - 1
 		}
 	}
-	if from < 1 {
-		return fmt.Errorf("release diff %s: revision %d is the first; nothing to compare it with (pass --from and --to)", name, to)
+	if to < 1 {
+		return fmt.Errorf("release diff %s: --to %d: revisions start at 1", name, to)
 	}
 	get := func(n int64) (*v1.ReleaseRevision, error) {
 		res, err := client.GetReleaseRevision(ctx, connect.NewRequest(&v1.GetReleaseRevisionRequest{Environment: env, Name: name, Revision: n}))
@@ -126,15 +126,21 @@ func (a *app) diffRevisions(ctx context.Context, client outpostv1connect.Operato
 		}
 		return res.Msg.GetRevision(), nil
 	}
-	older, err := get(from)
-	if err != nil {
-		return err
+	// The first revision is compared with nothing: all of it is new.
+	var older *v1.ReleaseRevision
+	fromName := "(nothing)"
+	if from >= 1 {
+		var err error
+		if older, err = get(from); err != nil {
+			return err
+		}
+		fromName = fmt.Sprintf("revision %d", from)
 	}
 	newer, err := get(to)
 	if err != nil {
 		return err
 	}
-	return a.printDiff(env, name, fmt.Sprintf("revision %d", from), fmt.Sprintf("revision %d", to), older, newer)
+	return a.printDiff(env, name, fromName, fmt.Sprintf("revision %d", to), older, newer)
 }
 
 // diffFile prints, for each release of a file, the diff between its

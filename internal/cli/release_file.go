@@ -142,6 +142,32 @@ type preparedRelease struct {
 	helm        *helmTask
 }
 
+// summary says what was built, for a note: "Release web (prod): 3
+// objects from 2 files." or "Release shop (prod): chart shop-0.1.0 packed
+// from ./charts/shop (8 files), 2105 bytes."
+func (r *preparedRelease) summary() string {
+	head := fmt.Sprintf("Release %s (%s): ", r.name, r.env)
+	switch {
+	case r.manifests != nil:
+		if r.manifests.files == 0 {
+			return head + plural(int64(r.manifests.objs), "object") + " inline."
+		}
+		return head + fmt.Sprintf("%s from %s.", plural(int64(r.manifests.objs), "object"), plural(int64(r.manifests.files), "file"))
+	case r.helm != nil && r.helm.chart != nil:
+		c := r.helm.chart
+		from := "read from " + c.from
+		if c.files > 0 {
+			from = fmt.Sprintf("packed from %s (%s)", c.from, plural(int64(c.files), "file"))
+		}
+		return head + fmt.Sprintf("chart %s-%s %s, %s.", c.name, c.version, from, plural(int64(len(c.archive)), "byte"))
+	case r.helm != nil && r.helm.spec.Chart.Name == "":
+		return head + "chart " + r.helm.spec.Chart.Repository + "."
+	case r.helm != nil:
+		return head + "chart " + r.helm.spec.Chart.Name + " from " + r.helm.spec.Chart.Repository + "."
+	}
+	return head + r.kind + "."
+}
+
 // pendingUpload is content an ApplyRelease request names by digest and
 // that must be uploaded first.
 type pendingUpload struct {

@@ -483,3 +483,83 @@ func TestReleaseHelpExplainsTheFileFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseDiffDefaults(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t).login()
+	t.Run("a release with a revision not applied yet compares the applied one with the wanted one", func(t *testing.T) {
+		path := writeRelease(t, h.dir, "release.yaml", releaseHeader+"spec:\n  manifests:\n    bundle: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: only}\n")
+		h.mustRun("release", "apply", "-f", path)
+		r := h.mustRun("release", "diff", "web", "--env", "prod")
+		if !strings.HasPrefix(r.stdout, "--- revision 4\n+++ revision 5\n") {
+			t.Errorf("diff starts %q, want revision 4 against 5", r.stdout[:min(len(r.stdout), 40)])
+		}
+	})
+	t.Run("a release's first revision is compared with nothing", func(t *testing.T) {
+		r := h.mustRun("release", "diff", "shop", "--env", "prod")
+		for _, want := range []string{"--- (nothing)\n+++ revision 1\n", "+kind: helm", "+    replicas: 3"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("diff does not contain %q:\n%s", want, r.stdout)
+			}
+		}
+	})
+	t.Run("-o json gives the diff with what was compared", func(t *testing.T) {
+		r := h.mustRun("release", "diff", "web", "--env", "prod", "--from", "1", "--to", "2", "-o", "json")
+		var got releaseDiff
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("%v\n%s", err, r.stdout)
+		}
+		if got.From != "revision 1" || got.To != "revision 2" || !strings.Contains(got.Diff, "+      - image: ghcr.io/example/web:1.1.0") {
+			t.Errorf("json = %+v", got)
+		}
+	})
+}
+
+func TestReleaseDiffOfAHelmRelease(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t).login()
+	dir := t.TempDir()
+	if err := os.Rename(copyTree(t, testChart, time.Now(), 0o644), filepath.Join(dir, "chart")); err != nil {
+		t.Fatal(err)
+	}
+	content := strings.Replace(releaseHeader, "name: web", "name: storefront", 1) + "spec:\n  helm:\n    chart: chart\n    namespace: shop\n    set: [replicas=2]\n"
+	path := writeRelease(t, dir, "release.yaml", content)
+	r := h.mustRun("release", "apply", "-f", path)
+	if !strings.Contains(r.stderr, "Release storefront (prod): chart shop-0.1.0 packed from "+filepath.Join(dir, "chart")+" (8 files)") {
+		t.Errorf("stderr does not say what was packed:\n%s", r.stderr)
+	}
+	writeRelease(t, dir, "release.yaml", strings.Replace(content, "replicas=2", "replicas=4", 1))
+	r = h.mustRun("release", "diff", "-f", path)
+	if !strings.Contains(r.stdout, "-    replicas: 2\n+    replicas: 4\n") {
+		t.Errorf("diff does not show the changed value:\n%s", r.stdout)
+	}
+	req := h.hub.appliedRequests()[0]
+	text, err := renderRevision(&v1.ReleaseRevision{Kind: req.GetKind(), Spec: req.GetSpec(), Mode: req.GetMode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "archive: (chart archive, ") || strings.Contains(text, "H4sI") {
+		t.Errorf("the chart archive is not shown as its size and digest:\n%s", text)
+	}
+}
+
+func TestReleaseApplyOutputFormats(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t).login()
+	path := writeRelease(t, h.dir, "release.yaml", releaseHeader+"spec:\n  manifests:\n    bundle: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: only}\n")
+	r := h.mustRun("release", "apply", "-f", path, "-o", "json")
+	var got struct {
+		Release  struct{ Name, TaskID string }
+		Revision struct{ Revision string }
+		Created  bool
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	if got.Release.Name != "web" || got.Revision.Revision != "5" || !got.Created {
+		t.Errorf("json = %s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "Release web (prod): 1 object inline.") {
+		t.Errorf("stderr = %q", r.stderr)
+	}
+}
