@@ -44,11 +44,14 @@ func (d *Drift) InSync() bool { return d.Error == "" && (len(d.Objects) == 0 || 
 
 // ObjectDrift is one drifted object.
 type ObjectDrift struct {
-	Group     string
-	Version   string
-	Kind      string
+	// Group, Version and Kind are the object's type.
+	Group   string
+	Version string
+	Kind    string
+	// Namespace is empty for cluster-scoped objects.
 	Namespace string
-	Name      string
+	// Name is the object's name.
+	Name string
 	// Deleted: the object is gone.
 	Deleted bool
 	// Fields are the owned fields whose live value differs or is missing,

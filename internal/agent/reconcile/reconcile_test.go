@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -182,13 +183,18 @@ func TestFieldsOfOtherManagersAreNotDrift(t *testing.T) {
 	}
 }
 
-func TestARemovedLabelIsCorrected(t *testing.T) {
+func TestAChangedOrRemovedLabelIsCorrected(t *testing.T) {
 	tests := []struct {
 		name  string
 		label string
+		edit  func(labels map[string]string)
 	}{
-		{name: "removing the release label takes the object out of the watch and is corrected", label: manifests.LabelRelease},
-		{name: "removing the revision label is corrected", label: manifests.LabelRevision},
+		{name: "removing the release label takes the object out of the watch and is corrected", label: manifests.LabelRelease,
+			edit: func(l map[string]string) { delete(l, manifests.LabelRelease) }},
+		{name: "removing the revision label is corrected", label: manifests.LabelRevision,
+			edit: func(l map[string]string) { delete(l, manifests.LabelRevision) }},
+		{name: "moving the object to another release is corrected", label: manifests.LabelRelease,
+			edit: func(l map[string]string) { l[manifests.LabelRelease] = "other" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,19 +207,20 @@ func TestARemovedLabelIsCorrected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			delete(cm.Labels, tt.label)
+			want := cm.Labels[tt.label]
+			tt.edit(cm.Labels)
 			if _, err := env.Client.CoreV1().ConfigMaps(s.target).Update(t.Context(), cm, metav1.UpdateOptions{FieldManager: "kubectl-label"}); err != nil {
 				t.Fatal(err)
 			}
 
 			waitFor(t, "the label to be restored", func() bool {
 				cm, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "web-config", metav1.GetOptions{})
-				return err == nil && cm.Labels[tt.label] != ""
+				return err == nil && cm.Labels[tt.label] == want
 			})
 			d := r.reports.wait(t, "the correction report", corrected("web", "ConfigMap", "web-config"))
-			want := "/metadata/labels/" + strings.ReplaceAll(tt.label, "/", "~1")
-			if got := object(t, d, "ConfigMap", "web-config").Fields; !slices.Contains(got, want) {
-				t.Errorf("drifted fields %v, want %s among them", got, want)
+			field := "/metadata/labels/" + strings.ReplaceAll(tt.label, "/", "~1")
+			if got := object(t, d, "ConfigMap", "web-config").Fields; !slices.Contains(got, field) {
+				t.Errorf("drifted fields %v, want %s among them", got, field)
 			}
 		})
 	}
@@ -340,4 +347,25 @@ func TestAnObjectPrunedByANewerRevisionIsNotRecreated(t *testing.T) {
 	if _, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "old", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the pruned ConfigMap is back (err %v)", err)
 	}
+}
+
+func TestStatsDescribeTheFirstFullSync(t *testing.T) {
+	s := newSetup(t)
+	var b strings.Builder
+	const n = 60
+	for i := range n {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\ndata:\n  i: %q\n", i, fmt.Sprint(i))
+	}
+	spec := taskspec.Manifests{Release: "many", Namespace: s.target, Revision: 1, Bundle: b.String()}
+	s.apply(t, spec)
+	r := s.start(t, []reconcile.Release{{Name: "many", Kind: reconcile.KindManifests, Revision: 1, Manifests: &spec}})
+
+	st := r.Stats()
+	if st.Releases != 1 || st.Objects != n || st.Watches != 1 || st.Drifted != 0 {
+		t.Errorf("stats %+v: want 1 release, %d objects, 1 watch, none drifted", st, n)
+	}
+	if st.SyncedAt.IsZero() || st.FirstSync <= 0 {
+		t.Errorf("stats %+v: want the time of the first full sync", st)
+	}
+	r.reports.wait(t, "the in-sync report", inSync("many"))
 }

@@ -33,6 +33,10 @@ const (
 	logWatch    = "watch"
 	logDuration = "duration"
 	logError    = "error"
+	logDeleted  = "deleted"
+	// logOtherRelease names a second release claiming an object.
+	logOtherRelease = "other_release"
+	logHelmRevision = "helm_revision"
 )
 
 // Retry bounds of a failed release sync or object check.

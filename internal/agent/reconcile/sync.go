@@ -86,7 +86,7 @@ func (r *Reconciler) syncRelease(ctx context.Context, name string) error {
 		objs[d.key] = os
 		watchKeys[watchKey{gvr: d.key.gvr, namespace: d.key.namespace}] = true
 		if owner, taken := r.index[d.key]; taken && owner != name {
-			r.log.LogAttrs(ctx, slog.LevelWarn, "object claimed by two releases", slog.String(logRelease, name), slog.String(logObject, d.key.String()), slog.String("other_release", owner))
+			r.log.LogAttrs(ctx, slog.LevelWarn, "object claimed by two releases", slog.String(logRelease, name), slog.String(logObject, d.key.String()), slog.String(logOtherRelease, owner))
 		}
 		r.index[d.key] = name
 	}
@@ -268,7 +268,7 @@ func (r *Reconciler) judge(ctx context.Context, snap snapshot, os *objectState, 
 			return nil, err
 		}
 		r.log.LogAttrs(ctx, slog.LevelInfo, "drift detected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
-			slog.Bool("deleted", drift.Deleted), slog.Any(logFields, fields))
+			slog.Bool(logDeleted, drift.Deleted), slog.Any(logFields, fields))
 		r.setDrift(spec.Name, snap.gen, os, drift, "")
 		r.recordDrift(ctx, os, live, drift, false, "")
 		return nil, nil
@@ -326,7 +326,7 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState
 	r.mu.Unlock()
 	r.setDrift(spec.Name, snap.gen, os, nil, "")
 	r.log.LogAttrs(ctx, slog.LevelInfo, "drift corrected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
-		slog.Bool("deleted", drift.Deleted), slog.Any(logFields, drift.Fields))
+		slog.Bool(logDeleted, drift.Deleted), slog.Any(logFields, drift.Fields))
 	r.recordDrift(ctx, os, out, drift, true, "")
 	return drift, nil
 }
@@ -358,7 +358,7 @@ func (r *Reconciler) desiredMoved(ctx context.Context, snap snapshot) (bool, err
 	moved := ok && rs.helmVersion != hr.Version
 	r.mu.Unlock()
 	if moved {
-		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, spec.Name), slog.Int("helm_revision", hr.Version))
+		r.log.LogAttrs(ctx, slog.LevelInfo, "Helm release changed; re-reading it", slog.String(logRelease, spec.Name), slog.Int(logHelmRevision, hr.Version))
 		r.enqueue(item{release: spec.Name})
 	}
 	return moved || !ok, nil
