@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/outposthq/outpost/gen/outpost/v1"
+	"github.com/outposthq/outpost/internal/taskspec"
 )
 
 // fakeRelease is a release of the fake hub with its revisions, oldest
@@ -215,7 +217,11 @@ func (h *fakeHub) ApplyRelease(_ context.Context, req *connect.Request[v1.ApplyR
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("artifact %s was not uploaded", d))
 		}
 	}
-	rev := &v1.ReleaseRevision{Environment: m.GetEnvironment(), Release: m.GetName(), Kind: m.GetKind(), Spec: m.GetSpec(),
+	spec, err := normalizeReleaseSpec(m.GetName(), m.GetKind(), m.GetSpec())
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	rev := &v1.ReleaseRevision{Environment: m.GetEnvironment(), Release: m.GetName(), Kind: m.GetKind(), Spec: spec,
 		Artifacts: m.GetArtifacts(), Mode: m.GetMode(), Ignore: m.GetIgnore(), Description: m.GetDescription()}
 	r, err := h.release(m.GetEnvironment(), m.GetName())
 	if err != nil {
@@ -230,6 +236,32 @@ func (h *fakeHub) ApplyRelease(_ context.Context, req *connect.Request[v1.ApplyR
 	}
 	r.newRevision(rev)
 	return connect.NewResponse(&v1.ApplyReleaseResponse{Release: proto.CloneOf(r.rel), Revision: proto.CloneOf(rev), Created: true}), nil
+}
+
+// normalizeReleaseSpec stores a release's spec as the hub does: a
+// manifests spec carries the release's name and no revision, a helm spec
+// no action (a release always installs or upgrades).
+func normalizeReleaseSpec(name, kind string, spec []byte) ([]byte, error) {
+	switch kind {
+	case taskspec.KindManifests:
+		var s taskspec.Manifests
+		if err := taskspec.DecodeStrict(spec, &s); err != nil {
+			return nil, err
+		}
+		s.Release, s.Revision = name, 0
+		return json.Marshal(s)
+	case taskspec.KindHelm:
+		var s taskspec.Helm
+		if err := taskspec.DecodeStrict(spec, &s); err != nil {
+			return nil, err
+		}
+		if s.Action != "" && s.Action != taskspec.HelmInstall {
+			return nil, fmt.Errorf("spec.action %q: a release installs or upgrades", s.Action)
+		}
+		s.Action = ""
+		return json.Marshal(s)
+	}
+	return nil, fmt.Errorf("release kind %q: want manifests or helm", kind)
 }
 
 func (h *fakeHub) GetRelease(_ context.Context, req *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error) {

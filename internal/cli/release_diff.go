@@ -283,6 +283,11 @@ func renderRevision(r *v1.ReleaseRevision) (string, error) {
 			objects = renderBundle(b)
 		}
 	case taskspec.KindHelm:
+		// A release always installs or upgrades; the hub stores the spec
+		// without the action, the CLI sends it as task run does.
+		if a, _ := v.Spec["action"].(string); a == taskspec.HelmInstall {
+			delete(v.Spec, "action")
+		}
 		if c, ok := v.Spec["chart"].(map[string]any); ok {
 			if s, ok := c["archive"].(string); ok {
 				c["archive"] = describeArchive(s)

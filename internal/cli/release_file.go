@@ -439,16 +439,25 @@ func checkIgnoreRule(r releaseIgnore) (*v1.IgnoreRule, error) {
 	return &v1.IgnoreRule{Group: r.Group, Kind: r.Kind, Paths: r.Paths}, nil
 }
 
-// checkJSONPointer checks RFC 6901 syntax: "/" before each token, "~"
-// only as "~0" or "~1". The empty pointer, the whole object, is refused:
-// ignoring everything is deleting the object from the release.
+// checkJSONPointer checks a JSON pointer (RFC 6901) naming a field, as
+// the hub does: "/" before each token, no empty token, "~" only as "~0"
+// or "~1", no control characters. The whole object ("" or "/") is
+// refused: ignoring everything is removing the object from the release.
 func checkJSONPointer(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("%q is not a JSON pointer: it must start with /, as in /spec/replicas", p)
+	if !strings.HasPrefix(p, "/") || p == "/" {
+		return fmt.Errorf("%q is not a JSON pointer to a field: it must start with /, as in /spec/replicas", p)
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] == '~' && (i+1 == len(p) || (p[i+1] != '0' && p[i+1] != '1')) {
-			return fmt.Errorf("%q is not a JSON pointer: ~ must be written ~0, and / inside a name ~1", p)
+	for _, token := range strings.Split(p[1:], "/") {
+		if token == "" {
+			return fmt.Errorf("%q has an empty token (//, or a trailing /)", p)
+		}
+		for i := 0; i < len(token); i++ {
+			switch {
+			case token[i] == '~' && (i+1 == len(token) || (token[i+1] != '0' && token[i+1] != '1')):
+				return fmt.Errorf("%q is not a JSON pointer: ~ must be written ~0, and / inside a name ~1", p)
+			case token[i] < 0x20:
+				return fmt.Errorf("%q holds a control character", p)
+			}
 		}
 	}
 	return nil

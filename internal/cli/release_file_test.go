@@ -62,12 +62,17 @@ func TestReleaseFileRefusals(t *testing.T) {
 		{
 			name:    "an ignore path that is not a JSON pointer is refused",
 			content: releaseHeader + "spec:\n  ignore:\n    - {group: apps, kind: Deployment, paths: [spec/replicas]}\n  manifests:\n" + bundle,
-			want:    []string{"spec.ignore[0]", `"spec/replicas" is not a JSON pointer`, "start with /"},
+			want:    []string{"spec.ignore[0]", `"spec/replicas" is not a JSON pointer to a field`, "start with /"},
 		},
 		{
 			name:    "a JSON pointer with a bad escape is refused",
 			content: releaseHeader + "spec:\n  ignore:\n    - {paths: [/metadata/annotations/a~2b]}\n  manifests:\n" + bundle,
 			want:    []string{"~ must be written ~0"},
+		},
+		{
+			name:    "a JSON pointer with an empty token is refused",
+			content: releaseHeader + "spec:\n  ignore:\n    - {paths: [/spec//replicas]}\n  manifests:\n" + bundle,
+			want:    []string{`"/spec//replicas" has an empty token`},
 		},
 		{
 			name:    "an ignore rule without paths is refused",

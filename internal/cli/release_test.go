@@ -528,6 +528,10 @@ func TestReleaseDiffOfAHelmRelease(t *testing.T) {
 	if !strings.Contains(r.stderr, "Release storefront (prod): chart shop-0.1.0 packed from "+filepath.Join(dir, "chart")+" (8 files)") {
 		t.Errorf("stderr does not say what was packed:\n%s", r.stderr)
 	}
+	r = h.mustRun("release", "diff", "-f", path)
+	if !strings.Contains(r.stdout, "changes nothing (revision 1)") {
+		t.Errorf("diff of the file just applied = %q, want no change", r.stdout)
+	}
 	writeRelease(t, dir, "release.yaml", strings.Replace(content, "replicas=2", "replicas=4", 1))
 	r = h.mustRun("release", "diff", "-f", path)
 	if !strings.Contains(r.stdout, "-    replicas: 2\n+    replicas: 4\n") {
