@@ -1,5 +1,6 @@
 // Package cli implements `outpost`, the operator command line for an
-// Outpost hub: login, environments, bootstrap tokens, agents, tasks and the
+// Outpost hub: login, environments and their status, bootstrap tokens,
+// agents, releases (desired state applied from release files), tasks and the
 // audit log. It speaks only the OperatorService API, over the HTTPS client of
 // package transport, with the operator's API token as a bearer credential.
 //

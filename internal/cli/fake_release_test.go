@@ -359,7 +359,7 @@ func (h *fakeHub) RollbackRelease(_ context.Context, req *connect.Request[v1.Rol
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("release %s has no revision %d", req.Msg.GetName(), n))
 	}
 	rev := proto.CloneOf(r.revs[n-1])
-	rev.Description, rev.RolledBackFrom = "", n
+	rev.Description, rev.RolledBackFrom = fmt.Sprintf("rollback to %d", n), n
 	r.newRevision(rev)
 	return connect.NewResponse(&v1.RollbackReleaseResponse{Release: proto.CloneOf(r.rel), Revision: proto.CloneOf(rev)}), nil
 }

@@ -446,7 +446,8 @@ func shortDigest(d string) string {
 func revisionDescription(r *v1.ReleaseRevision) string {
 	if from := r.GetRolledBackFrom(); from > 0 {
 		s := fmt.Sprintf("rollback to %d", from)
-		if d := r.GetDescription(); d != "" {
+		// The hub may record the same words as the description.
+		if d := r.GetDescription(); d != "" && d != s {
 			s += ": " + d
 		}
 		return s

@@ -389,7 +389,7 @@ func TestReleaseRollback(t *testing.T) {
 	}
 	t.Run("history shows the rollback", func(t *testing.T) {
 		r := h.mustRun("release", "history", "web", "--env", "prod")
-		if !strings.Contains(r.stdout, "rollback to 1") {
+		if !strings.Contains(r.stdout, "rollback to 1\n") {
 			t.Errorf("history:\n%s", r.stdout)
 		}
 	})
