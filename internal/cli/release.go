@@ -55,8 +55,8 @@ A release file (outpost release apply -f release.yaml):
       adopt: false          # take over objects Outpost does not own
       prune: true           # remove what the previous revision had
     # helm:
-    #   chart: ./charts/shop        # directory (packed here), .tgz, oci://..., or the
-    #   repo: https://charts.example # chart's name in repo
+    #   chart: ./charts/shop          # directory (packed here), .tgz, oci://host/path/chart,
+    #   repo: https://charts.example  # or, with repo, the chart's name there
     #   version: 1.4.x
     #   username: deploy
     #   password: vault://k8s/chart-creds/password   # vault references only
@@ -125,7 +125,7 @@ waits until every release is applied (in sync or drifted) and exits 1 if one
 failed, 2 if --timeout passed first.
 
   outpost release apply -f release.yaml --wait
-  helm-free-generator | outpost release apply -f - --env staging`,
+  ./render-releases.sh | outpost release apply -f - --env staging`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
