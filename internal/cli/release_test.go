@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -72,6 +73,14 @@ func TestReleaseApply(t *testing.T) {
 			Description: "web 1.4.2", Spec: r.GetSpec()}
 		if !proto.Equal(r, want) {
 			t.Errorf("request = %v\nwant %v", r, want)
+		}
+	})
+	t.Run("release get shows the new revision's ignore rules and description", func(t *testing.T) {
+		r := h.mustRun("release", "get", "web", "--env", "prod")
+		for _, want := range []string{"IGNORE:       apps/Deployment /spec/replicas, /metadata/annotations/deploy~1hash", "DESCRIPTION:  web 1.4.2", "5 wanted, 4 applied", "SYNC:         pending"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("release get does not show %q:\n%s", want, r.stdout)
+			}
 		}
 	})
 	t.Run("the spec is the one task run builds from the same files", func(t *testing.T) {
@@ -565,5 +574,21 @@ func TestReleaseApplyOutputFormats(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "Release web (prod): 1 object inline.") {
 		t.Errorf("stderr = %q", r.stderr)
+	}
+}
+
+func TestStdinIsTerminal(t *testing.T) {
+	t.Parallel()
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	for name, r := range map[string]io.Reader{"a string reader is no terminal": strings.NewReader("y\n"), "a regular file is no terminal": f} {
+		t.Run(name, func(t *testing.T) {
+			if stdinIsTerminal(r) {
+				t.Error("stdinIsTerminal = true")
+			}
+		})
 	}
 }
