@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/outposthq/outpost/internal/agent"
 	"github.com/outposthq/outpost/internal/executor"
@@ -98,11 +99,23 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("kubernetes client: %w", err)
 	}
-	keyStore, err := sealk8s.New(sealk8s.Options{Client: client.CoreV1(), Namespace: cluster.Namespace, Name: k.keySecret})
+	// Secret tasks get the manifests executor's rate limit, not
+	// client-go's default of 5 requests per second: a task makes about
+	// seven requests (keyring, Secret, workload lists, patches), so the
+	// default alone held each one for 0.8 s (bench/secrets).
+	secretCfg := rest.CopyConfig(cluster.Config)
+	if secretCfg.QPS == 0 {
+		secretCfg.QPS, secretCfg.Burst = manifests.DefaultQPS, manifests.DefaultBurst
+	}
+	secretClient, err := kubernetes.NewForConfig(secretCfg)
+	if err != nil {
+		return kubeSetup{}, false, fmt.Errorf("kubernetes client: %w", err)
+	}
+	keyStore, err := sealk8s.New(sealk8s.Options{Client: secretClient.CoreV1(), Namespace: cluster.Namespace, Name: k.keySecret})
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("--environment-key-secret: %w", err)
 	}
-	keys := &environmentKeyring{store: keyStore, client: client, where: cluster.Namespace + "/" + k.keySecret, log: log}
+	keys := &environmentKeyring{store: keyStore, client: secretClient, where: cluster.Namespace + "/" + k.keySecret, log: log}
 	extra, err := manifests.ParseDenyRules(strings.Join(k.denyKinds, ","))
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("--deny-kind: %w", err)
