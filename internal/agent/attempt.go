@@ -74,6 +74,7 @@ func (a *Agent) run(agentCtx, ctx context.Context, at *attempt) {
 		return
 	}
 	defer unlock()
+	a.forgetRemoved(task)
 
 	execCtx := ctx
 	if dl := task.GetDeadline(); dl != nil {

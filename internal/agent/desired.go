@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -21,6 +22,35 @@ import (
 type DesiredState interface {
 	// SetDesired replaces the desired releases.
 	SetDesired(rels []reconcile.Release)
+	// Forget stops reconciling one release, leaving its objects alone.
+	Forget(name string)
+}
+
+// forgetRemoved stops the reconciler from keeping a release this task is
+// about to remove (a manifests delete, a helm uninstall), before any of its
+// objects go. It runs under the task's locks, which the reconciler takes
+// to correct the release, so no correction slips in between.
+func (a *Agent) forgetRemoved(task *outpostv1.Task) {
+	if a.opts.Desired == nil {
+		return
+	}
+	var removes bool
+	switch task.GetKind() {
+	case taskspec.KindManifests:
+		var spec taskspec.Manifests
+		removes = taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.Delete
+	case taskspec.KindHelm:
+		var spec taskspec.Helm
+		removes = taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.EffectiveAction() == taskspec.HelmUninstall
+	}
+	if !removes {
+		return
+	}
+	for _, key := range task.GetConflictKeys() {
+		if name, ok := strings.CutPrefix(key, reconcile.LockKey("")); ok {
+			a.opts.Desired.Forget(name)
+		}
+	}
 }
 
 var _ DesiredState = (*reconcile.Reconciler)(nil)

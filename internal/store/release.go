@@ -202,7 +202,9 @@ func DeletingRelease(cur ReleaseRow, env, taskID, actor string, now time.Time) R
 			"task":             taskID,
 		}),
 	}
-	return ReleaseChange{Row: cur, Write: true, Event: &e}
+	// Agents stop reconciling the release at once, before its objects go:
+	// a reconciler that still held it would re-create them.
+	return ReleaseChange{Row: cur, Write: true, Event: &e, Wakeup: desiredWakeup(cur.Release)}
 }
 
 func desiredWakeup(r Release) *Wakeup {

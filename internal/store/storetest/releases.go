@@ -431,6 +431,7 @@ func testDeleteRelease(t *testing.T, s store.Store) {
 	must(t, err)
 	wantRelease(t, r, 1, 1, store.SyncDeleting, "del-1")
 	l.want(t, "the delete task", prod)
+	l.want(t, "a release agents stop reconciling", desired)
 	if task := f.get(t, "del-1"); task.State != store.StateQueued || string(task.Spec) != `{"delete":"web"}` {
 		t.Fatalf("delete task is %s with spec %s", task.State, task.Spec)
 	}
@@ -460,6 +461,7 @@ func testDeleteRelease(t *testing.T, s store.Store) {
 	must(t, err)
 	wantRelease(t, r, 1, 1, store.SyncDeleting, "del-2")
 	l.want(t, "the second delete task", prod)
+	l.want(t, "a release agents stop reconciling", desired)
 	f.run(t, "del-2", store.OutcomeSucceeded, T0.Add(4*time.Minute))
 	l.want(t, "a removed release", desired)
 	_, err = s.GetRelease(ctx, f.tenant, f.env.ID, "web")
