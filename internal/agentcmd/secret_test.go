@@ -2,6 +2,8 @@ package agentcmd
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,10 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
+	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/hubtest"
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/seal/sealk8s"
+	"github.com/outposthq/outpost/internal/taskspec"
 )
 
 // hubKeys returns the public keys the hub holds for env, by version.
@@ -173,6 +177,77 @@ func TestAgentKeepsTheEnvironmentKeyAndOpensSealedSecrets(t *testing.T) {
 		}
 		if !strings.Contains(logs, "created the environment key") || !strings.Contains(logs, "environment keys published") {
 			t.Errorf("the log does not tell the key's creation and publication:\n%s", logs)
+		}
+	})
+}
+
+func TestEnvironmentKeyring(t *testing.T) {
+	newKeyring := func(t *testing.T) (*environmentKeyring, *syncBuffer, string) {
+		t.Helper()
+		ns := kenv.Namespace(t, "keyring")
+		store, err := sealk8s.New(sealk8s.Options{Client: kenv.Client.CoreV1(), Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := &syncBuffer{}
+		log := slog.New(slog.NewTextHandler(logs, nil))
+		return &environmentKeyring{store: store, client: kenv.Client, where: ns + "/" + sealk8s.DefaultName, log: log}, logs, ns
+	}
+
+	t.Run("a secret task before the environment is known is retried, not failed", func(t *testing.T) {
+		k, _, _ := newKeyring(t)
+		_, err := k.Execute(t.Context(), executor.Task{ID: "early", Kind: taskspec.KindSecret, Spec: []byte(`{}`)})
+		if !errors.Is(err, errKeyringNotLoaded) || executor.IsTerminal(err) {
+			t.Fatalf("err = %v, want the retryable errKeyringNotLoaded", err)
+		}
+	})
+
+	t.Run("the first call creates the key and later calls return the same one", func(t *testing.T) {
+		k, logs, _ := newKeyring(t)
+		first, err := k.PublicKeys(t.Context(), "acme/prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := k.PublicKeys(t.Context(), "acme/prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(first) != 1 || len(again) != 1 || first[0] != again[0] || first[0].Env != "acme/prod" || first[0].Version != 1 {
+			t.Fatalf("keys = %v then %v, want one version 1 key of acme/prod, twice", first, again)
+		}
+		if strings.Count(logs.String(), "created the environment key") != 1 {
+			t.Errorf("want one log line for the creation:\n%s", logs)
+		}
+	})
+
+	t.Run("another environment than the bound one is refused", func(t *testing.T) {
+		k, _, _ := newKeyring(t)
+		if _, err := k.PublicKeys(t.Context(), "acme/prod"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.PublicKeys(t.Context(), "acme/staging"); err == nil || !strings.Contains(err.Error(), "serves acme/prod, not acme/staging") {
+			t.Fatalf("err = %v, want a refusal naming both environments", err)
+		}
+	})
+
+	t.Run("a key Secret deleted under the agent is recreated with a warning", func(t *testing.T) {
+		k, logs, ns := newKeyring(t)
+		before, err := k.PublicKeys(t.Context(), "acme/prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kenv.Client.CoreV1().Secrets(ns).Delete(t.Context(), sealk8s.DefaultName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := k.PublicKeys(t.Context(), "acme/prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[0].Fingerprint == before[0].Fingerprint {
+			t.Fatal("the recreated key is the old one")
+		}
+		if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "cannot be opened") {
+			t.Errorf("the loss of the old key is not logged as a warning:\n%s", logs)
 		}
 	})
 }

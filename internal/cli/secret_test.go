@@ -246,6 +246,28 @@ func TestSecretDelete(t *testing.T) {
 			t.Fatal("DeleteSecret was called without confirmation")
 		}
 	})
+	t.Run("a person at a terminal who does not answer yes deletes nothing", func(t *testing.T) {
+		h, hub := newSecretHarness(t)
+		h.login()
+		h.terminal, h.stdin = true, "n\n"
+		r := h.run("secret", "delete", "prod", "db")
+		assertErrorContains(t, r.err, "not confirmed")
+		if !strings.Contains(r.stderr, "Delete Secret shop/db in acme/prod?") {
+			t.Errorf("the prompt does not name the Secret: %q", r.stderr)
+		}
+		if len(hub.sentDeletes()) != 0 {
+			t.Fatal("DeleteSecret was called without a yes")
+		}
+	})
+	t.Run("a person at a terminal who answers yes deletes", func(t *testing.T) {
+		h, hub := newSecretHarness(t)
+		h.login()
+		h.terminal, h.stdin = true, "yes\n"
+		h.mustRun("secret", "delete", "prod", "db")
+		if len(hub.sentDeletes()) != 1 {
+			t.Fatal("DeleteSecret was not called after a yes")
+		}
+	})
 	t.Run("--yes --wait deletes and reports the agent's outcome", func(t *testing.T) {
 		h, hub := newSecretHarness(t)
 		h.login()
