@@ -62,6 +62,8 @@ type demo struct {
 	environment string
 	agentID     string
 	secret      string
+	// dbPassword is the sealed secret's value, searched for like secret.
+	dbPassword string
 	specJSON    string
 	task        *v1.Task
 	// taskOutputs are everything the CLI printed about the task.
@@ -126,6 +128,8 @@ func (d *demo) walkThrough(ctx context.Context) error {
 		d.startAgent,
 		d.deploy,
 		d.helmDeploy,
+		d.reconcileDrift,
+		d.sealedSecret,
 		d.runTask,
 		d.inspect,
 		d.checkSecret,

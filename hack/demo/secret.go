@@ -76,6 +76,9 @@ func (d *demo) checkSecret(context.Context) error {
 		if containsSecret(b, d.secret) {
 			return fmt.Errorf("%w: the payments token appears in %s", errLeak, path)
 		}
+		if d.dbPassword != "" && containsSecret(b, d.dbPassword) {
+			return fmt.Errorf("%w: the sealed database password appears in %s", errLeak, path)
+		}
 		if strings.HasPrefix(rel, hubDBFile) {
 			db = append(db, rel)
 			dbBytes += int64(len(b))
@@ -91,6 +94,9 @@ func (d *demo) checkSecret(context.Context) error {
 		return fmt.Errorf("found no hub database in %s to scan", d.dir)
 	}
 	d.out.ok("not in the hub's database: %s (%d KiB scanned)", strings.Join(db, ", "), (dbBytes+1023)/1024)
+	if d.dbPassword != "" {
+		d.out.ok("the sealed database password is in none of these files either: the hub only ever had its ciphertext")
+	}
 	d.out.ok("not in any other file of $%s (%d files, hub.log and agent.log among them)", stateDirVar, len(others))
 	d.out.say("it exists only in %s, in the agent's memory and at the payments API", d.out.path(d.path(vaultFile)))
 	return nil
