@@ -64,8 +64,8 @@ type demo struct {
 	secret      string
 	// dbPassword is the sealed secret's value, searched for like secret.
 	dbPassword string
-	specJSON    string
-	task        *v1.Task
+	specJSON   string
+	task       *v1.Task
 	// taskOutputs are everything the CLI printed about the task.
 	taskOutputs map[string]string
 	// manifestTasks are the ids of the manifests tasks, in order.

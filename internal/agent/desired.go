@@ -86,7 +86,7 @@ func (a *Agent) desiredLoop(ctx context.Context) error {
 			failures++
 			a.opts.Logger.Warn("cannot fetch the desired state; reconciling the last one known", "error", err, "attempt", failures)
 			if a.opts.Reconnect.Sleep(ctx, failures) != nil {
-				return nil
+				return nil //nolint:nilerr // the agent is stopping
 			}
 		}
 	}
