@@ -171,3 +171,28 @@ func TestIgnoreRuleMatching(t *testing.T) {
 		})
 	}
 }
+
+// FuzzIgnorePaths feeds ignore rules as the hub passes them on from users:
+// any pointer must leave a baseline that compares without panicking, and
+// an ignored field is never reported.
+func FuzzIgnorePaths(f *testing.F) {
+	for _, p := range []string{"/spec/replicas", "/spec/template/spec/containers/*/image", "/metadata/labels/outpost.dev~1revision", "/", "//", "/*", "/~"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		b, err := newBaseline(object(t, applied), "outpost", []IgnoreRule{{Paths: []string{p}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := object(t, applied, func(o map[string]any) { o["spec"].(map[string]any)["replicas"] = int64(9) })
+		rules := [][]string{splitPointer(p)}
+		for _, field := range b.diff(live) {
+			if ignored(splitPointer(field), rules) {
+				t.Errorf("ignored field %s reported", field)
+			}
+		}
+		for _, ig := range b.ignored {
+			carry(object(t, applied).Object, live.Object, ig)
+		}
+	})
+}

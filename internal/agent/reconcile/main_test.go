@@ -3,8 +3,10 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +29,14 @@ import (
 
 var env *kubetest.Env
 
-func TestMain(m *testing.M) { kubetest.Main(m, &env) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		// Fuzzing (each worker runs TestMain too) needs no cluster.
+		os.Exit(m.Run())
+	}
+	kubetest.Main(m, &env)
+}
 
 // deadline bounds every wait: generous for a busy 2-core machine, while
 // the reconciler itself reacts within about a second.

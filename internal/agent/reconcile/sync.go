@@ -185,9 +185,10 @@ func (r *Reconciler) checkObject(ctx context.Context, name string, key objKey) e
 	if rs != nil {
 		os = rs.objects[key]
 	}
-	if os == nil || os.base == nil {
+	if os == nil || os.base == nil || rs.stale {
 		r.mu.Unlock()
-		// Not desired, or its full sync is still to come.
+		// Not desired, its full sync is still to come, or the desired
+		// state is stale and nothing is done until it is refreshed.
 		return nil
 	}
 	base, gen, wasDrifted := os.base, rs.gen, os.drift != nil
