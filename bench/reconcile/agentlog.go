@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// The agent's log records the benchmark reads (slog's text handler,
+// --log-level debug).
+const (
+	msgSynced            = "release synced"
+	msgCorrected         = "drift corrected"
+	msgDetected          = "drift detected"
+	msgLeading           = "leading"
+	msgReconcilerStarted = "reconciler started"
+	msgDesiredLoaded     = "desired state loaded"
+)
+
+// record is one log line's fields and its time.
+type record struct {
+	at time.Time
+	kv map[string]string
+}
+
+// logTail reads the complete lines appended to a log file since the last
+// call.
+type logTail struct {
+	path    string
+	offset  int64
+	partial []byte
+}
+
+// next returns the records of the lines completed since the last call.
+func (t *logTail) next() ([]record, error) {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(t.offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	t.offset += int64(len(b))
+	b = append(t.partial, b...)
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		t.partial = b
+		return nil, nil
+	}
+	t.partial = append([]byte(nil), b[end+1:]...)
+	var out []record
+	for line := range strings.SplitSeq(string(b[:end]), "\n") {
+		kv := logfmt(line)
+		at, _ := time.Parse(time.RFC3339Nano, kv["time"])
+		out = append(out, record{at: at, kv: kv})
+	}
+	return out, nil
+}
+
+// logfmt splits a line of key=value pairs, values possibly quoted, into a
+// map (as bench/helm reads the agent's log). Quoted values keep Go's
+// escapes unresolved but for \"; the benchmark reads only messages,
+// release names, revisions and times.
+func logfmt(line string) map[string]string {
+	kv := map[string]string{}
+	for line != "" {
+		line = strings.TrimLeft(line, " ")
+		key, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			break
+		}
+		var val string
+		if strings.HasPrefix(rest, `"`) {
+			end := 1
+			for end < len(rest) && (rest[end] != '"' || rest[end-1] == '\\') {
+				end++
+			}
+			val = strings.ReplaceAll(rest[1:min(end, len(rest))], `\"`, `"`)
+			rest = rest[min(end+1, len(rest)):]
+		} else {
+			val, rest, _ = strings.Cut(rest, " ")
+		}
+		if _, seen := kv[key]; !seen {
+			kv[key] = val
+		}
+		line = rest
+	}
+	return kv
+}
