@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"connectrpc.com/connect"
 
@@ -120,6 +121,20 @@ func (s *agentService) RegisterEnvironmentKeys(ctx context.Context, req *connect
 			EnvironmentID: caller.env.ID, Version: pub.Version, Recipient: pub.Recipient, Fingerprint: pub.Fingerprint,
 			Retired: k.GetRetired(), RegisteredAt: now, RegisteredBy: "agent:" + caller.agent.ID,
 		})
+	}
+	// A publication is the whole keyring: a registered version it lacks
+	// was retired (the agent's keyring drops a retired key), so nothing
+	// is sealed to it any more.
+	known, err := s.h.store.ListEnvironmentKeys(ctx, caller.agent.Tenant, caller.env.ID)
+	if err != nil {
+		return nil, storeError("register keys", err)
+	}
+	for _, k := range known {
+		held := slices.ContainsFunc(keys, func(n store.EnvironmentKey) bool { return n.Version == k.Version })
+		if !held && !k.Retired {
+			k.Retired = true
+			keys = append(keys, k)
+		}
 	}
 	if err := s.h.store.RegisterEnvironmentKeys(ctx, caller.agent.Tenant, caller.env.ID, keys, "agent:"+caller.agent.ID, now); err != nil {
 		return nil, storeError("register keys", err)

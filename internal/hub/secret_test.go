@@ -168,12 +168,27 @@ func TestSealedSecrets(t *testing.T) {
 		wantCode(t, err, connect.CodeNotFound)
 	})
 
-	t.Run("a retired key takes no new values", func(t *testing.T) {
-		if err := registerKey(t, agent, key, true); err != nil {
+	t.Run("a version missing from the agent's keyring is retired and takes no new values", func(t *testing.T) {
+		key2, err := seal.GenerateKey(h.Tenant+"/prod", 2)
+		if err != nil {
 			t.Fatal(err)
 		}
-		_, err := set(sealed(t, key, "db", map[string][]byte{"password": []byte("x")}))
+		// The keyring after rotating to version 2 and retiring version 1.
+		if err := registerKey(t, agent, key2, false); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.Operator.GetEnvironmentKeys(t.Context(), connect.NewRequest(&outpostv1.GetEnvironmentKeysRequest{Environment: "prod"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks := resp.Msg.GetKeys(); len(ks) != 2 || !ks[0].GetRetired() || ks[1].GetRetired() {
+			t.Fatalf("keys = %v, want version 1 retired and 2 active", ks)
+		}
+		_, err = set(sealed(t, key, "db", map[string][]byte{"password": []byte("x")}))
 		wantCode(t, err, connect.CodeFailedPrecondition)
+		if _, err := set(sealed(t, key2, "db", map[string][]byte{"password": []byte("x")})); err != nil {
+			t.Fatalf("sealing to the new key: %v", err)
+		}
 	})
 
 	t.Run("the hub's database never holds the plaintext", func(t *testing.T) {
