@@ -369,3 +369,25 @@ func TestStatsDescribeTheFirstFullSync(t *testing.T) {
 	}
 	r.reports.wait(t, "the in-sync report", inSync("many"))
 }
+
+func TestObjectsOfALowerRevisionAreCorrected(t *testing.T) {
+	s := newSetup(t)
+	rel := s.webRelease(t, "web", "")
+	spec2 := *rel.Manifests
+	spec2.Revision, spec2.Bundle = 2, strings.Replace(webBundle, "nginx:1.27", "nginx:1.28", 1)
+	rel.Revision, rel.Manifests = 2, &spec2
+
+	r := s.start(t, []reconcile.Release{rel})
+
+	d := r.reports.wait(t, "the correction report", corrected("web", "Deployment", "web"))
+	if got := object(t, d, "Deployment", "web").Fields; !slices.Contains(got, imagePath) {
+		t.Errorf("drifted fields %v, want %s among them", got, imagePath)
+	}
+	dep := s.deployment(t, "web")
+	if dep.Spec.Template.Spec.Containers[0].Image != "nginx:1.28" || dep.Labels[manifests.LabelRevision] != "2" {
+		t.Errorf("image %s at revision %s, want nginx:1.28 at revision 2", dep.Spec.Template.Spec.Containers[0].Image, dep.Labels[manifests.LabelRevision])
+	}
+	if len(r.refresh.all()) > 0 {
+		t.Error("NeedRefresh called for objects of a lower revision")
+	}
+}

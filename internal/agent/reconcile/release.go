@@ -71,7 +71,11 @@ type Release struct {
 	Name string
 	// Kind is KindManifests or KindHelm.
 	Kind string
-	// Revision is the hub revision the desired state corresponds to.
+	// Revision is the hub revision the desired state corresponds to; a
+	// manifests release's objects are labelled with it, as its task
+	// labels them (the spec's Revision, when set, must be the same).
+	// Live objects labelled with a higher revision make the desired state
+	// stale; lower ones are corrected like any drift.
 	Revision int64
 	// Mode is ModeCorrect (the default) or ModeDetect.
 	Mode Mode
@@ -147,6 +151,12 @@ func (r *Release) Validate() error {
 	case KindManifests:
 		if r.Manifests == nil {
 			return fmt.Errorf("%w: release %s: a manifests release needs its spec", ErrInvalidRelease, r.Name)
+		}
+		if r.Revision < 1 {
+			return fmt.Errorf("%w: release %s: a manifests release needs its revision (1 or more)", ErrInvalidRelease, r.Name)
+		}
+		if r.Manifests.Revision != 0 && r.Manifests.Revision != r.Revision {
+			return fmt.Errorf("%w: release %s: the spec's revision %d is not the release's %d", ErrInvalidRelease, r.Name, r.Manifests.Revision, r.Revision)
 		}
 		if !taskspec.IsDNSLabel(r.Manifests.Release) {
 			return fmt.Errorf("%w: release %s: spec release %q: want a DNS-1123 label", ErrInvalidRelease, r.Name, r.Manifests.Release)

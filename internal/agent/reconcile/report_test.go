@@ -84,13 +84,15 @@ func TestReleaseValidate(t *testing.T) {
 		rel  Release
 		ok   bool
 	}{
-		{name: "a manifests release with its spec is valid", rel: Release{Name: "web", Kind: KindManifests, Manifests: manifestsSpec()}, ok: true},
+		{name: "a manifests release with its spec is valid", rel: Release{Name: "web", Kind: KindManifests, Revision: 1, Manifests: manifestsSpec()}, ok: true},
+		{name: "a manifests release without a revision is refused", rel: Release{Name: "web", Kind: KindManifests, Manifests: manifestsSpec()}},
+		{name: "a spec of another revision is refused", rel: Release{Name: "web", Kind: KindManifests, Revision: 2, Manifests: func() *taskspec.Manifests { s := manifestsSpec(); s.Revision = 1; return s }()}},
 		{name: "a helm release with its reference is valid", rel: Release{Name: "web", Kind: KindHelm, Helm: &HelmRef{Namespace: "app", ReleaseName: "web"}}, ok: true},
-		{name: "a release without a name is refused", rel: Release{Kind: KindManifests, Manifests: manifestsSpec()}},
+		{name: "a release without a name is refused", rel: Release{Kind: KindManifests, Revision: 1, Manifests: manifestsSpec()}},
 		{name: "an unknown kind is refused", rel: Release{Name: "web", Kind: "kustomize"}},
-		{name: "an unknown mode is refused", rel: Release{Name: "web", Kind: KindManifests, Mode: "fix", Manifests: manifestsSpec()}},
-		{name: "an ignore path that is no JSON pointer is refused", rel: Release{Name: "web", Kind: KindManifests, Manifests: manifestsSpec(), Ignore: []IgnoreRule{{Paths: []string{"spec.replicas"}}}}},
-		{name: "an artifact without its bytes is refused", rel: Release{Name: "web", Kind: KindManifests, Manifests: withArtifact(manifestsSpec())}},
+		{name: "an unknown mode is refused", rel: Release{Name: "web", Kind: KindManifests, Revision: 1, Mode: "fix", Manifests: manifestsSpec()}},
+		{name: "an ignore path that is no JSON pointer is refused", rel: Release{Name: "web", Kind: KindManifests, Revision: 1, Manifests: manifestsSpec(), Ignore: []IgnoreRule{{Paths: []string{"spec.replicas"}}}}},
+		{name: "an artifact without its bytes is refused", rel: Release{Name: "web", Kind: KindManifests, Revision: 1, Manifests: withArtifact(manifestsSpec())}},
 		{name: "a helm release without a namespace is refused", rel: Release{Name: "web", Kind: KindHelm, Helm: &HelmRef{ReleaseName: "web"}}},
 	}
 	for _, tt := range tests {
