@@ -95,6 +95,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	f.kube.bind(fl)
 	f.reconcile.bind(fl)
+	cmd.AddCommand(newKeysCommand())
 	return cmd
 }
 
