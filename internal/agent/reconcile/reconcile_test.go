@@ -391,3 +391,27 @@ func TestObjectsOfALowerRevisionAreCorrected(t *testing.T) {
 		t.Error("NeedRefresh called for objects of a lower revision")
 	}
 }
+
+func TestAWriterFightingTheReleaseIsReportedNotFoughtForever(t *testing.T) {
+	s := newSetup(t)
+	rel := s.webRelease(t, "web", "")
+	r := s.start(t, []reconcile.Release{rel})
+	r.reports.wait(t, "the in-sync report", inSync("web"))
+
+	for i := range 5 {
+		s.edit(t, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:evil" })
+		waitFor(t, "correction "+fmt.Sprint(i+1), func() bool { return r.Stats().Corrections == int64(i+1) })
+		waitFor(t, "the image to be restored", func() bool { return s.image(t, "web") == "nginx:1.27" })
+	}
+	s.edit(t, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:evil" })
+
+	d := r.reports.wait(t, "a drift report naming the fight", func(d reconcile.Drift) bool {
+		return d.Release == "web" && !d.Corrected && strings.Contains(d.Error, "another writer keeps changing it")
+	})
+	if got := object(t, d, "Deployment", "web").Fields; !slices.Equal(got, []string{imagePath}) {
+		t.Errorf("drifted fields %v, want [%s]", got, imagePath)
+	}
+	if got := s.image(t, "web"); got != "nginx:evil" || r.Stats().Corrections != 5 {
+		t.Errorf("image %s after %d corrections: want the sixth correction paused", got, r.Stats().Corrections)
+	}
+}

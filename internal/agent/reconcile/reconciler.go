@@ -39,6 +39,14 @@ const (
 	logHelmRevision = "helm_revision"
 )
 
+// Corrections of one object beyond flapLimit within flapWindow mean
+// another writer fights the release: further corrections wait until the
+// window has passed, and the object is reported drifted meanwhile.
+const (
+	flapLimit  = 5
+	flapWindow = time.Minute
+)
+
 // Retry bounds of a failed release sync or object check.
 const (
 	retryBase = 200 * time.Millisecond
@@ -115,6 +123,29 @@ type objectState struct {
 	driftErr string
 	// event is the signature of the last drift Event recorded.
 	event string
+	// corrected holds the times of the last corrections, at most
+	// flapLimit.
+	corrected []time.Time
+}
+
+// pausedUntil returns when the object may be corrected again after
+// flapLimit corrections within flapWindow; zero when it may be now.
+func (os *objectState) pausedUntil(now time.Time) time.Time {
+	if len(os.corrected) < flapLimit {
+		return time.Time{}
+	}
+	if until := os.corrected[0].Add(flapWindow); now.Before(until) {
+		return until
+	}
+	return time.Time{}
+}
+
+// noteCorrection records a correction at now.
+func (os *objectState) noteCorrection(now time.Time) {
+	os.corrected = append(os.corrected, now)
+	if len(os.corrected) > flapLimit {
+		os.corrected = os.corrected[len(os.corrected)-flapLimit:]
+	}
 }
 
 // item is one unit of work: a full sync of a release (obj zero) or a
@@ -244,6 +275,15 @@ func (r *Reconciler) Start(ctx context.Context) error {
 func (r *Reconciler) enqueueLocked(it item) {
 	if r.running {
 		r.queue.Add(it)
+	}
+}
+
+// enqueueAfter queues it after d while Start runs.
+func (r *Reconciler) enqueueAfter(it item, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		r.queue.AddAfter(it, d)
 	}
 }
 

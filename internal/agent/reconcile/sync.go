@@ -304,6 +304,17 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState
 	if stale, err := r.desiredMoved(ctx, snap); err != nil || stale {
 		return nil, err
 	}
+	r.mu.Lock()
+	until := os.pausedUntil(time.Now())
+	r.mu.Unlock()
+	if !until.IsZero() {
+		msg := fmt.Sprintf("corrected %d times within %s, another writer keeps changing it: corrections wait until %s; add an ignore rule if that writer owns these fields", flapLimit, flapWindow, until.UTC().Format(time.RFC3339))
+		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction paused", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()), slog.Any(logFields, drift.Fields))
+		r.setDrift(spec.Name, snap.gen, os, drift, msg)
+		r.recordDrift(ctx, os, live, drift, false, msg)
+		r.enqueueAfter(item{release: spec.Name, obj: os.key}, time.Until(until))
+		return nil, nil
+	}
 	obj := os.desired.DeepCopy()
 	if live != nil {
 		for _, p := range base.ignored {
@@ -323,6 +334,7 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState
 	if err == nil {
 		os.base = nb
 	}
+	os.noteCorrection(time.Now())
 	r.corrections++
 	r.mu.Unlock()
 	r.setDrift(spec.Name, snap.gen, os, nil, "")
