@@ -12,7 +12,7 @@
 // (outpost-system) and in -namespaces target namespaces, nothing
 // cluster-wide. The agent runs with --log-level debug, because its
 // reconciler logs "release synced" at that level, and with --resync only
-// when -resync is given. There is no controller manager: Deployments get
+// when -resync is given (--kube-qps only when -kube-qps is). There is no controller manager: Deployments get
 // no pods and no status, which is all the reconciler looks at anyway.
 //
 // # What is measured
@@ -86,6 +86,7 @@ type config struct {
 	gap              time.Duration
 	idle             time.Duration
 	resync           time.Duration
+	kubeQPS          int
 	seed             int64
 	binDir           string
 	results          string
@@ -103,6 +104,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.gap, "gap", 200*time.Millisecond, "pause after each edit was corrected")
 	fs.DurationVar(&c.idle, "idle", 10*time.Minute, "idle window over which false drift, CPU and RSS are measured")
 	fs.DurationVar(&c.resync, "resync", 0, "pass --resync to the agent (0: the agent's default, 10m)")
+	fs.IntVar(&c.kubeQPS, "kube-qps", 0, "pass --kube-qps and twice it as --kube-burst to the agent (0: the agent's defaults; its reconciler then allows 100 requests/s)")
 	fs.Int64Var(&c.seed, "seed", 1, "seed of the choice of edited releases")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "markdown file the results are appended to (empty: none)")
@@ -126,6 +128,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-idle must be between 10s and 2h")
 	case c.resync < 0 || (c.resync > 0 && c.resync < time.Second):
 		return c, errors.New("-resync must be 0 (the agent's default) or at least 1s")
+	case c.kubeQPS < 0 || c.kubeQPS > 10000:
+		return c, errors.New("-kube-qps must be between 0 (the agent's default) and 10,000")
 	case c.timeout <= 0:
 		return c, errors.New("-timeout must be positive")
 	}

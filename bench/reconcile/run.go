@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -114,6 +115,9 @@ func run(ctx context.Context, cfg config, args []string) error {
 	extra := []string{"--log-level", "debug"}
 	if cfg.resync > 0 {
 		extra = append(extra, "--resync", cfg.resync.String())
+	}
+	if cfg.kubeQPS > 0 {
+		extra = append(extra, "--kube-qps", strconv.Itoa(cfg.kubeQPS), "--kube-burst", strconv.Itoa(2*cfg.kubeQPS))
 	}
 	agent, err := outpostproc.StartAgent(ctx, outpostproc.AgentOptions{Bin: agentBin, Dir: tmp, Hub: hub, Environment: environment, Kubeconfig: kubeconfig, Args: extra})
 	if err != nil {
