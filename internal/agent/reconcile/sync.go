@@ -38,7 +38,8 @@ func (r *Reconciler) release(name string) (snapshot, bool) {
 	return snapshot{spec: rs.spec, gen: rs.gen}, true
 }
 
-// current reports whether name is still at generation gen.
+// current returns the state of name and whether it is still at generation
+// gen. The caller holds r.mu.
 func (r *Reconciler) current(name string, gen uint64) (*releaseState, bool) {
 	rs, ok := r.releases[name]
 	return rs, ok && rs.gen == gen
