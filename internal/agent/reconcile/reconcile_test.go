@@ -1,10 +1,12 @@
 package reconcile_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/agent/reconcile"
 	"github.com/outposthq/outpost/internal/executor/manifests"
+	"github.com/outposthq/outpost/internal/keylock"
 	"github.com/outposthq/outpost/internal/taskspec"
 )
 
@@ -414,4 +417,36 @@ func TestAWriterFightingTheReleaseIsReportedNotFoughtForever(t *testing.T) {
 	if got := s.image(t, "web"); got != "nginx:evil" || r.Stats().Corrections != 5 {
 		t.Errorf("image %s after %d corrections: want the sixth correction paused", got, r.Stats().Corrections)
 	}
+}
+
+func TestCorrectionsWaitForTheReleaseLock(t *testing.T) {
+	s := newSetup(t)
+	rel := s.webRelease(t, "web", "")
+	locks := &countingLocker{}
+	r := s.start(t, []reconcile.Release{rel}, func(o *reconcile.Options) { o.Lock = locks })
+	r.reports.wait(t, "the in-sync report", inSync("web"))
+
+	// A task of the release runs.
+	unlock, err := locks.Locker.Lock(t.Context(), []string{reconcile.LockKey("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.edit(t, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:evil" })
+	waitFor(t, "the reconciler to wait for the lock", func() bool { return locks.calls.Load() > 0 })
+	if got := s.image(t, "web"); got != "nginx:evil" {
+		t.Fatalf("image %s: corrected while a task held the release", got)
+	}
+	unlock()
+	waitFor(t, "the image to be restored once the task is done", func() bool { return s.image(t, "web") == "nginx:1.27" })
+}
+
+// countingLocker counts the reconciler's Lock calls.
+type countingLocker struct {
+	keylock.Locker
+	calls atomic.Int64
+}
+
+func (c *countingLocker) Lock(ctx context.Context, keys []string) (func(), error) {
+	c.calls.Add(1)
+	return c.Locker.Lock(ctx, keys)
 }
