@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -30,7 +31,7 @@ func (redactor) AddSecret(string) {}
 
 // installChart installs testdata/charts/web as Helm release name with the
 // project's helm executor.
-func (s *setup) installChart(t *testing.T, name string) {
+func (s *setup) installChart(t *testing.T, name string, values ...string) {
 	t.Helper()
 	resolver, err := vault.NewResolver(vault.ResolverOptions{})
 	if err != nil {
@@ -41,11 +42,14 @@ func (s *setup) installChart(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	spec := taskspec.Helm{Release: name, Namespace: s.target, Chart: &taskspec.HelmChart{Archive: packChart(t, "web")}}
+	if len(values) > 0 {
+		spec.Values = json.RawMessage(values[0])
+	}
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ex.Execute(t.Context(), executor.Task{ID: "install-" + name, Kind: taskspec.KindHelm, Spec: raw, Attempt: 1, Redact: redactor{}}); err != nil {
+	if _, err := ex.Execute(t.Context(), executor.Task{ID: fmt.Sprintf("install-%s-%d", name, agentSeq.Add(1)), Kind: taskspec.KindHelm, Spec: raw, Attempt: 1, Redact: redactor{}}); err != nil {
 		t.Fatalf("helm install: %v", err)
 	}
 }
@@ -116,4 +120,34 @@ func TestAHelmReleaseIsCorrectedAsHelm(t *testing.T) {
 	if _, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "shop-settings", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestAHelmUpgradeByATaskIsNotUndone(t *testing.T) {
+	s := newSetup(t)
+	s.installChart(t, "shop")
+	rel := reconcile.Release{Name: "shop-env", Kind: reconcile.KindHelm, Revision: 1, Helm: &reconcile.HelmRef{Namespace: s.target, ReleaseName: "shop"}}
+	locks := &countingLocker{}
+	r := s.start(t, []reconcile.Release{rel}, func(o *reconcile.Options) { o.Lock = locks })
+	r.reports.wait(t, "the in-sync report", inSync("shop-env"))
+
+	// The upgrade task holds the release's lock, as the agent's tasks do.
+	unlock, err := locks.Locker.Lock(t.Context(), []string{reconcile.LockKey("shop-env")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := r.Stats().Syncs
+	s.installChart(t, "shop", `{"image": "nginx:1.28"}`)
+	unlock()
+
+	waitFor(t, "a full sync of the upgraded release", func() bool { return r.Stats().Syncs > syncs })
+	if got := s.image(t, "shop-web"); got != "nginx:1.28" {
+		t.Fatalf("image %s: the reconciler undid the upgrade", got)
+	}
+	if n := r.Stats().Corrections; n != 0 {
+		t.Errorf("%d corrections", n)
+	}
+
+	// Drift from the upgraded state is corrected to it.
+	s.edit(t, "shop-web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:evil" })
+	waitFor(t, "the image to be restored to the upgrade's", func() bool { return s.image(t, "shop-web") == "nginx:1.28" })
 }
