@@ -68,6 +68,14 @@ func (r *Reconciler) startWatch(ctx context.Context, k watchKey) *watch {
 	inf := dynamicinformer.NewFilteredDynamicInformer(r.dyn, k.gvr, k.namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector = manifests.LabelRelease
 	}).Informer()
+	// Drift is judged on the object's fields, never on its managedFields,
+	// which are often most of its size.
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			u.SetManagedFields(nil)
+		}
+		return obj, nil
+	})
 	handle := func(obj any) { r.onEvent(k, obj) }
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: handle,
