@@ -66,8 +66,9 @@ type Options struct {
 	// NeedRefresh is called, with the release's name, when a live object
 	// carries a higher outpost.dev/revision than the desired state: the
 	// caller should fetch the desired state from the hub and call Update.
-	// It is called once per stale desired state, from a reconciler
-	// goroutine, and must not block. Nil means none.
+	// It is called when the stale state is found and again at each
+	// resync until Update or SetDesired gives a newer one, from a
+	// reconciler goroutine, and must not block. Nil means none.
 	NeedRefresh func(release string)
 	// Lock, when set, is held with LockKey(release) while a release is
 	// corrected.

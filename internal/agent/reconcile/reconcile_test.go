@@ -278,8 +278,8 @@ func TestAStaleDesiredStateAsksForARefresh(t *testing.T) {
 	s.apply(t, spec2)
 
 	waitFor(t, "NeedRefresh", func() bool { return slices.Contains(r.refresh.all(), "web") })
-	syncs := r.Stats().Syncs
-	waitFor(t, "two more full syncs", func() bool { return r.Stats().Syncs >= syncs+2 })
+	// Each resync asks again until the caller hands a newer state over.
+	waitFor(t, "NeedRefresh at two more resyncs", func() bool { return len(r.refresh.all()) >= 3 })
 	if got := s.image(t, "web"); got != "nginx:1.28" {
 		t.Fatalf("image %q: a stale desired state was applied over revision 2", got)
 	}
@@ -345,8 +345,7 @@ func TestAnObjectPrunedByANewerRevisionIsNotRecreated(t *testing.T) {
 	s.apply(t, spec2)
 
 	waitFor(t, "NeedRefresh", func() bool { return slices.Contains(r.refresh.all(), "cfg") })
-	syncs := r.Stats().Syncs
-	waitFor(t, "two more full syncs", func() bool { return r.Stats().Syncs >= syncs+2 })
+	waitFor(t, "NeedRefresh at two more resyncs", func() bool { return len(r.refresh.all()) >= 3 })
 	if _, err := env.Client.CoreV1().ConfigMaps(s.target).Get(t.Context(), "old", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the pruned ConfigMap is back (err %v)", err)
 	}

@@ -465,11 +465,23 @@ func (r *Reconciler) resyncLoop(ctx context.Context) {
 	}
 }
 
-// resyncAll queues a full sync of every release.
+// resyncAll queues a full sync of every release, and asks again for the
+// desired state of the releases still known stale (the caller's earlier
+// refresh may have failed).
 func (r *Reconciler) resyncAll() {
+	var stale []string
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for name := range r.releases {
+	for name, rs := range r.releases {
+		if rs.stale {
+			stale = append(stale, name)
+			continue
+		}
 		r.enqueueLocked(item{release: name})
+	}
+	r.mu.Unlock()
+	if r.opts.NeedRefresh != nil {
+		for _, name := range stale {
+			r.opts.NeedRefresh(name)
+		}
 	}
 }
