@@ -29,7 +29,7 @@ const (
 // per drift episode for detections. Failing to record it is logged only.
 // obj is the live object, nil when it is gone (the Event then names the
 // desired object, without a UID).
-func (r *Reconciler) recordDrift(ctx context.Context, os *objectState, obj *unstructured.Unstructured, d *ObjectDrift, corrected bool, failure string) {
+func (r *Reconciler) recordDrift(ctx context.Context, st *objectState, obj *unstructured.Unstructured, d *ObjectDrift, corrected bool, failure string) {
 	reason, typ := ReasonDriftDetected, corev1.EventTypeWarning
 	if corrected {
 		reason, typ = ReasonDriftCorrected, corev1.EventTypeNormal
@@ -38,8 +38,8 @@ func (r *Reconciler) recordDrift(ctx context.Context, os *objectState, obj *unst
 	if !corrected {
 		sig := msg
 		r.mu.Lock()
-		dup := os.event == sig
-		os.event = sig
+		dup := st.event == sig
+		st.event = sig
 		r.mu.Unlock()
 		if dup {
 			return
@@ -47,9 +47,9 @@ func (r *Reconciler) recordDrift(ctx context.Context, os *objectState, obj *unst
 	}
 	ref := obj
 	if ref == nil {
-		ref = os.desired
+		ref = st.desired
 	}
-	ns := os.key.namespace
+	ns := st.key.namespace
 	if ns == "" {
 		// Kubernetes keeps Events about cluster-scoped objects in
 		// default.
@@ -57,9 +57,9 @@ func (r *Reconciler) recordDrift(ctx context.Context, os *objectState, obj *unst
 	}
 	now := metav1.NewTime(r.opts.Now())
 	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%s", os.key.name, rand.String(10)), Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%s", st.key.name, rand.String(10)), Namespace: ns},
 		InvolvedObject: corev1.ObjectReference{
-			APIVersion: ref.GetAPIVersion(), Kind: ref.GetKind(), Namespace: os.key.namespace, Name: os.key.name,
+			APIVersion: ref.GetAPIVersion(), Kind: ref.GetKind(), Namespace: st.key.namespace, Name: st.key.name,
 			UID: ref.GetUID(), ResourceVersion: ref.GetResourceVersion(),
 		},
 		Reason: reason, Message: msg, Type: typ,
@@ -68,7 +68,7 @@ func (r *Reconciler) recordDrift(ctx context.Context, os *objectState, obj *unst
 		ReportingController: "outpost.dev/agent", ReportingInstance: r.opts.Identity,
 	}
 	if _, err := r.kube.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		r.log.LogAttrs(ctx, slog.LevelWarn, "drift event not recorded", slog.String(logObject, os.key.String()), slog.String(logError, err.Error()))
+		r.log.LogAttrs(ctx, slog.LevelWarn, "drift event not recorded", slog.String(logObject, st.key.String()), slog.String(logError, err.Error()))
 	}
 }
 

@@ -130,21 +130,21 @@ type objectState struct {
 
 // pausedUntil returns when the object may be corrected again after
 // flapLimit corrections within flapWindow; zero when it may be now.
-func (os *objectState) pausedUntil(now time.Time) time.Time {
-	if len(os.corrected) < flapLimit {
+func (st *objectState) pausedUntil(now time.Time) time.Time {
+	if len(st.corrected) < flapLimit {
 		return time.Time{}
 	}
-	if until := os.corrected[0].Add(flapWindow); now.Before(until) {
+	if until := st.corrected[0].Add(flapWindow); now.Before(until) {
 		return until
 	}
 	return time.Time{}
 }
 
 // noteCorrection records a correction at now.
-func (os *objectState) noteCorrection(now time.Time) {
-	os.corrected = append(os.corrected, now)
-	if len(os.corrected) > flapLimit {
-		os.corrected = os.corrected[len(os.corrected)-flapLimit:]
+func (st *objectState) noteCorrection(now time.Time) {
+	st.corrected = append(st.corrected, now)
+	if len(st.corrected) > flapLimit {
+		st.corrected = st.corrected[len(st.corrected)-flapLimit:]
 	}
 }
 
@@ -361,8 +361,8 @@ func (r *Reconciler) Stats() Stats {
 	}
 	for _, rs := range r.releases {
 		s.Objects += len(rs.objects)
-		for _, os := range rs.objects {
-			if os.drift != nil {
+		for _, st := range rs.objects {
+			if st.drift != nil {
 				s.Drifted++
 			}
 		}

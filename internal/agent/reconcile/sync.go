@@ -79,12 +79,12 @@ func (r *Reconciler) syncRelease(ctx context.Context, name string) error {
 	objs := make(map[objKey]*objectState, len(ds.objects))
 	watchKeys := map[watchKey]bool{}
 	for _, d := range ds.objects {
-		os := rs.objects[d.key]
-		if os == nil {
-			os = &objectState{key: d.key}
+		st := rs.objects[d.key]
+		if st == nil {
+			st = &objectState{key: d.key}
 		}
-		os.desired = d.obj
-		objs[d.key] = os
+		st.desired = d.obj
+		objs[d.key] = st
 		watchKeys[watchKey{gvr: d.key.gvr, namespace: d.key.namespace}] = true
 		if owner, taken := r.index[d.key]; taken && owner != name {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "object claimed by two releases", slog.String(logRelease, name), slog.String(logObject, d.key.String()), slog.String(logOtherRelease, owner))
@@ -105,21 +105,21 @@ func (r *Reconciler) syncRelease(ctx context.Context, name string) error {
 	r.waitWatches(ctx, watchKeys)
 
 	states := make([]*objectState, 0, len(objs))
-	for _, os := range objs {
-		states = append(states, os)
+	for _, st := range objs {
+		states = append(states, st)
 	}
 	var mu sync.Mutex
 	var corrected []ObjectDrift
 	var failed []string
-	err = executor.ForEach(ctx, r.opts.Parallelism, states, func(ctx context.Context, os *objectState) error {
-		c, err := r.syncObject(ctx, snap, os)
+	err = executor.ForEach(ctx, r.opts.Parallelism, states, func(ctx context.Context, st *objectState) error {
+		c, err := r.syncObject(ctx, snap, st)
 		mu.Lock()
 		defer mu.Unlock()
 		if c != nil {
 			corrected = append(corrected, *c)
 		}
 		if err != nil {
-			failed = append(failed, os.key.String()+": "+err.Error())
+			failed = append(failed, st.key.String()+": "+err.Error())
 		}
 		return nil
 	})
@@ -161,18 +161,18 @@ func (r *Reconciler) syncFailed(ctx context.Context, name string, gen uint64, er
 
 // syncObject dry-runs one object for a fresh baseline, compares the live
 // object with it and acts on drift. It returns the drift it corrected.
-func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, os *objectState) (*ObjectDrift, error) {
-	base, err := r.dryRun(ctx, snap.spec, os)
+func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, st *objectState) (*ObjectDrift, error) {
+	base, err := r.dryRun(ctx, snap.spec, st)
 	if err != nil {
 		return nil, err
 	}
 	// Read, not the informer's cache: the full sync is also what catches
 	// the events an informer missed.
-	live, err := r.get(ctx, os.key)
+	live, err := r.get(ctx, st.key)
 	if err != nil {
 		return nil, err
 	}
-	return r.judge(ctx, snap, os, base, live)
+	return r.judge(ctx, snap, st, base, live)
 }
 
 // checkObject handles an informer event: it compares the cached live
@@ -182,17 +182,17 @@ func (r *Reconciler) checkObject(ctx context.Context, name string, key objKey) e
 	defer r.checks.Add(1)
 	r.mu.Lock()
 	rs := r.releases[name]
-	var os *objectState
+	var st *objectState
 	if rs != nil {
-		os = rs.objects[key]
+		st = rs.objects[key]
 	}
-	if os == nil || os.base == nil || rs.stale {
+	if st == nil || st.base == nil || rs.stale {
 		r.mu.Unlock()
 		// Not desired, its full sync is still to come, or the desired
 		// state is stale and nothing is done until it is refreshed.
 		return nil
 	}
-	base, gen, wasDrifted := os.base, rs.gen, os.drift != nil
+	base, gen, wasDrifted := st.base, rs.gen, st.drift != nil
 	r.mu.Unlock()
 	live, ok := r.cached(key)
 	if !ok {
@@ -212,14 +212,14 @@ func (r *Reconciler) checkObject(ctx context.Context, name string, key objKey) e
 		// A full sync of the new desired state is queued.
 		return nil
 	}
-	fresh, err := r.dryRun(ctx, snap.spec, os)
+	fresh, err := r.dryRun(ctx, snap.spec, st)
 	if err != nil {
 		return err
 	}
 	if live, err = r.get(ctx, key); err != nil {
 		return err
 	}
-	corrected, err := r.judge(ctx, snap, os, fresh, live)
+	corrected, err := r.judge(ctx, snap, st, fresh, live)
 	r.publish(name, gen, optional(corrected))
 	return err
 }
@@ -243,22 +243,22 @@ func driftOf(base *baseline, live *unstructured.Unstructured) []string {
 // judge compares live with base, a fresh baseline, and acts: nothing when
 // they agree, a report in the detect mode, a correction in the correct
 // mode. It returns the drift it corrected.
-func (r *Reconciler) judge(ctx context.Context, snap snapshot, os *objectState, base *baseline, live *unstructured.Unstructured) (*ObjectDrift, error) {
+func (r *Reconciler) judge(ctx context.Context, snap snapshot, st *objectState, base *baseline, live *unstructured.Unstructured) (*ObjectDrift, error) {
 	spec := snap.spec
 	if r.staleObject(spec, live) {
-		r.markStale(ctx, spec.Name, snap.gen, os.key)
+		r.markStale(ctx, spec.Name, snap.gen, st.key)
 		return nil, nil
 	}
 	var fields []string
 	if live != nil {
 		fields = base.diff(live)
 		if len(fields) == 0 {
-			r.setDrift(spec.Name, snap.gen, os, nil, "")
+			r.setDrift(spec.Name, snap.gen, st, nil, "")
 			return nil, nil
 		}
 	}
-	gvk := os.desired.GroupVersionKind()
-	drift := &ObjectDrift{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: os.key.namespace, Name: os.key.name, Deleted: live == nil, Fields: fields}
+	gvk := st.desired.GroupVersionKind()
+	drift := &ObjectDrift{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: st.key.namespace, Name: st.key.name, Deleted: live == nil, Fields: fields}
 	if r.isStale(spec.Name, snap.gen) {
 		// The desired state is being refreshed: leave the object.
 		return nil, nil
@@ -269,18 +269,18 @@ func (r *Reconciler) judge(ctx context.Context, snap snapshot, os *objectState, 
 		if moved, err := r.desiredMoved(ctx, snap); err != nil || moved {
 			return nil, err
 		}
-		r.log.LogAttrs(ctx, slog.LevelInfo, "drift detected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
+		r.log.LogAttrs(ctx, slog.LevelInfo, "drift detected", slog.String(logRelease, spec.Name), slog.String(logObject, st.key.String()),
 			slog.Bool(logDeleted, drift.Deleted), slog.Any(logFields, fields))
-		r.setDrift(spec.Name, snap.gen, os, drift, "")
-		r.recordDrift(ctx, os, live, drift, false, "")
+		r.setDrift(spec.Name, snap.gen, st, drift, "")
+		r.recordDrift(ctx, st, live, drift, false, "")
 		return nil, nil
 	}
-	return r.correct(ctx, snap, os, base, drift)
+	return r.correct(ctx, snap, st, base, drift)
 }
 
 // correct applies the desired object again, holding the release's keyed
 // lock, and keeps the live values of ignored fields.
-func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState, base *baseline, drift *ObjectDrift) (*ObjectDrift, error) {
+func (r *Reconciler) correct(ctx context.Context, snap snapshot, st *objectState, base *baseline, drift *ObjectDrift) (*ObjectDrift, error) {
 	spec := snap.spec
 	if r.opts.Lock != nil {
 		unlock, err := r.opts.Lock.Lock(ctx, []string{LockKey(spec.Name)})
@@ -290,58 +290,58 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, os *objectState
 		defer unlock()
 	}
 	// A task may have changed the release while the lock was waited for.
-	live, err := r.get(ctx, os.key)
+	live, err := r.get(ctx, st.key)
 	if err != nil {
 		return nil, err
 	}
 	if r.staleObject(spec, live) {
-		r.markStale(ctx, spec.Name, snap.gen, os.key)
+		r.markStale(ctx, spec.Name, snap.gen, st.key)
 		return nil, nil
 	}
 	if live != nil && len(base.diff(live)) == 0 {
-		r.setDrift(spec.Name, snap.gen, os, nil, "")
+		r.setDrift(spec.Name, snap.gen, st, nil, "")
 		return nil, nil
 	}
 	if stale, err := r.desiredMoved(ctx, snap); err != nil || stale {
 		return nil, err
 	}
 	r.mu.Lock()
-	until := os.pausedUntil(time.Now())
+	until := st.pausedUntil(time.Now())
 	r.mu.Unlock()
 	if !until.IsZero() {
 		msg := fmt.Sprintf("corrected %d times within %s, another writer keeps changing it: corrections wait until %s; add an ignore rule if that writer owns these fields", flapLimit, flapWindow, until.UTC().Format(time.RFC3339))
-		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction paused", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()), slog.Any(logFields, drift.Fields))
-		r.setDrift(spec.Name, snap.gen, os, drift, msg)
-		r.recordDrift(ctx, os, live, drift, false, msg)
-		r.enqueueAfter(item{release: spec.Name, obj: os.key}, time.Until(until))
+		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction paused", slog.String(logRelease, spec.Name), slog.String(logObject, st.key.String()), slog.Any(logFields, drift.Fields))
+		r.setDrift(spec.Name, snap.gen, st, drift, msg)
+		r.recordDrift(ctx, st, live, drift, false, msg)
+		r.enqueueAfter(item{release: spec.Name, obj: st.key}, time.Until(until))
 		return nil, nil
 	}
-	obj := os.desired.DeepCopy()
+	obj := st.desired.DeepCopy()
 	if live != nil {
 		for _, p := range base.ignored {
 			carry(obj.Object, live.Object, p)
 		}
 	}
-	out, err := r.resource(os.key).Apply(ctx, os.key.name, obj, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true})
+	out, err := r.resource(st.key).Apply(ctx, st.key.name, obj, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true})
 	if err != nil {
 		msg := err.Error()
-		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction failed", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()), slog.String(logError, msg))
-		r.setDrift(spec.Name, snap.gen, os, drift, msg)
-		r.recordDrift(ctx, os, live, drift, false, msg)
-		return nil, fmt.Errorf("reconcile: correct %s: %w", os.key, err)
+		r.log.LogAttrs(ctx, slog.LevelWarn, "drift correction failed", slog.String(logRelease, spec.Name), slog.String(logObject, st.key.String()), slog.String(logError, msg))
+		r.setDrift(spec.Name, snap.gen, st, drift, msg)
+		r.recordDrift(ctx, st, live, drift, false, msg)
+		return nil, fmt.Errorf("reconcile: correct %s: %w", st.key, err)
 	}
 	nb, err := newBaseline(out, spec.manager(), spec.Ignore)
 	r.mu.Lock()
 	if err == nil {
-		os.base = nb
+		st.base = nb
 	}
-	os.noteCorrection(time.Now())
+	st.noteCorrection(time.Now())
 	r.corrections++
 	r.mu.Unlock()
-	r.setDrift(spec.Name, snap.gen, os, nil, "")
-	r.log.LogAttrs(ctx, slog.LevelInfo, "drift corrected", slog.String(logRelease, spec.Name), slog.String(logObject, os.key.String()),
+	r.setDrift(spec.Name, snap.gen, st, nil, "")
+	r.log.LogAttrs(ctx, slog.LevelInfo, "drift corrected", slog.String(logRelease, spec.Name), slog.String(logObject, st.key.String()),
 		slog.Bool(logDeleted, drift.Deleted), slog.Any(logFields, drift.Fields))
-	r.recordDrift(ctx, os, out, drift, true, "")
+	r.recordDrift(ctx, st, out, drift, true, "")
 	return drift, nil
 }
 
@@ -415,31 +415,31 @@ func (r *Reconciler) isStale(name string, gen uint64) bool {
 }
 
 // setDrift records the drift of an object (nil when in sync).
-func (r *Reconciler) setDrift(name string, gen uint64, os *objectState, d *ObjectDrift, errMsg string) {
+func (r *Reconciler) setDrift(name string, gen uint64, st *objectState, d *ObjectDrift, errMsg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.current(name, gen); !ok {
 		return
 	}
-	os.drift, os.driftErr = d, errMsg
+	st.drift, st.driftErr = d, errMsg
 	if d == nil {
-		os.event = ""
+		st.event = ""
 	}
 }
 
 // dryRun applies the desired object in a dry run and stores and returns
 // the baseline of the response.
-func (r *Reconciler) dryRun(ctx context.Context, spec Release, os *objectState) (*baseline, error) {
-	out, err := r.resource(os.key).Apply(ctx, os.key.name, os.desired, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true, DryRun: []string{metav1.DryRunAll}})
+func (r *Reconciler) dryRun(ctx context.Context, spec Release, st *objectState) (*baseline, error) {
+	out, err := r.resource(st.key).Apply(ctx, st.key.name, st.desired, metav1.ApplyOptions{FieldManager: spec.manager(), Force: true, DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: dry-run %s: %w", os.key, err)
+		return nil, fmt.Errorf("reconcile: dry-run %s: %w", st.key, err)
 	}
 	b, err := newBaseline(out, spec.manager(), spec.Ignore)
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: %s: %w", os.key, err)
+		return nil, fmt.Errorf("reconcile: %s: %w", st.key, err)
 	}
 	r.mu.Lock()
-	os.base = b
+	st.base = b
 	r.mu.Unlock()
 	return b, nil
 }
@@ -476,11 +476,11 @@ func (r *Reconciler) publish(name string, gen uint64, corrected []ObjectDrift) {
 	}
 	var objs []ObjectDrift
 	var errs []string
-	for _, os := range rs.objects {
-		if os.drift != nil {
-			objs = append(objs, *os.drift)
-			if os.driftErr != "" {
-				errs = append(errs, os.key.String()+": "+os.driftErr)
+	for _, st := range rs.objects {
+		if st.drift != nil {
+			objs = append(objs, *st.drift)
+			if st.driftErr != "" {
+				errs = append(errs, st.key.String()+": "+st.driftErr)
 			}
 		}
 	}
