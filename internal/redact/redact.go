@@ -26,8 +26,9 @@ const MinSecretLength = 4
 // secret again; if that keeps happening the whole text is withheld.
 const maxPasses = 4
 
-// Redactor removes registered secrets from text. The zero value is ready to
-// use; New is the conventional constructor. A Redactor is safe for
+// Redactor removes registered secrets, and credentials recognised by their
+// shape (see scrubPatterns), from text. The zero value is ready to use; New
+// is the conventional constructor. A Redactor is safe for
 // concurrent use, and secrets can be added while others redact.
 //
 // A form that is itself part of Marker (the secret "DACT", or a short secret
@@ -36,6 +37,8 @@ const maxPasses = 4
 type Redactor struct {
 	mu      sync.Mutex
 	secrets map[string]struct{}
+	// parent, when set, gets every secret this Redactor gets.
+	parent *Redactor
 	// state is replaced wholesale on AddSecret so readers never lock.
 	state atomic.Pointer[state]
 }
@@ -50,12 +53,23 @@ type state struct {
 // New returns an empty Redactor.
 func New() *Redactor { return &Redactor{} }
 
+// NewChild returns an empty Redactor whose AddSecret also registers the
+// value with parent, so parent redacts everything any of its children was
+// told (the agent's process redactor, which scrubs its logs, is the parent
+// of each attempt's). A child does not redact its parent's secrets, and
+// parent keeps its children's secrets after they are gone: it grows with
+// the number of distinct secrets ever registered.
+func NewChild(parent *Redactor) *Redactor { return &Redactor{parent: parent} }
+
 // AddSecret registers value so that it, and its JSON-escaped and base64
 // forms, never appear in what the Redactor returns. Values shorter than
 // MinSecretLength bytes are ignored; see MinSecretLength for why.
 func (r *Redactor) AddSecret(value string) {
 	if len(value) < MinSecretLength {
 		return
+	}
+	if r.parent != nil {
+		r.parent.AddSecret(value)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -95,43 +109,57 @@ func (r *Redactor) AddSecret(value string) {
 	r.state.Store(&state{replacer: strings.NewReplacer(pairs...), patterns: patterns})
 }
 
-// String returns s with every registered secret replaced by Marker.
+// String returns s with every registered secret replaced by Marker, and
+// the credentials recognised by their shape (see patterns.go: bearer and
+// basic credentials, JWTs, Outpost tokens, credential header values) too,
+// whether or not any secret is registered.
 func (r *Redactor) String(s string) string {
 	st := r.state.Load()
-	if st == nil || len(st.patterns) == 0 {
-		return s
-	}
 	for range maxPasses {
-		out := st.replacer.Replace(s)
+		out := scrubPatterns(st.replace(s))
 		if out == s {
 			return s
 		}
 		s = out
 	}
-	if st.replacer.Replace(s) == s {
+	if scrubPatterns(st.replace(s)) == s {
 		return s
 	}
 	return Marker
 }
 
-// Bytes returns b with every registered secret replaced by Marker. The
-// result is a new slice unless nothing was replaced.
-func (r *Redactor) Bytes(b []byte) []byte {
-	st := r.state.Load()
+// replace replaces the registered secrets once; a nil state has none.
+func (st *state) replace(s string) string {
 	if st == nil || len(st.patterns) == 0 {
+		return s
+	}
+	return st.replacer.Replace(s)
+}
+
+// Bytes is String for a byte slice. The result is a new slice unless
+// nothing was replaced.
+func (r *Redactor) Bytes(b []byte) []byte {
+	if !r.state.Load().mayHold(b) && !mayHoldPattern(b) {
 		return b
 	}
-	found := false
+	out := r.String(string(b))
+	if out == string(b) {
+		return b
+	}
+	return []byte(out)
+}
+
+// mayHold reports whether b holds a registered secret in one of its forms.
+func (st *state) mayHold(b []byte) bool {
+	if st == nil {
+		return false
+	}
 	for _, p := range st.patterns {
 		if bytes.Contains(b, []byte(p)) {
-			found = true
-			break
+			return true
 		}
 	}
-	if !found {
-		return b
-	}
-	return []byte(r.String(string(b)))
+	return false
 }
 
 // TrimPartial removes from the end of s a fragment that could be the start
