@@ -449,3 +449,30 @@ func (c *countingLocker) Lock(ctx context.Context, keys []string) (func(), error
 	c.calls.Add(1)
 	return c.Locker.Lock(ctx, keys)
 }
+
+func TestAReleaseForgottenByItsDeleteTaskIsNotRecreated(t *testing.T) {
+	s := newSetup(t)
+	rel := s.webRelease(t, "web", "")
+	locks := &countingLocker{}
+	r := s.start(t, []reconcile.Release{rel}, func(o *reconcile.Options) { o.Lock = locks })
+	r.reports.wait(t, "the in-sync report", inSync("web"))
+	checks := r.Stats().Checks
+
+	// A delete task holds the release's lock, forgets the release and
+	// deletes its objects.
+	unlock, err := locks.Locker.Lock(t.Context(), []string{reconcile.LockKey("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.AppsV1().Deployments(s.target).Delete(t.Context(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reconciler to wait for the lock", func() bool { return locks.calls.Load() > 0 })
+	r.Forget("web")
+	unlock()
+
+	waitFor(t, "the waiting check to end", func() bool { return r.Stats().Checks > checks })
+	if _, err := env.Client.AppsV1().Deployments(s.target).Get(t.Context(), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the Deployment of a forgotten release was re-created (err %v)", err)
+	}
+}

@@ -289,7 +289,11 @@ func (r *Reconciler) correct(ctx context.Context, snap snapshot, st *objectState
 		}
 		defer unlock()
 	}
-	// A task may have changed the release while the lock was waited for.
+	// A task may have changed the release while the lock was waited for:
+	// given a new desired state, or removed it (Forget).
+	if r.isStale(spec.Name, snap.gen) {
+		return nil, nil
+	}
 	live, err := r.get(ctx, st.key)
 	if err != nil {
 		return nil, err
@@ -406,7 +410,8 @@ func (r *Reconciler) markStale(ctx context.Context, name string, gen uint64, key
 	}
 }
 
-// isStale reports whether the release's desired state is known stale.
+// isStale reports whether the release's desired state is known stale,
+// replaced or forgotten since generation gen.
 func (r *Reconciler) isStale(name string, gen uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
