@@ -32,6 +32,9 @@ type Agent struct {
 	wake chan struct{}
 	// desiredDue asks desiredLoop to fetch the desired state.
 	desiredDue chan struct{}
+	// savedDesired is the hash of the desired state last kept in
+	// Options.DesiredCache; only desiredLoop touches it.
+	savedDesired [32]byte
 	// reconnected carries noteConnected's signal to keyLoop; connects is
 	// wakeLoop's own count of connections.
 	reconnected chan struct{}
@@ -72,6 +75,9 @@ func (a *Agent) AgentID() string { return a.session.agentID() }
 // the agent, or with the enrollment error if it cannot establish an
 // identity.
 func (a *Agent) Start(ctx context.Context) error {
+	// The kept desired state is reconciled from the start: establishing a
+	// session needs the hub, which may be away for long.
+	keptDesired := a.opts.Desired != nil && a.loadCachedDesired(ctx)
 	if err := a.establish(ctx); err != nil {
 		return err
 	}
@@ -92,7 +98,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error { return a.dispatch(gctx, &workers) })
 	g.Go(func() error { return a.heartbeat(gctx) })
 	if a.opts.Desired != nil {
-		g.Go(func() error { return a.desiredLoop(gctx) })
+		g.Go(func() error { return a.desiredLoop(gctx, keptDesired) })
 	}
 	err := g.Wait()
 	workers.Wait()

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
@@ -67,8 +69,9 @@ func (a *Agent) RefreshDesired() {
 // desiredLoop fetches the desired state whenever it is due: at start,
 // after each (re)connect, on a hub notice and on RefreshDesired. A failed
 // fetch is retried with backoff; the reconciler keeps the last state it
-// had meanwhile.
-func (a *Agent) desiredLoop(ctx context.Context) error {
+// had meanwhile, and an agent that has none yet takes the one its
+// DesiredCache kept. loaded says the kept state was already handed over.
+func (a *Agent) desiredLoop(ctx context.Context, loaded bool) error {
 	a.RefreshDesired()
 	failures := int64(0)
 	for {
@@ -80,11 +83,14 @@ func (a *Agent) desiredLoop(ctx context.Context) error {
 		for {
 			err := a.fetchDesired(ctx)
 			if err == nil || ctx.Err() != nil {
-				failures = 0
+				loaded, failures = loaded || err == nil, 0
 				break
 			}
 			failures++
 			a.opts.Logger.Warn("cannot fetch the desired state; reconciling the last one known", "error", err, "attempt", failures)
+			if !loaded {
+				loaded = a.loadCachedDesired(ctx)
+			}
 			if a.opts.Reconnect.Sleep(ctx, failures) != nil {
 				return nil //nolint:nilerr // the agent is stopping
 			}
@@ -92,22 +98,34 @@ func (a *Agent) desiredLoop(ctx context.Context) error {
 	}
 }
 
-// fetchDesired loads the desired state and gives it to the reconciler. A
-// release that cannot be turned into desired state is logged and left out,
-// so one bad release does not stop the others being reconciled.
+// fetchDesired loads the desired state, gives it to the reconciler and
+// keeps it in the DesiredCache.
 func (a *Agent) fetchDesired(ctx context.Context) error {
 	resp, err := a.client.GetDesiredState(ctx, connect.NewRequest(&outpostv1.GetDesiredStateRequest{}))
 	if err != nil {
 		return fmt.Errorf("agent: desired state: %w", err)
 	}
-	rels := make([]reconcile.Release, 0, len(resp.Msg.GetReleases()))
-	for _, d := range resp.Msg.GetReleases() {
+	if err := a.applyDesired(ctx, resp.Msg, false); err != nil {
+		return err
+	}
+	a.keepDesired(ctx, resp.Msg)
+	return nil
+}
+
+// applyDesired turns a desired state into the reconciler's form and hands
+// it over. A release that cannot be turned into desired state is logged
+// and left out, so one bad release does not stop the others being
+// reconciled; with partial set (the hub is unreachable) so is one whose
+// artifact cannot be downloaded, otherwise that fails the whole state.
+func (a *Agent) applyDesired(ctx context.Context, msg *outpostv1.GetDesiredStateResponse, partial bool) error {
+	rels := make([]reconcile.Release, 0, len(msg.GetReleases()))
+	for _, d := range msg.GetReleases() {
 		rel, err := a.desiredRelease(ctx, d)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if !executor.IsTerminal(err) {
+			if !executor.IsTerminal(err) && !partial {
 				return err
 			}
 			a.opts.Logger.Error("release left out of reconciliation", "release", d.GetName(), "error", err)
@@ -118,6 +136,55 @@ func (a *Agent) fetchDesired(ctx context.Context) error {
 	a.opts.Desired.SetDesired(rels)
 	a.opts.Logger.Debug("desired state loaded", "releases", len(rels))
 	return nil
+}
+
+// keepDesired saves msg in the DesiredCache when it differs from what was
+// saved last. A failure is logged: it only matters if the agent restarts
+// while the hub is unreachable.
+func (a *Agent) keepDesired(ctx context.Context, msg *outpostv1.GetDesiredStateResponse) {
+	if a.opts.DesiredCache == nil {
+		return
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		a.opts.Logger.Warn("cannot encode the desired state to keep it", "error", err)
+		return
+	}
+	sum := sha256.Sum256(raw)
+	if sum == a.savedDesired {
+		return
+	}
+	if err := a.opts.DesiredCache.Save(ctx, raw); err != nil {
+		a.opts.Logger.Warn("cannot keep the desired state for a restart while the hub is unreachable", "error", err)
+		return
+	}
+	a.savedDesired = sum
+}
+
+// loadCachedDesired hands the reconciler the desired state the cache kept;
+// it reports whether there was one.
+func (a *Agent) loadCachedDesired(ctx context.Context) bool {
+	if a.opts.DesiredCache == nil {
+		return false
+	}
+	raw, err := a.opts.DesiredCache.Load(ctx)
+	if err != nil || raw == nil {
+		if err != nil {
+			a.opts.Logger.Warn("cannot read the kept desired state", "error", err)
+		}
+		return false
+	}
+	var msg outpostv1.GetDesiredStateResponse
+	if err := proto.Unmarshal(raw, &msg); err != nil {
+		a.opts.Logger.Warn("the kept desired state does not decode; waiting for the hub", "error", err)
+		return false
+	}
+	if err := a.applyDesired(ctx, &msg, true); err != nil {
+		return false
+	}
+	a.savedDesired = sha256.Sum256(raw)
+	a.opts.Logger.Info("reconciling the desired state kept from the last fetch until the hub answers", "releases", len(msg.GetReleases()))
+	return true
 }
 
 // desiredRelease turns a hub release into the reconciler's form,

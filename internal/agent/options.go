@@ -79,6 +79,9 @@ type Options struct {
 	// reconciler): at start, after each reconnect, on every notice from
 	// the hub and on RefreshDesired.
 	Desired DesiredState
+	// DesiredCache, when set with Desired, keeps the last desired state
+	// fetched, for a restart while the hub is unreachable.
+	DesiredCache DesiredCache
 	// OnExecutorStart, when set, is called as each attempt's executor
 	// starts (used by benchmarks to measure dispatch latency).
 	OnExecutorStart func(taskID string, epoch int64)

@@ -106,11 +106,9 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, nil, fmt.Errorf("--log-level: %w", err)
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
-	log := slog.New(slog.NewTextHandler(stderr, hopts))
-	if f.logJSON {
-		log = slog.New(slog.NewJSONHandler(stderr, hopts))
-	}
+	// The process redactor: see redact.go.
+	proc := redact.New()
+	log := newLogger(stderr, lvl, f.logJSON, proc)
 	if f.hub == "" {
 		return nil, nil, errors.New("--hub is required (or env OUTPOST_HUB)")
 	}
@@ -125,6 +123,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
+	proc.AddSecret(token)
 	// The cluster comes first: it adds the k8s vault provider to the
 	// resolver the executors share.
 	k, ok, err := f.kube.setup(log)
@@ -148,6 +147,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 	var keys agent.EnvironmentKeys // stays a nil interface without a cluster
 	var rec *reconciling
 	var desired agent.DesiredState // nil without a reconciler
+	var desiredCache agent.DesiredCache
 	if ok {
 		keys = k.keys
 		if rec, err = f.reconcile.setup(k.cluster, k.client, log); err != nil {
@@ -155,6 +155,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		}
 		if rec != nil {
 			desired = rec.rec
+			desiredCache = agent.SecretDesiredCache{Client: k.client, Namespace: k.cluster.Namespace, Name: agent.DefaultDesiredStateSecret}
 		}
 		maps.Copy(executors, k.kinds)
 		helmExec, err := k.newHelm(resolver, internal)
@@ -178,13 +179,14 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		Environment:        f.environment,
 		Executors:          executors,
 		Concurrency:        f.concurrency,
-		NewRedactor:        func() agent.Redactor { return redact.New() },
+		NewRedactor:        attemptRedactors(proc),
 		Logger:             log,
 		Version:            Version,
 		ForcePoll:          f.forcePoll,
 		EnvironmentKeys:    keys,
 		KeyRefreshInterval: f.kube.keyRefresh,
 		Desired:            desired,
+		DesiredCache:       desiredCache,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -56,6 +56,13 @@ func startKubeRig(t *testing.T, qps string) *kubeRig {
 // namespace; bootstrap may be empty once it has enrolled.
 func (r *kubeRig) startAgent(t *testing.T, bootstrap string) *proc {
 	t.Helper()
+	return r.startAgentIn(t, bootstrap)
+}
+
+// startAgentIn is startAgent for a process that lives as long as t (the
+// top-level test when a subtest restarts the agent).
+func (r *kubeRig) startAgentIn(t *testing.T, bootstrap string) *proc {
+	t.Helper()
 	args := []string{"--hub", r.h.url(), "--ca-file", r.h.caFile, "--kubeconfig", r.kubeconfig,
 		"--namespace", r.agentNS, "--concurrency", "4", "--log-level", "debug"}
 	if r.qps != "" {

@@ -276,8 +276,20 @@ func TestReleasesKeepTheClusterInSync(t *testing.T) {
 		eventually(t, 15*time.Second, "image restored while the hub is down", func() bool {
 			return image(r.deployment(t, "web")) == "ghcr.io/example/web:1.0"
 		})
+		// An agent restarted while the hub is away reconciles the desired
+		// state it kept in its namespace.
+		r.agent.kill()
+		r.agent = r.startAgentIn(top, "")
+		eventually(t, 30*time.Second, "restarted agent loaded the kept state", func() bool {
+			return strings.Contains(r.agent.out.String(), "reconciling the desired state kept")
+		})
+		r.waitSynced(t, r.agent, 3)
+		r.editDeployment(t, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "offline-edit:2" })
+		eventually(t, 15*time.Second, "image restored by the restarted agent while the hub is down", func() bool {
+			return image(r.deployment(t, "web")) == "ghcr.io/example/web:1.0"
+		})
 		r.h.start(top)
-		eventually(t, 60*time.Second, "the correction reaches the hub", func() bool {
+		eventually(t, 90*time.Second, "the correction reaches the hub", func() bool {
 			return r.h.auditCount(t, "release.drift_corrected") > before
 		})
 	})
