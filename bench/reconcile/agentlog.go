@@ -17,12 +17,16 @@ const (
 	msgLeading           = "leading"
 	msgReconcilerStarted = "reconciler started"
 	msgDesiredLoaded     = "desired state loaded"
+	// throttling is in client-go's (klog) line about a request that
+	// waited for the client's rate limiter.
+	throttling = "client-side throttling"
 )
 
 // record is one log line's fields and its time.
 type record struct {
-	at time.Time
-	kv map[string]string
+	at   time.Time
+	kv   map[string]string
+	line string
 }
 
 // logTail reads the complete lines appended to a log file since the last
@@ -59,7 +63,7 @@ func (t *logTail) next() ([]record, error) {
 	for line := range strings.SplitSeq(string(b[:end]), "\n") {
 		kv := logfmt(line)
 		at, _ := time.Parse(time.RFC3339Nano, kv["time"])
-		out = append(out, record{at: at, kv: kv})
+		out = append(out, record{at: at, kv: kv, line: line})
 	}
 	return out, nil
 }

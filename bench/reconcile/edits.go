@@ -52,8 +52,10 @@ type editResults struct {
 // target is the object one edit changes: how to read and watch it, and
 // how to change it and read the edited field back.
 type target interface {
-	// get reads the object; rv is its resource version and value the
-	// edited field's value.
+	// get reads the object by a list of that one name; rv is the list's
+	// resource version, which a watch can start from even when the object
+	// itself is older than etcd's last compaction, and value the edited
+	// field's value.
 	get(ctx context.Context) (rv, value string, err error)
 	// watch watches the object from resource version rv.
 	watch(ctx context.Context, rv string) (watch.Interface, error)
@@ -102,7 +104,7 @@ var errMiss = errors.New("not corrected")
 
 // timeCorrection edits the target's field to bad and returns the time
 // from the edit's return to the first watch event showing want again.
-// The watch is opened before the edit, at the version read, so the
+// The watch is opened before the edit, at the version listed, so the
 // correction cannot slip by unseen; its events are read after the edit
 // returned, so a time is never below the true one.
 func timeCorrection(ctx context.Context, tg target, want, bad string) (time.Duration, error) {
@@ -160,12 +162,15 @@ type deploymentTarget struct {
 }
 
 func (t deploymentTarget) get(ctx context.Context) (string, string, error) {
-	d, err := t.client.AppsV1().Deployments(t.rel.namespace).Get(ctx, t.rel.name, metav1.GetOptions{})
+	l, err := t.client.AppsV1().Deployments(t.rel.namespace).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + t.rel.name})
 	if err != nil {
 		return "", "", err
 	}
-	v, _ := t.value(d)
-	return d.ResourceVersion, v, nil
+	if len(l.Items) != 1 {
+		return "", "", fmt.Errorf("deployment %s/%s: %d found", t.rel.namespace, t.rel.name, len(l.Items))
+	}
+	v, _ := t.value(&l.Items[0])
+	return l.ResourceVersion, v, nil
 }
 
 func (t deploymentTarget) watch(ctx context.Context, rv string) (watch.Interface, error) {
@@ -205,11 +210,14 @@ type configMapTarget struct {
 }
 
 func (t configMapTarget) get(ctx context.Context) (string, string, error) {
-	cm, err := t.client.CoreV1().ConfigMaps(t.rel.namespace).Get(ctx, t.rel.configMap(), metav1.GetOptions{})
+	l, err := t.client.CoreV1().ConfigMaps(t.rel.namespace).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + t.rel.configMap()})
 	if err != nil {
 		return "", "", err
 	}
-	return cm.ResourceVersion, cm.Data[configKey], nil
+	if len(l.Items) != 1 {
+		return "", "", fmt.Errorf("configmap %s/%s: %d found", t.rel.namespace, t.rel.configMap(), len(l.Items))
+	}
+	return l.ResourceVersion, l.Items[0].Data[configKey], nil
 }
 
 func (t configMapTarget) watch(ctx context.Context, rv string) (watch.Interface, error) {

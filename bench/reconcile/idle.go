@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
@@ -34,6 +35,12 @@ type idleResults struct {
 	// syncs, corrected and detected count the agent's log records of the
 	// window: full syncs of a release, corrections, detections.
 	syncs, corrected, detected int
+	// syncSpan is from the first to the last release sync logged in the
+	// window: how long a periodic full resync took.
+	syncSpan time.Duration
+	// throttled counts client-go's "client-side throttling" lines: the
+	// agent's requests waited for its own rate limiter.
+	throttled int
 }
 
 // runIdle changes nothing for d and measures the agent meanwhile.
@@ -81,8 +88,8 @@ func runIdle(ctx context.Context, hub *outpostproc.Hub, agent *outpostproc.Child
 	}
 	wall := time.Since(start)
 	res.busy = meter.Share()
-	last := samples[len(samples)-1]
-	res.agentCPU = percent(last.cpu-agent0, last.at.Sub(start))
+	end := samples[len(samples)-1]
+	res.agentCPU = percent(end.cpu-agent0, end.at.Sub(start))
 	if c, err := procstat.CPUTime(hub.PID()); err == nil {
 		res.hubCPU = percent(c-hub0, wall)
 	}
@@ -101,16 +108,25 @@ func runIdle(ctx context.Context, hub *outpostproc.Hub, agent *outpostproc.Child
 	if err != nil {
 		return res, fmt.Errorf("agent log: %w", err)
 	}
+	var first, last time.Time
 	for _, r := range recs {
+		if strings.Contains(r.line, throttling) {
+			res.throttled++
+		}
 		switch r.kv["msg"] {
 		case msgSynced:
 			res.syncs++
+			if first.IsZero() {
+				first = r.at
+			}
+			last = r.at
 		case msgCorrected:
 			res.corrected++
 		case msgDetected:
 			res.detected++
 		}
 	}
+	res.syncSpan = last.Sub(first)
 	select {
 	case <-ctx.Done():
 		return res, ctx.Err()
