@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/internal/audit"
 	"github.com/outposthq/outpost/internal/devcert"
 	"github.com/outposthq/outpost/internal/hub"
+	"github.com/outposthq/outpost/internal/redact"
 )
 
 // Version is set at build time.
@@ -28,16 +29,21 @@ type globalFlags struct {
 	logJSON  bool
 }
 
+// logger returns the hub's logger. The hub holds no plaintext secret, but
+// access, API and bootstrap tokens pass through it and must never be
+// logged: every record passes through a Redactor that scrubs what has the
+// shape of a credential (DESIGN §5).
 func (g *globalFlags) logger(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if g.logJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(redact.NewHandler(h, redact.New()))
 }
 
 // NewRootCommand returns the outpost-hub command.
