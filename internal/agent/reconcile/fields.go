@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 	"slices"
@@ -41,7 +40,7 @@ func ownedSet(obj *unstructured.Unstructured, manager string) (*fieldpath.Set, e
 			continue
 		}
 		set := &fieldpath.Set{}
-		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+		if err := set.FromJSON(mf.FieldsV1.GetRawReader()); err != nil {
 			return nil, fmt.Errorf("%w: managedFields of %s: %w", ErrNoOwnedFields, manager, err)
 		}
 		return set, nil

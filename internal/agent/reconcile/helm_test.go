@@ -113,7 +113,7 @@ func TestAHelmReleaseIsCorrectedAsHelm(t *testing.T) {
 		t.Errorf("labels %v, annotations %v: the correction dropped Helm's ownership metadata", dep.Labels, dep.Annotations)
 	}
 	for _, mf := range dep.ManagedFields {
-		if strings.Contains(string(mf.FieldsV1.Raw), `"f:image"`) && mf.Manager != "helm" {
+		if strings.Contains(mf.FieldsV1.GetRawString(), `"f:image"`) && mf.Manager != "helm" {
 			t.Errorf("field manager %s (%s) still owns the image; want helm", mf.Manager, mf.Operation)
 		}
 	}

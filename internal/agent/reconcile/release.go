@@ -108,14 +108,6 @@ func (r *Release) manager() string {
 	return ManifestsFieldManager
 }
 
-// label returns the value of the objects' outpost.dev/release label.
-func (r *Release) label() string {
-	if r.Kind == KindHelm {
-		return r.Helm.ReleaseName
-	}
-	return r.Manifests.Release
-}
-
 // bundle returns the bytes of a manifests release's bundle.
 func (r *Release) bundle() []byte {
 	if len(r.Bundle) > 0 {

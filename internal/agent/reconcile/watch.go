@@ -92,7 +92,7 @@ func (r *Reconciler) startWatch(ctx context.Context, k watchKey) *watch {
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "watch failed; retrying", slog.String(logWatch, k.String()), slog.String(logError, err.Error()))
 	})
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithCancel(ctx) //nolint:gosec // the watch keeps cancel; pruneWatchesLocked and Start call it
 	r.watchWG.Go(func() { inf.RunWithContext(wctx) })
 	r.log.LogAttrs(ctx, slog.LevelDebug, "watch started", slog.String(logWatch, k.String()))
 	return &watch{informer: inf, cancel: cancel}
