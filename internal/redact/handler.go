@@ -94,6 +94,9 @@ func (h *Handler) with(g groupOrAttrs) *Handler {
 
 // attr returns a with its key and value redacted.
 func (h *Handler) attr(a slog.Attr) slog.Attr {
+	if a.Equal(slog.Attr{}) {
+		return a // handlers drop it
+	}
 	key := h.r.String(a.Key)
 	v := a.Value.Resolve()
 	switch v.Kind() {
@@ -107,6 +110,9 @@ func (h *Handler) attr(a slog.Attr) slog.Attr {
 		}
 		return slog.Attr{Key: key, Value: slog.GroupValue(attrs...)}
 	case slog.KindAny:
+		if v.Any() == nil {
+			return slog.Attr{Key: key, Value: v}
+		}
 		return slog.String(key, h.r.String(text(v.Any())))
 	}
 	return slog.Attr{Key: key, Value: v}

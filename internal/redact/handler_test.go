@@ -96,6 +96,9 @@ func TestHandlerKeepsTheRecordsShape(t *testing.T) {
 			l.With("a", 1).WithGroup("g").With("b", true).WithGroup("inner").Info("hello", "c", "text")
 		}},
 		{"a group with no attributes is left out", func(l *slog.Logger) { l.With("a", 1).WithGroup("unused").Info("bye") }},
+		{"an empty attribute is dropped and a nil one kept", func(l *slog.Logger) {
+			l.Info("empty", slog.Attr{}, "nothing", nil)
+		}},
 		{"numbers, durations and groups keep their kinds", func(l *slog.Logger) {
 			l.Info("kinds", "n", 3, "f", 1.5, "d", 2*time.Second, slog.Group("grp", "ok", false))
 		}},
