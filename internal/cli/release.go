@@ -84,32 +84,10 @@ Unknown fields are errors. Applying the same file twice makes no new revision.`,
 	return cmd
 }
 
-// releaseWaitFlags are --wait and --timeout of the commands that change a
-// release.
-type releaseWaitFlags struct {
-	wait    bool
-	timeout time.Duration
-}
-
-func (w *releaseWaitFlags) bind(cmd *cobra.Command, what string) {
-	cmd.Flags().BoolVar(&w.wait, "wait", false, "wait until "+what+"; exit 1 if it failed")
-	cmd.Flags().DurationVar(&w.timeout, "timeout", 0, "with --wait: give up after this long and exit 2 (default: wait as long as it takes)")
-}
-
-func (w *releaseWaitFlags) check(op string) error {
-	if w.timeout < 0 {
-		return fmt.Errorf("%s: --timeout must not be negative", op)
-	}
-	if w.timeout > 0 && !w.wait {
-		return fmt.Errorf("%s: --timeout goes with --wait", op)
-	}
-	return nil
-}
-
 func (a *app) newReleaseApplyCommand() *cobra.Command {
 	var (
 		file, env string
-		wait      releaseWaitFlags
+		wait      waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|- [--env NAME] [--wait [--timeout D]]",
@@ -147,13 +125,13 @@ failed, 2 if --timeout passed first.
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file, or - for stdin (required)")
 	cmd.Flags().StringVar(&env, "env", "", "environment of releases whose file names none")
-	wait.bind(cmd, "the revision is applied")
+	wait.bind(cmd, "the revision is applied", "it failed")
 	return cmd
 }
 
 // applyReleases uploads and applies each release in order, then waits
 // for them when asked.
-func (a *app) applyReleases(ctx context.Context, client outpostv1connect.OperatorServiceClient, rels []*preparedRelease, wait releaseWaitFlags) error {
+func (a *app) applyReleases(ctx context.Context, client outpostv1connect.OperatorServiceClient, rels []*preparedRelease, wait waitFlags) error {
 	var (
 		out     []proto.Message
 		targets []*v1.Release
@@ -491,7 +469,7 @@ func (a *app) newReleaseRollbackCommand() *cobra.Command {
 	var (
 		ref  releaseRef
 		to   int64
-		wait releaseWaitFlags
+		wait waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback NAME --to N [--env NAME] [--wait [--timeout D]]",
@@ -536,7 +514,7 @@ as "rollback to N".`,
 	}
 	ref.bind(cmd)
 	cmd.Flags().Int64Var(&to, "to", 0, "revision whose content to restore (required)")
-	wait.bind(cmd, "the new revision is applied")
+	wait.bind(cmd, "the new revision is applied", "it failed")
 	return cmd
 }
 
@@ -544,7 +522,7 @@ func (a *app) newReleaseDeleteCommand() *cobra.Command {
 	var (
 		ref  releaseRef
 		yes  bool
-		wait releaseWaitFlags
+		wait waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "delete NAME [--env NAME] [--yes] [--wait [--timeout D]]",
@@ -593,7 +571,7 @@ asks first; elsewhere pass --yes.`,
 	}
 	ref.bind(cmd)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
-	wait.bind(cmd, "the objects are removed and the release is gone")
+	wait.bind(cmd, "the objects are removed and the release is gone", "it failed")
 	return cmd
 }
 

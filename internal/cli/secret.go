@@ -68,33 +68,12 @@ func resolveSecretEnv(ctx context.Context, client outpostv1connect.OperatorServi
 	return secretEnv{name: name, id: mine + "/" + name}, nil
 }
 
-// secretWaitFlags are --wait and --timeout of set and delete.
-type secretWaitFlags struct {
-	wait    bool
-	timeout time.Duration
-}
-
-func (w *secretWaitFlags) bind(cmd *cobra.Command, what string) {
-	cmd.Flags().BoolVar(&w.wait, "wait", false, "wait until "+what+"; exit 1 if the agent failed")
-	cmd.Flags().DurationVar(&w.timeout, "timeout", 0, "with --wait: give up after this long and exit 2 (default: wait as long as it takes)")
-}
-
-func (w *secretWaitFlags) check(op string) error {
-	if w.timeout < 0 {
-		return fmt.Errorf("%s: --timeout must not be negative", op)
-	}
-	if w.timeout > 0 && !w.wait {
-		return fmt.Errorf("%s: --timeout goes with --wait", op)
-	}
-	return nil
-}
-
 func (a *app) newSecretSetCommand() *cobra.Command {
 	var (
 		namespace string
 		envFiles  []string
 		adopt     bool
-		wait      secretWaitFlags
+		wait      waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set ENV NAME [KEY=VALUE | KEY=@FILE | KEY=@-]... [--from-env-file FILE]... --namespace NS [--adopt] [--wait]",
@@ -195,7 +174,7 @@ Secret that exists and is not Outpost's is left alone unless --adopt.`,
 	fl.StringVarP(&namespace, "namespace", "n", "", "Kubernetes namespace of the Secret (required)")
 	fl.StringArrayVar(&envFiles, "from-env-file", nil, "read KEY=VALUE lines from this file (repeatable)")
 	fl.BoolVar(&adopt, "adopt", false, "take over an existing Secret of that name that Outpost does not manage")
-	wait.bind(cmd, "the agent has written the Secret")
+	wait.bind(cmd, "the agent has written the Secret", "the agent failed")
 	return cmd
 }
 
@@ -380,7 +359,7 @@ func (a *app) newSecretDeleteCommand() *cobra.Command {
 	var (
 		ref  secretRef
 		yes  bool
-		wait secretWaitFlags
+		wait waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "delete ENV NAME [--namespace NS] [--yes] [--wait]",
@@ -433,7 +412,7 @@ first; elsewhere pass --yes.`,
 	}
 	ref.bind(cmd)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
-	wait.bind(cmd, "the agent has deleted the Secret")
+	wait.bind(cmd, "the agent has deleted the Secret", "the agent failed")
 	return cmd
 }
 

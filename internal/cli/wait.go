@@ -15,6 +15,29 @@ import (
 	"github.com/outposthq/outpost/internal/backoff"
 )
 
+// waitFlags are --wait and --timeout of the commands whose work an agent
+// does later (releases, secrets).
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+// bind adds the flags: --wait waits until what, and exits 1 if failure.
+func (w *waitFlags) bind(cmd *cobra.Command, what, failure string) {
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "wait until "+what+"; exit 1 if "+failure)
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 0, "with --wait: give up after this long and exit 2 (default: wait as long as it takes)")
+}
+
+func (w *waitFlags) check(op string) error {
+	if w.timeout < 0 {
+		return fmt.Errorf("%s: --timeout must not be negative", op)
+	}
+	if w.timeout > 0 && !w.wait {
+		return fmt.Errorf("%s: --timeout goes with --wait", op)
+	}
+	return nil
+}
+
 func (a *app) newTaskWaitCommand() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{

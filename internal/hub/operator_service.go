@@ -47,6 +47,16 @@ func (s *operatorService) envByName(ctx context.Context, c operatorCaller, name 
 	return env, nil
 }
 
+// envIDIfNamed returns the ID of the environment a listing is limited to,
+// "" when it names none (every environment of the tenant).
+func (s *operatorService) envIDIfNamed(ctx context.Context, c operatorCaller, name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	env, err := s.envByName(ctx, c, name)
+	return env.ID, err
+}
+
 func (s *operatorService) CreateEnvironment(ctx context.Context, req *connect.Request[outpostv1.CreateEnvironmentRequest]) (*connect.Response[outpostv1.CreateEnvironmentResponse], error) {
 	c, err := s.h.authOperator(ctx, req.Header())
 	if err != nil {
@@ -130,13 +140,9 @@ func (s *operatorService) ListAgents(ctx context.Context, req *connect.Request[o
 	if err != nil {
 		return nil, err
 	}
-	var envID string
-	if name := req.Msg.GetEnvironment(); name != "" {
-		env, err := s.envByName(ctx, c, name)
-		if err != nil {
-			return nil, err
-		}
-		envID = env.ID
+	envID, err := s.envIDIfNamed(ctx, c, req.Msg.GetEnvironment())
+	if err != nil {
+		return nil, err
 	}
 	agents, err := s.h.store.ListAgents(ctx, c.token.Tenant, envID)
 	if err != nil {
@@ -277,12 +283,8 @@ func (s *operatorService) ListTasks(ctx context.Context, req *connect.Request[ou
 	if len(f.BeforeCursor) > 256 {
 		return nil, invalid("page token too long")
 	}
-	if name := req.Msg.GetEnvironment(); name != "" {
-		env, err := s.envByName(ctx, c, name)
-		if err != nil {
-			return nil, err
-		}
-		f.EnvironmentID = env.ID
+	if f.EnvironmentID, err = s.envIDIfNamed(ctx, c, req.Msg.GetEnvironment()); err != nil {
+		return nil, err
 	}
 	if st := req.Msg.GetState(); st != outpostv1.TaskState_TASK_STATE_UNSPECIFIED {
 		f.State = stateFromProto(st)

@@ -340,13 +340,9 @@ func (s *operatorService) ListReleases(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	var envID string
-	if name := req.Msg.GetEnvironment(); name != "" {
-		env, err := s.envByName(ctx, c, name)
-		if err != nil {
-			return nil, err
-		}
-		envID = env.ID
+	envID, err := s.envIDIfNamed(ctx, c, req.Msg.GetEnvironment())
+	if err != nil {
+		return nil, err
 	}
 	rels, err := s.h.store.ListReleases(ctx, c.token.Tenant, envID)
 	if err != nil {
@@ -384,15 +380,21 @@ func (s *operatorService) GetReleaseRevision(ctx context.Context, req *connect.R
 	if err != nil {
 		return nil, err
 	}
-	env, rel, err := s.release(ctx, c, req.Msg.GetEnvironment(), req.Msg.GetName())
-	if err != nil {
-		return nil, err
-	}
-	rev, err := s.revision(ctx, env, rel, req.Msg.GetRevision())
+	env, _, rev, err := s.releaseRevision(ctx, c, req.Msg.GetEnvironment(), req.Msg.GetName(), req.Msg.GetRevision())
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&outpostv1.GetReleaseRevisionResponse{Revision: revisionToProto(env.Name, rev)}), nil
+}
+
+// releaseRevision finds a release and one of its revisions.
+func (s *operatorService) releaseRevision(ctx context.Context, c operatorCaller, envName, name string, n int64) (store.Environment, store.Release, store.ReleaseRevision, error) {
+	env, rel, err := s.release(ctx, c, envName, name)
+	if err != nil {
+		return env, rel, store.ReleaseRevision{}, err
+	}
+	rev, err := s.revision(ctx, env, rel, n)
+	return env, rel, rev, err
 }
 
 func (s *operatorService) revision(ctx context.Context, env store.Environment, rel store.Release, n int64) (store.ReleaseRevision, error) {
@@ -411,11 +413,7 @@ func (s *operatorService) RollbackRelease(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
-	env, rel, err := s.release(ctx, c, req.Msg.GetEnvironment(), req.Msg.GetName())
-	if err != nil {
-		return nil, err
-	}
-	old, err := s.revision(ctx, env, rel, req.Msg.GetToRevision())
+	env, rel, old, err := s.releaseRevision(ctx, c, req.Msg.GetEnvironment(), req.Msg.GetName(), req.Msg.GetToRevision())
 	if err != nil {
 		return nil, err
 	}
