@@ -238,9 +238,9 @@ func (a *Agent) ReportDrift(ctx context.Context, d reconcile.Drift) error {
 		Release: d.Release, Revision: d.Revision, Corrected: d.Corrected,
 		Error: a.opts.NewRedactor().String(d.Error), ObservedAt: timestamppb.New(d.Time),
 	}
-	for _, o := range d.Objects {
+	for _, o := range d.Objects[:min(len(d.Objects), maxDriftObjects)] {
 		req.Objects = append(req.Objects, &outpostv1.ObjectDrift{
-			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: o.Fields,
+			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: boundFields(o.Fields),
 		})
 	}
 	_, err := a.client.ReportDrift(ctx, connect.NewRequest(req))
@@ -253,6 +253,29 @@ func (a *Agent) ReportDrift(ctx context.Context, d reconcile.Drift) error {
 		return fmt.Errorf("agent: report drift of %s: %w", d.Release, err)
 	}
 	return nil
+}
+
+// The hub's bounds on a drift report; a larger drift is summarised to fit.
+const (
+	maxDriftObjects  = 1000
+	maxDriftFields   = 64
+	maxDriftFieldLen = 512
+)
+
+// boundFields fits an object's drifted fields into the hub's bounds: long
+// paths are shortened, and past the limit the last entry counts the rest.
+func boundFields(fields []string) []string {
+	out := make([]string, 0, min(len(fields), maxDriftFields))
+	for i, f := range fields {
+		if i == maxDriftFields-1 && len(fields) > maxDriftFields {
+			return append(out, fmt.Sprintf("(and %d more fields)", len(fields)-i))
+		}
+		if len(f) > maxDriftFieldLen {
+			f = f[:maxDriftFieldLen-len("…")] + "…"
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // Locker returns the keyed lock tasks hold while they run, for the
