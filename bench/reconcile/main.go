@@ -35,9 +35,9 @@
 //  3. Drift correction: -edits manual edits, one at a time -gap apart,
 //     alternately of a random release's Deployment (container image) and
 //     ConfigMap (a data value), each an Update by the field manager
-//     "kubectl-edit". A watch on that one object, opened at the resource
-//     version read before the edit, times edit-call-returned → the first
-//     event that shows the desired value again. An edit not undone within
+//     "kubectl-edit". A watch on that one object, opened before the edit
+//     at the resource version of a list of it, times edit-call-returned →
+//     the first event that shows the desired value again. An edit not undone within
 //     30 s is a miss. Reported: p50, p90, p99 (nearest rank), max; target
 //     p99 < 1 s. The drift_corrected audit events the edits caused are
 //     counted too (one per edit expected).
@@ -55,6 +55,7 @@
 //
 //	go run ./bench/reconcile
 //	go run ./bench/reconcile -releases 200 -edits 20 -idle 1m -resync 30s
+//	go run ./bench/reconcile -resync 2m -edits 30 -gap 3s -idle 1m   # edits during a resync
 //
 // Results are printed as markdown and appended to -results
 // (bench/RESULTS.md) with the command, date, machine and its load.
