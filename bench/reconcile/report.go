@@ -54,7 +54,7 @@ func render(cfg config, res *results) string {
 	row("idle: agent RSS at the end (max sampled)", fmt.Sprintf("%s (%s)", stats.MiB(in.rssLast), stats.MiB(in.rssMax)), "")
 	row("idle: release syncs the agent logged (periodic full resync)", fmt.Sprintf("%d (%.1f × %d)", in.syncs, float64(in.syncs)/float64(cfg.releases), cfg.releases), "")
 	row("idle: first → last release sync logged (a full resync's length)", stats.Secs(in.syncSpan), "")
-	row("idle: agent requests delayed by its own client-side rate limit (client-go log lines)", fmt.Sprint(in.throttled), "")
+	row("idle: client-go \"client-side throttling\" log lines of the agent (it logs only waits of about a second or more)", fmt.Sprint(in.throttled), "")
 	b.WriteString("\n")
 
 	resync := "the agent's default 10m"
