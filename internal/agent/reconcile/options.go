@@ -26,6 +26,9 @@ const (
 	// config leaves QPS at 0 (client-go would use 5).
 	DefaultQPS   = 100
 	DefaultBurst = 200
+	// syncShare is the share of the client's rate full syncs may use;
+	// the rest stays free for corrections.
+	syncShare = 0.75
 	// DefaultSyncTimeout bounds the wait for a new informer's first list;
 	// past it the objects are read directly.
 	DefaultSyncTimeout = 30 * time.Second

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/outposthq/outpost/internal/keylock"
@@ -75,11 +76,18 @@ type Reconciler struct {
 	syncs atomic.Int64
 	// watchWG counts the running informers.
 	watchWG sync.WaitGroup
+	// syncLimit paces the requests of full syncs below the client's rate
+	// limit, which checks and corrections share: they find it free.
+	syncLimit flowcontrol.RateLimiter
 
 	mu sync.Mutex
-	// running: Start is running; queue is its work queue.
+	// running: Start is running; queue holds its full syncs and checks
+	// the object checks informer events cause. Checks have their own
+	// queue and workers, so a correction never waits behind a full sync
+	// of every release.
 	running    bool
 	queue      workqueue.TypedRateLimitingInterface[item]
+	checkQueue workqueue.TypedRateLimitingInterface[item]
 	startedAt  time.Time
 	desiredSet bool
 	releases   map[string]*releaseState
@@ -217,6 +225,8 @@ func New(opts Options) (*Reconciler, error) {
 		index:    map[objKey]string{},
 		watches:  map[watchKey]*watch{},
 		synced:   make(chan struct{}),
+		// Three quarters of the client's rate, with a small burst.
+		syncLimit: flowcontrol.NewTokenBucketRateLimiter(cfg.QPS*syncShare, max(1, int(float32(cfg.Burst)*syncShare/4))),
 	}
 	r.reports = newReportQueue(opts.Reporter, opts.ReportBackoff, opts.Logger)
 	return r, nil
@@ -234,8 +244,11 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	r.running = true
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, retryMax))
-	r.queue = queue
+	newQueue := func() workqueue.TypedRateLimitingInterface[item] {
+		return workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, retryMax))
+	}
+	queue, checks := newQueue(), newQueue()
+	r.queue, r.checkQueue = queue, checks
 	if r.startedAt.IsZero() {
 		r.startedAt = time.Now()
 	}
@@ -253,12 +266,14 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	wg.Go(func() { r.resyncLoop(ctx) })
 	for range r.opts.Workers {
 		wg.Go(func() { r.worker(ctx, queue) })
+		wg.Go(func() { r.worker(ctx, checks) })
 	}
 	<-ctx.Done()
 	r.mu.Lock()
 	r.running = false
 	r.mu.Unlock()
 	queue.ShutDown()
+	checks.ShutDown()
 	wg.Wait()
 	r.mu.Lock()
 	for k, w := range r.watches {
@@ -274,8 +289,16 @@ func (r *Reconciler) Start(ctx context.Context) error {
 // enqueueLocked queues it while Start runs.
 func (r *Reconciler) enqueueLocked(it item) {
 	if r.running {
-		r.queue.Add(it)
+		r.queueFor(it).Add(it)
 	}
+}
+
+// queueFor returns the queue of it: checks of one object, or full syncs.
+func (r *Reconciler) queueFor(it item) workqueue.TypedRateLimitingInterface[item] {
+	if it.obj != (objKey{}) {
+		return r.checkQueue
+	}
+	return r.queue
 }
 
 // enqueueAfter queues it after d while Start runs.
@@ -283,7 +306,7 @@ func (r *Reconciler) enqueueAfter(it item, d time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.running {
-		r.queue.AddAfter(it, d)
+		r.queueFor(it).AddAfter(it, d)
 	}
 }
 

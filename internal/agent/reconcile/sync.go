@@ -162,12 +162,18 @@ func (r *Reconciler) syncFailed(ctx context.Context, name string, gen uint64, er
 // syncObject dry-runs one object for a fresh baseline, compares the live
 // object with it and acts on drift. It returns the drift it corrected.
 func (r *Reconciler) syncObject(ctx context.Context, snap snapshot, st *objectState) (*ObjectDrift, error) {
+	if err := r.syncLimit.Wait(ctx); err != nil {
+		return nil, err
+	}
 	base, err := r.dryRun(ctx, snap.spec, st)
 	if err != nil {
 		return nil, err
 	}
 	// Read, not the informer's cache: the full sync is also what catches
 	// the events an informer missed.
+	if err := r.syncLimit.Wait(ctx); err != nil {
+		return nil, err
+	}
 	live, err := r.get(ctx, st.key)
 	if err != nil {
 		return nil, err
