@@ -20,7 +20,7 @@ import (
 const (
 	// DesiredStateSecretType is the type of the Secret keeping the last
 	// desired state an agent fetched.
-	DesiredStateSecretType corev1.SecretType = "outpost.dev/desired-state"
+	DesiredStateSecretType corev1.SecretType = "outpost.dev/desired-state" //nolint:gosec // a type name, not a credential
 	// DefaultDesiredStateSecret is the usual name of that Secret.
 	DefaultDesiredStateSecret = "outpost-desired-state"
 	desiredStateKey           = "desired-state.pb.gz"

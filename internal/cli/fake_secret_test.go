@@ -153,9 +153,9 @@ func (h *secretHub) SetSecret(_ context.Context, req *connect.Request[v1.SetSecr
 func (h *secretHub) addTask(id, env, result string) *v1.Task {
 	t := &v1.Task{Id: id, Tenant: fakeTenant, Environment: env, Kind: "secret", State: v1.TaskState_TASK_STATE_SUCCEEDED,
 		Result: []byte(result), Attempt: 1, MaxAttempts: 3, AgentId: "ag-1", CreatedAt: ts(0), UpdatedAt: ts(0), FinishedAt: ts(0)}
-	h.fakeHub.mu.Lock()
-	defer h.fakeHub.mu.Unlock()
-	h.fakeHub.tasks = append(h.fakeHub.tasks, t)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tasks = append(h.tasks, t)
 	return &v1.Task{Id: id, Tenant: fakeTenant, Environment: env, Kind: "secret", State: v1.TaskState_TASK_STATE_QUEUED}
 }
 

@@ -21,8 +21,8 @@ import (
 	"github.com/outposthq/outpost/internal/taskspec"
 )
 
-// ErrNoEnvironmentKey: no agent of the environment has published a key to
-// seal to.
+// ErrNoEnvironmentKey is returned when no agent of the environment has
+// published a key to seal to.
 var ErrNoEnvironmentKey = errors.New("no environment key")
 
 func (a *app) newSecretCommand() *cobra.Command {
