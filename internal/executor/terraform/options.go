@@ -1,0 +1,153 @@
+package terraform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/vault"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMaxModuleBytes caps a module archive as fetched (compressed).
+	DefaultMaxModuleBytes = 20 << 20
+	// DefaultMaxFileBytes caps one file of an unpacked module.
+	DefaultMaxFileBytes = 5 << 20
+	// DefaultMaxTotalBytes caps all files of an unpacked module together.
+	DefaultMaxTotalBytes = 100 << 20
+)
+
+// Resolver resolves a vault reference to its value. *vault.Resolver
+// implements it; its errors must never contain a value.
+type Resolver interface {
+	Resolve(ctx context.Context, ref vault.Ref) (string, error)
+}
+
+var _ Resolver = (*vault.Resolver)(nil)
+
+// BackendConfig places every workspace's state in the kubernetes backend:
+// a Secret tfstate-default-<workspace> and its lock Lease in Namespace.
+type BackendConfig struct {
+	// Namespace holds the state Secrets and lock Leases; normally the
+	// agent's own. Required.
+	Namespace string
+	// ConfigPath is a kubeconfig file for the backend. Empty means the
+	// in-cluster configuration (the agent's service account).
+	ConfigPath string
+	// ConfigContext selects a context of ConfigPath; empty means its
+	// current context.
+	ConfigContext string
+}
+
+// Options configures an Executor. Everything here is the agent's own
+// configuration; nothing in a task can change it.
+type Options struct {
+	// TofuPath is the OpenTofu (or Terraform) binary to run, by absolute
+	// path: never looked up on PATH. Required.
+	TofuPath string
+	// KubeBackend is where state lives. Without it (and without
+	// LocalStateDir) every task fails with ErrNoBackend: state kept in the
+	// run's temporary directory would be lost when it is removed.
+	KubeBackend *BackendConfig
+	// LocalStateDir keeps each workspace's state in a file
+	// <LocalStateDir>/<workspace>.tfstate. For tests and local
+	// experiments only; ignored when KubeBackend is set.
+	LocalStateDir string
+	// WorkRoot is where each run's private directory is created; empty
+	// means os.TempDir().
+	WorkRoot string
+	// Vault resolves the references of sensitive variables. Required.
+	Vault Resolver
+	// Env is passed to the CLI as KEY=VALUE entries: workload-identity
+	// settings such as AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE,
+	// AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE,
+	// GOOGLE_APPLICATION_CREDENTIALS, and proxy settings. Nothing else of
+	// the agent's environment reaches the CLI.
+	Env []string
+	// HTTPClient fetches module archives from URLs; nil means a client
+	// with the system's roots and proxy settings.
+	HTTPClient *http.Client
+	// Logger receives one record per task and per phase. Nil discards.
+	Logger *slog.Logger
+	// MaxModuleBytes caps a fetched module archive; 0 means
+	// DefaultMaxModuleBytes.
+	MaxModuleBytes int64
+	// MaxFileBytes and MaxTotalBytes cap an unpacked module; 0 means
+	// DefaultMaxFileBytes and DefaultMaxTotalBytes.
+	MaxFileBytes  int64
+	MaxTotalBytes int64
+}
+
+// Validate checks the options and fills defaults.
+func (o *Options) Validate() error {
+	if o.TofuPath == "" {
+		return errors.New("terraform: options: TofuPath is required")
+	}
+	if !filepath.IsAbs(o.TofuPath) {
+		return fmt.Errorf("terraform: options: TofuPath %q: want an absolute path", o.TofuPath)
+	}
+	if o.Vault == nil {
+		return errors.New("terraform: options: Vault is required")
+	}
+	if b := o.KubeBackend; b != nil {
+		if !taskspec.IsDNSLabel(b.Namespace) {
+			return fmt.Errorf("terraform: options: KubeBackend.Namespace %q: want a namespace name", b.Namespace)
+		}
+		if b.ConfigPath != "" && !filepath.IsAbs(b.ConfigPath) {
+			return fmt.Errorf("terraform: options: KubeBackend.ConfigPath %q: want an absolute path", b.ConfigPath)
+		}
+		if b.ConfigContext != "" && b.ConfigPath == "" {
+			return errors.New("terraform: options: KubeBackend.ConfigContext needs ConfigPath")
+		}
+	}
+	if o.LocalStateDir != "" && !filepath.IsAbs(o.LocalStateDir) {
+		return fmt.Errorf("terraform: options: LocalStateDir %q: want an absolute path", o.LocalStateDir)
+	}
+	env := map[string]string{}
+	for i, kv := range o.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("terraform: options: Env[%d]: want KEY=VALUE", i)
+		}
+		env[k] = v
+	}
+	if bad := tfexec.ProhibitedEnv(env); len(bad) > 0 {
+		return fmt.Errorf("terraform: options: Env sets %s, which the executor controls", bad[0])
+	}
+	for _, k := range []string{envCheckpoint, envCLIConfig, envHome, envDataDir, envWorkspace} {
+		if _, ok := env[k]; ok {
+			return fmt.Errorf("terraform: options: Env sets %s, which the executor controls", k)
+		}
+	}
+	if o.MaxModuleBytes < 0 || o.MaxFileBytes < 0 || o.MaxTotalBytes < 0 {
+		return errors.New("terraform: options: limits may not be negative")
+	}
+	if o.MaxModuleBytes == 0 {
+		o.MaxModuleBytes = DefaultMaxModuleBytes
+	}
+	if o.MaxFileBytes == 0 {
+		o.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if o.MaxTotalBytes == 0 {
+		o.MaxTotalBytes = DefaultMaxTotalBytes
+	}
+	if o.WorkRoot == "" {
+		o.WorkRoot = os.TempDir()
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

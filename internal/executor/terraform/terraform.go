@@ -1,0 +1,402 @@
+package terraform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/vault"
+)
+
+// Sentinel errors, wrapped with what went wrong.
+var (
+	// ErrNoBackend reports an executor configured without a state backend:
+	// state in the run's temporary directory would be lost. Terminal.
+	ErrNoBackend = errors.New("no state backend configured")
+	// ErrModule reports a module that could not be fetched, or an archive
+	// that was refused (unsafe paths, links, over a cap, no configuration).
+	ErrModule = errors.New("module")
+	// ErrVariable reports a sensitive variable whose reference did not
+	// resolve.
+	ErrVariable = errors.New("variable")
+	// ErrWorkDir reports a failure to prepare the run's directory.
+	ErrWorkDir = errors.New("working directory")
+	// ErrCLI reports a failed OpenTofu/Terraform command; its message is
+	// the command's, with every secret value of the task redacted.
+	ErrCLI = errors.New("tofu")
+)
+
+// Environment variables the executor sets itself.
+const (
+	envCheckpoint = "CHECKPOINT_DISABLE"
+	envCLIConfig  = "TF_CLI_CONFIG_FILE"
+	envHome       = "HOME"
+	envDataDir    = "TF_DATA_DIR"
+	envWorkspace  = "TF_WORKSPACE"
+)
+
+// Log keys.
+const (
+	logTask      = "task"
+	logWorkspace = "workspace"
+	logAction    = "action"
+	logPhase     = "phase"
+	logElapsed   = "elapsed"
+)
+
+// Redacted replaces a sensitive output's value and any secret in an error.
+const Redacted = "[REDACTED]"
+
+// maxErrorBytes caps the CLI's diagnostics kept in an error.
+const maxErrorBytes = 8 << 10
+
+// Names inside a run's directory, beside the module.
+const (
+	backendFile  = "zzz_outpost_backend_override.tf.json"
+	varFileName  = "outpost.tfvars.json"
+	planFileName = "outpost.tfplan"
+	cliConfig    = "cli.tfrc"
+	moduleDir    = "module"
+)
+
+// Executor runs terraform tasks with the CLI at Options.TofuPath. It is
+// safe for concurrent use; tasks on the same workspace must be serialized
+// by the caller (the conflict key "tf/<workspace>").
+type Executor struct {
+	opts Options
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New returns an Executor over opts, after opts.Validate.
+func New(opts Options) (*Executor, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &Executor{opts: opts}, nil
+}
+
+// Result is the JSON document a terraform task reports.
+type Result struct {
+	// Action is what ran: plan, apply or destroy.
+	Action string `json:"action"`
+	// Workspace names the state.
+	Workspace string `json:"workspace"`
+	// Plan summarizes the plan that was made (and, unless Action is plan,
+	// applied).
+	Plan PlanSummary `json:"plan"`
+	// Outputs are the module's outputs after an apply, sensitive ones
+	// replaced by Redacted.
+	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
+	// Changed reports whether the run changed anything.
+	Changed bool `json:"changed"`
+}
+
+// PlanSummary counts the resource changes of a plan, as the CLI does: a
+// replacement counts as one add and one destroy.
+type PlanSummary struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+	// Addresses lists the resources that change, in plan order.
+	Addresses []string `json:"addresses,omitempty"`
+	// HasChanges is the CLI's own verdict, which also counts changes of
+	// outputs alone.
+	HasChanges bool `json:"has_changes"`
+}
+
+// Execute runs the task: decode and validate its spec, unpack its module
+// into a private directory removed afterwards, then init, plan, and (for
+// apply and destroy) apply that plan and read the outputs. An invalid spec,
+// a refused archive, an unresolvable variable and a missing backend are
+// terminal; failures of the CLI may be retried (apply is idempotent).
+func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessage, error) {
+	var s taskspec.Terraform
+	if err := taskspec.Decode(t.Spec, &s); err != nil {
+		return nil, executor.Terminal(fmt.Errorf("terraform: %w", err))
+	}
+	if e.opts.KubeBackend == nil && e.opts.LocalStateDir == "" {
+		return nil, executor.Terminal(fmt.Errorf("terraform: %w: the agent needs a kubernetes backend for terraform state; set one in its configuration", ErrNoBackend))
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.Timeout())*time.Second)
+	defer cancel()
+	log := e.opts.Logger.With(logTask, t.ID, logWorkspace, s.Workspace, logAction, s.EffectiveAction())
+
+	r := &run{e: e, spec: &s, task: t, log: log}
+	res, err := r.run(ctx)
+	if err != nil {
+		log.Warn("terraform task failed", "error", err.Error())
+		return nil, err
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("terraform: result: %w", err)
+	}
+	return out, nil
+}
+
+// run is one attempt of one task.
+type run struct {
+	e       *Executor
+	spec    *taskspec.Terraform
+	task    executor.Task
+	log     *slog.Logger
+	secrets []string
+}
+
+func (r *run) run(ctx context.Context) (*Result, error) {
+	s := r.spec
+	// Resolve secrets first: a missing one fails the task before anything
+	// is fetched or run.
+	vars, err := r.variables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(vars)
+
+	data, err := r.e.moduleArchive(ctx, r.task, s)
+	if err != nil {
+		return nil, fmt.Errorf("terraform: %w", err)
+	}
+	root, err := os.MkdirTemp(r.e.opts.WorkRoot, "outpost-tf-")
+	if err != nil {
+		return nil, fmt.Errorf("terraform: %w: %w", ErrWorkDir, err)
+	}
+	defer func() {
+		if err := os.RemoveAll(root); err != nil {
+			r.log.Error("terraform: removing the working directory failed", "error", err.Error())
+		}
+	}()
+	dir, err := r.e.extract(data, filepath.Join(root, moduleDir), s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("terraform: %w", err)
+	}
+	if err := r.e.writeBackend(dir, s.Workspace); err != nil {
+		return nil, fmt.Errorf("terraform: %w: %w", ErrWorkDir, err)
+	}
+	varFile := filepath.Join(root, varFileName)
+	closeVars, err := writeVarFile(varFile, vars)
+	if err != nil {
+		return nil, fmt.Errorf("terraform: %w: %w", ErrWorkDir, err)
+	}
+	defer closeVars()
+	clear(vars)
+
+	tf, err := r.e.cli(root, dir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform: %w", err)
+	}
+	return r.cliRun(ctx, tf, varFile, filepath.Join(root, planFileName))
+}
+
+func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFile string) (*Result, error) {
+	s := r.spec
+	action := s.EffectiveAction()
+	res := &Result{Action: action, Workspace: s.Workspace}
+
+	if err := r.phase(ctx, "init", func(ctx context.Context) error {
+		return tf.Init(ctx, tfexec.Reconfigure(true))
+	}); err != nil {
+		return nil, err
+	}
+	if err := r.phase(ctx, "plan", func(ctx context.Context) error {
+		changes, err := tf.Plan(ctx, tfexec.Out(planFile), tfexec.VarFile(varFile),
+			tfexec.Parallelism(s.EffectiveParallelism()), tfexec.Destroy(action == taskspec.TerraformDestroy))
+		res.Plan.HasChanges = changes
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := r.phase(ctx, "show", func(ctx context.Context) error {
+		p, err := tf.ShowPlanFile(ctx, planFile)
+		if err != nil {
+			return err
+		}
+		for _, rc := range p.ResourceChanges {
+			if rc == nil || rc.Change == nil {
+				continue
+			}
+			a := rc.Change.Actions
+			switch {
+			case a.Replace():
+				res.Plan.Add++
+				res.Plan.Destroy++
+			case a.Create():
+				res.Plan.Add++
+			case a.Update():
+				res.Plan.Change++
+			case a.Delete():
+				res.Plan.Destroy++
+			default:
+				continue
+			}
+			res.Plan.Addresses = append(res.Plan.Addresses, rc.Address)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if action == taskspec.TerraformPlan {
+		return res, nil
+	}
+	if res.Plan.HasChanges {
+		if err := r.phase(ctx, "apply", func(ctx context.Context) error {
+			return tf.Apply(ctx, tfexec.DirOrPlan(planFile), tfexec.Parallelism(s.EffectiveParallelism()))
+		}); err != nil {
+			return nil, err
+		}
+		res.Changed = true
+	}
+	if action == taskspec.TerraformDestroy {
+		return res, nil
+	}
+	if err := r.phase(ctx, "output", func(ctx context.Context) error {
+		outs, err := tf.Output(ctx)
+		if err != nil {
+			return err
+		}
+		res.Outputs = make(map[string]json.RawMessage, len(outs))
+		for name, o := range outs {
+			if o.Sensitive {
+				res.Outputs[name] = json.RawMessage(`"` + Redacted + `"`)
+				continue
+			}
+			res.Outputs[name] = o.Value
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// phase runs one CLI command, logs it, and turns its failure into an error
+// that wraps ErrCLI and carries the CLI's diagnostics with every secret of
+// the task redacted. The CLI's own error is not wrapped, so no caller can
+// reach the unredacted text.
+func (r *run) phase(ctx context.Context, name string, f func(context.Context) error) error {
+	start := time.Now()
+	err := f(ctx)
+	r.log.Info("terraform phase", logPhase, name, logElapsed, time.Since(start).Round(time.Millisecond).String(), "ok", err == nil)
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("terraform: %s: %w: %w", name, ErrCLI, ctxErr)
+	}
+	msg := r.redact(err.Error())
+	if len(msg) > maxErrorBytes {
+		msg = msg[:maxErrorBytes] + "… (truncated)"
+	}
+	return fmt.Errorf("terraform: %s: %w: %s", name, ErrCLI, strings.TrimSpace(msg))
+}
+
+// redact replaces every secret of the task in s, longest first so that a
+// secret containing another is replaced whole.
+func (r *run) redact(s string) string {
+	for _, v := range r.secrets {
+		s = strings.ReplaceAll(s, v, Redacted)
+	}
+	return s
+}
+
+// variables resolves the sensitive variables, registers their values with
+// the task's redactor, and returns the variable file's content: plain and
+// sensitive variables as one JSON object.
+func (r *run) variables(ctx context.Context) ([]byte, error) {
+	s := r.spec
+	all := make(map[string]any, len(s.Variables)+len(s.SensitiveVariables))
+	for name, v := range s.Variables {
+		all[name] = v
+	}
+	names := make([]string, 0, len(s.SensitiveVariables))
+	for name := range s.SensitiveVariables {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		ref, err := vault.ParseRef(s.SensitiveVariables[name])
+		if err != nil {
+			return nil, executor.Terminal(fmt.Errorf("terraform: %w: sensitive_variables.%s: %w", ErrVariable, name, err))
+		}
+		v, err := r.e.opts.Vault.Resolve(ctx, ref)
+		if err != nil {
+			err = fmt.Errorf("terraform: %w: sensitive_variables.%s (%s): %w", ErrVariable, name, ref, err)
+			if vault.IsPermanent(err) {
+				return nil, executor.Terminal(err)
+			}
+			return nil, err
+		}
+		if r.task.Redact != nil {
+			r.task.Redact.AddSecret(v)
+		}
+		if v != "" {
+			r.secrets = append(r.secrets, v)
+		}
+		all[name] = v
+	}
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
+	return json.Marshal(all)
+}
+
+// writeBackend points the module at the configured state backend with an
+// override file, which replaces any backend the module declares.
+func (e *Executor) writeBackend(dir, workspace string) error {
+	var backend map[string]any
+	if b := e.opts.KubeBackend; b != nil {
+		cfg := map[string]any{"secret_suffix": workspace, "namespace": b.Namespace}
+		if b.ConfigPath == "" {
+			cfg["in_cluster_config"] = true
+		} else {
+			cfg["config_path"] = b.ConfigPath
+			if b.ConfigContext != "" {
+				cfg["config_context"] = b.ConfigContext
+			}
+		}
+		backend = map[string]any{"kubernetes": cfg}
+	} else {
+		backend = map[string]any{"local": map[string]any{"path": filepath.Join(e.opts.LocalStateDir, workspace+".tfstate")}}
+	}
+	data, err := json.Marshal(map[string]any{"terraform": map[string]any{"backend": backend}})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, backendFile), data, 0o600)
+}
+
+// cli returns the CLI for the module in dir, with an environment made only
+// of the executor's settings and Options.Env.
+func (e *Executor) cli(root, dir string) (*tfexec.Terraform, error) {
+	cfg := filepath.Join(root, cliConfig)
+	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrWorkDir, err)
+	}
+	tf, err := tfexec.NewTerraform(dir, e.opts.TofuPath)
+	if err != nil {
+		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrCLI, err))
+	}
+	env := map[string]string{
+		envCheckpoint: "1",
+		envCLIConfig:  cfg,
+		envHome:       root,
+	}
+	for _, kv := range e.opts.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	if err := tf.SetEnv(env); err != nil {
+		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrCLI, err))
+	}
+	return tf, nil
+}
