@@ -27,6 +27,10 @@ build: ## Build outpost-hub, outpost-agent and outpost into bin/
 testbins: ## Build kube-apiserver and etcd from the Go module proxy into the cache (first time: ~10 min)
 	./hack/testbins.sh >/dev/null
 
+.PHONY: tofu
+tofu: ## Build the pinned OpenTofu CLI from the Go module proxy into the cache (first time: ~6 min)
+	./hack/tofu.sh >/dev/null
+
 .PHONY: test
 test: testbins ## Vet, run every test with the race detector (real kube-apiserver, SQLite, PostgreSQL), then each fuzz target briefly
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
