@@ -68,6 +68,7 @@ const (
 	planFileName = "outpost.tfplan"
 	cliConfig    = "cli.tfrc"
 	moduleDir    = "module"
+	dataDir      = "data"
 )
 
 // Executor runs terraform tasks with the CLI at Options.TofuPath. It is
@@ -386,10 +387,14 @@ func (e *Executor) cli(root, dir string) (*tfexec.Terraform, error) {
 	if err != nil {
 		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrCLI, err))
 	}
+	// The data directory lies outside the module, so a .terraform
+	// directory shipped in the archive (providers, modules, backend state)
+	// is never used.
 	env := map[string]string{
 		envCheckpoint: "1",
 		envCLIConfig:  cfg,
 		envHome:       root,
+		envDataDir:    filepath.Join(root, dataDir),
 	}
 	for _, kv := range e.opts.Env {
 		k, v, _ := strings.Cut(kv, "=")
