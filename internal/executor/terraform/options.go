@@ -62,8 +62,11 @@ type Options struct {
 	// <LocalStateDir>/<workspace>.tfstate. For tests and local
 	// experiments only; ignored when KubeBackend is set.
 	LocalStateDir string
-	// WorkRoot is where each run's private directory is created; empty
-	// means os.TempDir().
+	// WorkRoot is where each run's private directory (mode 0700, removed
+	// after the run) is created; empty means os.TempDir(). The CLI's plan
+	// file, which holds the values of the input variables sensitive ones
+	// included, lives there during the run, so in a cluster it should be
+	// an in-memory volume (emptyDir with medium Memory).
 	WorkRoot string
 	// Vault resolves the references of sensitive variables. Required.
 	Vault Resolver

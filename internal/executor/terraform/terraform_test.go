@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/internal/archive"
 	"github.com/outposthq/outpost/internal/executor"
@@ -429,4 +430,48 @@ func TestOptionsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestExecuteCancelled(t *testing.T) {
+	h := newHarness(t)
+	slow := `
+resource "terraform_data" "slow" {
+  provisioner "local-exec" {
+    command = "sleep 2"
+  }
+}
+`
+	mod := tarGz(t, entry{name: "main.tf", body: slow})
+	raw, err := json.Marshal(spec(mod, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a cancelled apply fails retryably and leaves no working directory", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := h.exec.Execute(ctx, executor.Task{ID: "t", Spec: raw})
+		if !errors.Is(err, context.DeadlineExceeded) || executor.IsTerminal(err) {
+			t.Fatalf("error = %v, want a retryable deadline error", err)
+		}
+		if left, _ := os.ReadDir(h.workRoot); len(left) != 0 {
+			t.Fatalf("the working directory was not removed: %v", left)
+		}
+	})
+	t.Run("the next attempt completes, and then nothing is left to do", func(t *testing.T) {
+		// The interrupted resource may be tainted and so replaced.
+		res, err := h.execute(t, spec(mod, nil, nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changed || res.Plan.Add != 1 {
+			t.Fatalf("result = %+v, want the resource created", res)
+		}
+		again, err := h.execute(t, spec(mod, nil, nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Changed || again.Plan.HasChanges {
+			t.Fatalf("result = %+v, want no changes", again)
+		}
+	})
 }
