@@ -74,7 +74,9 @@ type Options struct {
 	// settings such as AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE,
 	// AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE,
 	// GOOGLE_APPLICATION_CREDENTIALS, and proxy settings. Nothing else of
-	// the agent's environment reaches the CLI.
+	// the agent's environment reaches the CLI, except
+	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT when KubeBackend
+	// uses the in-cluster configuration.
 	Env []string
 	// HTTPClient fetches module archives from URLs; nil means a client
 	// with the system's roots and proxy settings.

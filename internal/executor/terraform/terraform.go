@@ -396,6 +396,15 @@ func (e *Executor) cli(root, dir string) (*tfexec.Terraform, error) {
 		envHome:       root,
 		envDataDir:    filepath.Join(root, dataDir),
 	}
+	// The kubernetes backend's in-cluster configuration finds the API
+	// server through the variables every pod gets.
+	if b := e.opts.KubeBackend; b != nil && b.ConfigPath == "" {
+		for _, k := range []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env[k] = v
+			}
+		}
+	}
 	for _, kv := range e.opts.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
