@@ -93,7 +93,7 @@ func (e *Executor) dryRunEach(ctx context.Context, targets []*target, retryUntil
 // this attempt's claim on the release: a later commit of an older attempt
 // fails on the changed resourceVersion.
 func (e *Executor) claim(ctx context.Context, r *run) error {
-	p := &pending{TaskID: r.task.ID, Attempt: r.task.Attempt, Revision: r.revision, Digest: r.digest}
+	p := &pending{TaskID: r.task.ID, Attempt: r.task.Attempt, Revision: r.revision, Digest: r.digest, Delete: r.spec.Delete}
 	for _, tg := range r.targets {
 		p.Targets = append(p.Targets, snapshot{Ref: tg.ref, Existed: tg.existed, ResourceVersion: tg.rv, Skip: tg.skip, Adopted: tg.adopted})
 	}

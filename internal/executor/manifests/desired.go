@@ -3,6 +3,7 @@ package manifests
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -55,16 +56,25 @@ func Desired(ctx context.Context, mapper *restmapper.DeferredDiscoveryRESTMapper
 	return out, nil
 }
 
+// Removed is what RecordedRevision returns for a release whose objects
+// must not be written again: it has no inventory (it was deleted, or never
+// applied), or a delete task has started removing it.
+const Removed int64 = math.MaxInt64
+
 // RecordedRevision returns the highest revision the inventory of release in
 // agentNS records: the committed one, or that of a task that started
-// writing and has not committed. 0 means none. A reconciler compares it
-// with its desired revision before it writes, so it never undoes a newer
-// task, pruned objects included.
+// writing and has not committed; Removed when the release is gone or being
+// deleted. A reconciler compares it with its desired revision before it
+// writes, so it never undoes a newer task, pruned or deleted objects
+// included.
 func RecordedRevision(ctx context.Context, secrets corev1client.SecretsGetter, agentNS, release string) (int64, error) {
 	inv := &inventory{secrets: secrets.Secrets(agentNS), namespace: agentNS, name: inventoryPrefix + release, release: release}
 	rec, err := inv.load(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if rec.rv == "" || (rec.pending != nil && rec.pending.Delete) {
+		return Removed, nil
 	}
 	var rev int64
 	if rec.committed != nil {

@@ -66,13 +66,18 @@ func TestDesiredRejectsAnUnknownType(t *testing.T) {
 func TestRecordedRevisionFollowsTheInventory(t *testing.T) {
 	s := leastPrivilege(t)
 	rev, err := manifests.RecordedRevision(t.Context(), env.Client.CoreV1(), s.agentNS, "shop")
-	if err != nil || rev != 0 {
-		t.Fatalf("before any task: revision %d, %v; want 0", rev, err)
+	if err != nil || rev != manifests.Removed {
+		t.Fatalf("before any task: revision %d, %v; want Removed", rev, err)
 	}
 	spec := taskspec.Manifests{Release: "shop", Namespace: s.target, Revision: 4, Bundle: configMap("settings", "", nil)}
 	execute(t, s.executor(t), task(t, "t1", 1, spec))
 	rev, err = manifests.RecordedRevision(t.Context(), env.Client.CoreV1(), s.agentNS, "shop")
 	if err != nil || rev != 4 {
 		t.Fatalf("after revision 4: revision %d, %v", rev, err)
+	}
+	execute(t, s.executor(t), task(t, "t2", 1, taskspec.Manifests{Release: "shop", Delete: true}))
+	rev, err = manifests.RecordedRevision(t.Context(), env.Client.CoreV1(), s.agentNS, "shop")
+	if err != nil || rev != manifests.Removed {
+		t.Fatalf("after the release was deleted: revision %d, %v; want Removed", rev, err)
 	}
 }

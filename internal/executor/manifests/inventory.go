@@ -96,6 +96,9 @@ type pending struct {
 	Digest   string     `json:"digest"`
 	Targets  []snapshot `json:"targets"`
 	Prune    []snapshot `json:"prune"`
+	// Delete says the task removes the release: nothing of it may be
+	// written again (RecordedRevision).
+	Delete bool `json:"delete,omitempty"`
 }
 
 // record is the inventory Secret as read.
