@@ -32,7 +32,7 @@ tofu: ## Build the pinned OpenTofu CLI from the Go module proxy into the cache (
 	./hack/tofu.sh >/dev/null
 
 .PHONY: test
-test: testbins ## Vet, run every test with the race detector (real kube-apiserver, SQLite, PostgreSQL), then each fuzz target briefly
+test: testbins tofu ## Vet, run every test with the race detector (real kube-apiserver and OpenTofu, SQLite, PostgreSQL), then each fuzz target briefly
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) test -race -count=1 -timeout 30m ./...
