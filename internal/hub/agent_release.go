@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"connectrpc.com/connect"
 
@@ -122,20 +121,8 @@ func (s *agentService) RegisterEnvironmentKeys(ctx context.Context, req *connect
 			Retired: k.GetRetired(), RegisteredAt: now, RegisteredBy: "agent:" + caller.agent.ID,
 		})
 	}
-	// A publication is the whole keyring: a registered version it lacks
-	// was retired (the agent's keyring drops a retired key), so nothing
-	// is sealed to it any more.
-	known, err := s.h.store.ListEnvironmentKeys(ctx, caller.agent.Tenant, caller.env.ID)
-	if err != nil {
-		return nil, storeError("register keys", err)
-	}
-	for _, k := range known {
-		held := slices.ContainsFunc(keys, func(n store.EnvironmentKey) bool { return n.Version == k.Version })
-		if !held && !k.Retired {
-			k.Retired = true
-			keys = append(keys, k)
-		}
-	}
+	// The request is the whole keyring: the store retires a registered
+	// version it lacks, so nothing is sealed to it any more.
 	if err := s.h.store.RegisterEnvironmentKeys(ctx, caller.agent.Tenant, caller.env.ID, keys, "agent:"+caller.agent.ID, now); err != nil {
 		return nil, storeError("register keys", err)
 	}

@@ -356,32 +356,37 @@ type KeyChange struct {
 	Event          *audit.Event
 }
 
-// PlanKeys returns what registering keys does given the known ones, or
-// ErrKeyMismatch when a known version has another recipient.
+// PlanKeys returns what registering keys, the whole keyring an agent
+// holds, does given the known ones: versions it adds, versions it marks
+// retired, and known versions it lacks, which are retired too (an agent's
+// keyring drops a retired key). ErrKeyMismatch when a known version has
+// another recipient.
 func PlanKeys(known []EnvironmentKey, keys []EnvironmentKey, env Environment, actor string, now time.Time) ([]KeyChange, error) {
 	byVersion := make(map[int]EnvironmentKey, len(known))
 	for _, k := range known {
 		byVersion[k.Version] = k
 	}
+	event := func(action string, k EnvironmentKey) *audit.Event {
+		return &audit.Event{
+			Time: now, Tenant: env.Tenant, Environment: env.Name, Actor: actor,
+			Action: action, Subject: env.ID,
+			Details: audit.NewDetails(map[string]any{
+				"version":     k.Version,
+				"fingerprint": k.Fingerprint,
+				"retired":     k.Retired,
+			}),
+		}
+	}
 	var out []KeyChange
+	held := make(map[int]bool, len(keys))
 	for _, k := range keys {
 		if k.Version < 1 || k.Recipient == "" {
 			return nil, fmt.Errorf("environment key version %d: a version >= 1 and a recipient are required", k.Version)
 		}
+		held[k.Version] = true
 		cur, ok := byVersion[k.Version]
 		if ok && cur.Recipient != k.Recipient {
 			return nil, fmt.Errorf("environment %s key version %d: %w", env.Name, k.Version, ErrKeyMismatch)
-		}
-		event := func(action string, k EnvironmentKey) *audit.Event {
-			return &audit.Event{
-				Time: now, Tenant: env.Tenant, Environment: env.Name, Actor: actor,
-				Action: action, Subject: env.ID,
-				Details: audit.NewDetails(map[string]any{
-					"version":     k.Version,
-					"fingerprint": k.Fingerprint,
-					"retired":     k.Retired,
-				}),
-			}
 		}
 		switch {
 		case !ok:
@@ -394,6 +399,12 @@ func PlanKeys(known []EnvironmentKey, keys []EnvironmentKey, env Environment, ac
 			cur.Retired = true
 			byVersion[k.Version] = cur
 			out = append(out, KeyChange{Key: cur, Retire: true, Event: event(ActionEnvironmentKeyRetired, cur)})
+		}
+	}
+	for _, k := range known {
+		if !held[k.Version] && !k.Retired {
+			k.Retired = true
+			out = append(out, KeyChange{Key: k, Retire: true, Event: event(ActionEnvironmentKeyRetired, k)})
 		}
 	}
 	return out, nil

@@ -533,10 +533,12 @@ type Store interface {
 	TaskCounts(ctx context.Context, tenant, envID string, failedSince time.Time) (active, failed int, err error)
 
 	// Environment keys (public halves only) and sealed secrets.
-	// RegisterEnvironmentKeys adds key versions not yet known and marks
-	// retired ones; a known version with another recipient is
-	// ErrKeyMismatch and changes nothing; a retired key is never
-	// un-retired. Audited as environment.key_registered/key_retired.
+	// RegisterEnvironmentKeys records keys as the whole keyring an agent
+	// holds: it adds key versions not yet known, marks retired ones, and
+	// retires known versions keys lacks (the keyring dropped them); a
+	// known version with another recipient is ErrKeyMismatch and changes
+	// nothing; a retired key is never un-retired. Audited as
+	// environment.key_registered/key_retired.
 	RegisterEnvironmentKeys(ctx context.Context, tenant, envID string, keys []EnvironmentKey, actor string, now time.Time) error
 	// ListEnvironmentKeys returns the keys by version, ascending.
 	ListEnvironmentKeys(ctx context.Context, tenant, envID string) ([]EnvironmentKey, error)

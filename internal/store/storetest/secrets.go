@@ -49,6 +49,7 @@ func testEnvironmentKeys(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	v1 := store.EnvironmentKey{Version: 1, Recipient: "age1one", Fingerprint: "sha256:one"}
 	v2 := store.EnvironmentKey{Version: 2, Recipient: "age1two", Fingerprint: "sha256:two"}
+	v3 := store.EnvironmentKey{Version: 3, Recipient: "age1three", Fingerprint: "sha256:three"}
 	keys := func() []store.EnvironmentKey {
 		t.Helper()
 		got, err := s.ListEnvironmentKeys(ctx, f.tenant, f.env.ID)
@@ -82,6 +83,8 @@ func testEnvironmentKeys(t *testing.T, s store.Store) {
 		{"a new version is added and an old one retired", []store.EnvironmentKey{{Version: 1, Recipient: "age1one", Fingerprint: "sha256:one", Retired: true}, v2}, nil,
 			[]bool{true, false}, []string{store.ActionEnvironmentKeyRetired, store.ActionEnvironmentKeyRegistered}},
 		{"a retired key is never un-retired", []store.EnvironmentKey{v1, v2}, nil, []bool{true, false}, nil},
+		{"a version missing from the keyring is retired", []store.EnvironmentKey{v3}, nil, []bool{true, true, false},
+			[]string{store.ActionEnvironmentKeyRegistered, store.ActionEnvironmentKeyRetired}},
 	}
 	for i, st := range steps {
 		before := keyEvents()
@@ -107,7 +110,8 @@ func testEnvironmentKeys(t *testing.T, s store.Store) {
 	if got[1].Version != 2 || got[1].Recipient != "age1two" || !got[1].RegisteredAt.Equal(T0.Add(4*time.Minute)) {
 		t.Fatalf("version 2 = %+v", got[1])
 	}
-	if all := keyEvents(); !slices.Equal(all, []string{store.ActionEnvironmentKeyRegistered, store.ActionEnvironmentKeyRetired, store.ActionEnvironmentKeyRegistered}) {
+	if all := keyEvents(); !slices.Equal(all, []string{store.ActionEnvironmentKeyRegistered, store.ActionEnvironmentKeyRetired, store.ActionEnvironmentKeyRegistered,
+		store.ActionEnvironmentKeyRegistered, store.ActionEnvironmentKeyRetired}) {
 		t.Fatalf("key events = %v", all)
 	}
 	wantErr(t, s.RegisterEnvironmentKeys(ctx, f.tenant, "nope", []store.EnvironmentKey{v1}, "agent:a1", T0), store.ErrNotFound)
