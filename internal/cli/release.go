@@ -288,6 +288,17 @@ func (r *releaseRef) resolve(ctx context.Context, client outpostv1connect.Operat
 	return "", fmt.Errorf("release %s exists in %s: pass --env", name, andList(envs))
 }
 
+// dialRelease connects to the hub and resolves the environment of release
+// name as ref.resolve does.
+func (a *app) dialRelease(ctx context.Context, ref *releaseRef, name string) (outpostv1connect.OperatorServiceClient, string, error) {
+	client, _, err := a.dial()
+	if err != nil {
+		return nil, "", err
+	}
+	env, err := ref.resolve(ctx, client, name)
+	return client, env, err
+}
+
 func (a *app) newReleaseGetCommand() *cobra.Command {
 	var ref releaseRef
 	cmd := &cobra.Command{
@@ -295,11 +306,7 @@ func (a *app) newReleaseGetCommand() *cobra.Command {
 		Short: "Show a release: revisions, sync state, last error and drifted objects",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
-			env, err := ref.resolve(cmd.Context(), client, args[0])
+			client, env, err := a.dialRelease(cmd.Context(), &ref, args[0])
 			if err != nil {
 				return err
 			}
@@ -440,11 +447,7 @@ func (a *app) newReleaseHistoryCommand() *cobra.Command {
 		Short: "List a release's revisions, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
-			env, err := ref.resolve(cmd.Context(), client, args[0])
+			client, env, err := a.dialRelease(cmd.Context(), &ref, args[0])
 			if err != nil {
 				return err
 			}
@@ -486,12 +489,8 @@ as "rollback to N".`,
 			if err := wait.check("release rollback"); err != nil {
 				return err
 			}
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			env, err := ref.resolve(ctx, client, args[0])
+			client, env, err := a.dialRelease(ctx, &ref, args[0])
 			if err != nil {
 				return err
 			}
@@ -535,12 +534,8 @@ asks first; elsewhere pass --yes.`,
 			if err := wait.check("release delete"); err != nil {
 				return err
 			}
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
 			ctx, name := cmd.Context(), args[0]
-			env, err := ref.resolve(ctx, client, name)
+			client, env, err := a.dialRelease(ctx, &ref, name)
 			if err != nil {
 				return err
 			}

@@ -80,11 +80,7 @@ the file would send (nothing is uploaded or applied).
 			if from < 0 || to < 0 {
 				return errors.New("release diff: --from and --to are revision numbers, 1 or more")
 			}
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
-			env, err := ref.resolve(ctx, client, args[0])
+			client, env, err := a.dialRelease(ctx, &ref, args[0])
 			if err != nil {
 				return err
 			}

@@ -48,6 +48,16 @@ type secretEnv struct {
 	name, id string
 }
 
+// dialSecretEnv connects to the hub and resolves the ENV argument arg.
+func (a *app) dialSecretEnv(ctx context.Context, arg string) (outpostv1connect.OperatorServiceClient, secretEnv, error) {
+	client, _, err := a.dial()
+	if err != nil {
+		return nil, secretEnv{}, err
+	}
+	env, err := resolveSecretEnv(ctx, client, arg)
+	return client, env, err
+}
+
 // resolveSecretEnv checks arg against the token's tenant (one WhoAmI).
 func resolveSecretEnv(ctx context.Context, client outpostv1connect.OperatorServiceClient, arg string) (secretEnv, error) {
 	tenant, name, qualified := strings.Cut(arg, "/")
@@ -127,12 +137,8 @@ Secret that exists and is not Outpost's is left alone unless --adopt.`,
 			if len(values.values) == 0 {
 				return errors.New("secret set: no values: pass KEY=VALUE, KEY=@FILE, KEY=@- or --from-env-file FILE")
 			}
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			env, err := resolveSecretEnv(ctx, client, args[0])
+			client, env, err := a.dialSecretEnv(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -259,11 +265,7 @@ func (a *app) newSecretListCommand() *cobra.Command {
 		Short: "List an environment's secrets: keys and versions, never values",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
-			env, err := resolveSecretEnv(cmd.Context(), client, args[0])
+			client, env, err := a.dialSecretEnv(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -325,12 +327,8 @@ func (a *app) newSecretHistoryCommand() *cobra.Command {
 		Short: "List a secret's versions: keys, key version, who and when",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
 			ctx, name := cmd.Context(), args[1]
-			env, err := resolveSecretEnv(ctx, client, args[0])
+			client, env, err := a.dialSecretEnv(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -372,12 +370,8 @@ first; elsewhere pass --yes.`,
 			if err := wait.check("secret delete"); err != nil {
 				return err
 			}
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
 			ctx, name := cmd.Context(), args[1]
-			env, err := resolveSecretEnv(ctx, client, args[0])
+			client, env, err := a.dialSecretEnv(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -426,11 +420,7 @@ agent's log line "environment keys published" to check that the hub hands
 out the agent's own key.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, _, err := a.dial()
-			if err != nil {
-				return err
-			}
-			env, err := resolveSecretEnv(cmd.Context(), client, args[0])
+			client, env, err := a.dialSecretEnv(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
