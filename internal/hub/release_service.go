@@ -210,24 +210,26 @@ func revisionDigest(rev store.ReleaseRevision) (string, error) {
 
 // releaseTask builds the task carrying spec for a release.
 func (s *operatorService) releaseTask(rev store.ReleaseRevision, rs releaseSpec, spec taskspec.Spec, artifacts []string) (store.Task, error) {
-	doc, err := json.Marshal(spec)
-	if err != nil {
-		return store.Task{}, fmt.Errorf("encode release task: %w", err)
-	}
-	now := s.h.opts.Now()
-	return store.Task{
+	return s.hubTask(store.Task{
 		ID:            auth.NewID(releaseTaskPrefix + rev.Release + "-"),
 		Tenant:        rev.Tenant,
 		EnvironmentID: rev.EnvironmentID,
 		Kind:          rev.Kind,
-		Spec:          doc,
 		ConflictKeys:  []string{releaseConflictKey + rev.Release, rs.conflictKey()},
 		Artifacts:     artifacts,
-		MaxAttempts:   DefaultMaxAttempts,
-		State:         store.StateQueued,
-		CreatedAt:     now,
-		UpdatedAt:     now,
-	}, nil
+	}, spec)
+}
+
+// hubTask completes a task the hub makes on an operator's behalf (for a
+// release or a secret): spec encoded, queued now, the default attempts.
+func (s *operatorService) hubTask(t store.Task, spec taskspec.Spec) (store.Task, error) {
+	doc, err := json.Marshal(spec)
+	if err != nil {
+		return store.Task{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %s task: %w", t.Kind, err))
+	}
+	now := s.h.opts.Now()
+	t.Spec, t.MaxAttempts, t.State, t.CreatedAt, t.UpdatedAt = doc, DefaultMaxAttempts, store.StateQueued, now, now
+	return t, nil
 }
 
 // apply stores rev (Spec, Artifacts, Mode, Ignore filled in) as the

@@ -112,19 +112,17 @@ func checkSecretKeys(keys []string) error {
 
 // secretTask builds the task writing (or deleting) a secret version.
 func (s *operatorService) secretTask(envID, tenant string, spec *taskspec.Secret) (store.Task, error) {
-	doc, err := json.Marshal(spec)
+	t, err := s.hubTask(store.Task{
+		ID: auth.NewID(secretTaskPrefix), Tenant: tenant, EnvironmentID: envID, Kind: taskspec.KindSecret,
+		ConflictKeys: []string{spec.ConflictKey()},
+	}, spec)
 	if err != nil {
-		return store.Task{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode secret task: %w", err))
+		return store.Task{}, err
 	}
-	if err := taskspec.Validate(taskspec.KindSecret, doc); err != nil {
+	if err := taskspec.Validate(taskspec.KindSecret, t.Spec); err != nil {
 		return store.Task{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	now := s.h.opts.Now()
-	return store.Task{
-		ID: auth.NewID(secretTaskPrefix), Tenant: tenant, EnvironmentID: envID, Kind: taskspec.KindSecret,
-		Spec: doc, ConflictKeys: []string{spec.ConflictKey()}, MaxAttempts: DefaultMaxAttempts,
-		State: store.StateQueued, CreatedAt: now, UpdatedAt: now,
-	}, nil
+	return t, nil
 }
 
 func (s *operatorService) GetEnvironmentKeys(ctx context.Context, req *connect.Request[outpostv1.GetEnvironmentKeysRequest]) (*connect.Response[outpostv1.GetEnvironmentKeysResponse], error) {
