@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/logfmt"
 )
 
 // The agent's log records the benchmark reads (text handler, --log-level
@@ -41,7 +42,7 @@ func readAgentLog(path string, offset int64, ids map[string]bool) (map[string]*t
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		kv := logfmt(sc.Text())
+		kv := logfmt.Parse(sc.Text())
 		id := kv["task"]
 		if !ids[id] {
 			continue
@@ -70,34 +71,4 @@ func readAgentLog(path string, offset int64, ids map[string]bool) (map[string]*t
 		}
 	}
 	return records, reported, sc.Err()
-}
-
-// logfmt splits a line of key=value pairs, values possibly quoted, into a
-// map. Quoted values keep Go's escapes unresolved but for \"; the
-// benchmark reads only ids, messages, times and durations.
-func logfmt(line string) map[string]string {
-	kv := map[string]string{}
-	for line != "" {
-		line = strings.TrimLeft(line, " ")
-		key, rest, ok := strings.Cut(line, "=")
-		if !ok {
-			break
-		}
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			end := 1
-			for end < len(rest) && (rest[end] != '"' || rest[end-1] == '\\') {
-				end++
-			}
-			val = strings.ReplaceAll(rest[1:min(end, len(rest))], `\"`, `"`)
-			rest = rest[min(end+1, len(rest)):]
-		} else {
-			val, rest, _ = strings.Cut(rest, " ")
-		}
-		if _, seen := kv[key]; !seen {
-			kv[key] = val
-		}
-		line = rest
-	}
-	return kv
 }

@@ -35,12 +35,3 @@ time=2026-12-02T03:16:09.800Z level=INFO msg=reported task=helm-c8-001 kind=helm
 		t.Errorf("record = %+v, want a 1.2 s task validated 500 ms before it ended", r)
 	}
 }
-
-func TestLogfmtKeepsQuotedValuesWhole(t *testing.T) {
-	kv := logfmt(`time=t msg="helm task done" task=a error="x \"y\" task=b" duration=1s`)
-	for k, want := range map[string]string{"msg": "helm task done", "task": "a", "error": `x "y" task=b`, "duration": "1s"} {
-		if kv[k] != want {
-			t.Errorf("%s = %q, want %q", k, kv[k], want)
-		}
-	}
-}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/logfmt"
 )
 
 // The agent's log records the benchmark reads (slog's text handler,
@@ -61,40 +63,9 @@ func (t *logTail) next() ([]record, error) {
 	t.partial = append([]byte(nil), b[end+1:]...)
 	var out []record
 	for line := range strings.SplitSeq(string(b[:end]), "\n") {
-		kv := logfmt(line)
+		kv := logfmt.Parse(line)
 		at, _ := time.Parse(time.RFC3339Nano, kv["time"])
 		out = append(out, record{at: at, kv: kv, line: line})
 	}
 	return out, nil
-}
-
-// logfmt splits a line of key=value pairs, values possibly quoted, into a
-// map (as bench/helm reads the agent's log). Quoted values keep Go's
-// escapes unresolved but for \"; the benchmark reads only messages,
-// release names, revisions and times.
-func logfmt(line string) map[string]string {
-	kv := map[string]string{}
-	for line != "" {
-		line = strings.TrimLeft(line, " ")
-		key, rest, ok := strings.Cut(line, "=")
-		if !ok {
-			break
-		}
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			end := 1
-			for end < len(rest) && (rest[end] != '"' || rest[end-1] == '\\') {
-				end++
-			}
-			val = strings.ReplaceAll(rest[1:min(end, len(rest))], `\"`, `"`)
-			rest = rest[min(end+1, len(rest)):]
-		} else {
-			val, rest, _ = strings.Cut(rest, " ")
-		}
-		if _, seen := kv[key]; !seen {
-			kv[key] = val
-		}
-		line = rest
-	}
-	return kv
 }
