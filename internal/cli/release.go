@@ -539,14 +539,8 @@ asks first; elsewhere pass --yes.`,
 			if err != nil {
 				return err
 			}
-			if !yes {
-				ok, err := a.confirm(fmt.Sprintf("Delete release %s in %s? The agent removes every object it owns from the environment.", name, env))
-				if err != nil {
-					return fmt.Errorf("release delete: %w", err)
-				}
-				if !ok {
-					return errors.New("release delete: not confirmed; nothing was deleted")
-				}
+			if err := a.confirmDelete("release delete", yes, fmt.Sprintf("Delete release %s in %s? The agent removes every object it owns from the environment.", name, env)); err != nil {
+				return err
 			}
 			res, err := client.DeleteRelease(ctx, connect.NewRequest(&v1.DeleteReleaseRequest{Environment: env, Name: name}))
 			if err != nil {
@@ -572,6 +566,22 @@ asks first; elsewhere pass --yes.`,
 
 // maxAnswerBytes bounds the answer read from a confirmation prompt.
 const maxAnswerBytes = 1 << 10
+
+// confirmDelete asks question unless yes (--yes) was given, and fails
+// with an op-prefixed error when the operator does not answer y/yes.
+func (a *app) confirmDelete(op string, yes bool, question string) error {
+	if yes {
+		return nil
+	}
+	ok, err := a.confirm(question)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s: not confirmed; nothing was deleted", op)
+	}
+	return nil
+}
 
 // confirm asks question on stderr and reads y/yes from stdin. When stdin
 // is not a terminal nobody can answer, so it fails and asks for --yes.

@@ -379,14 +379,8 @@ first; elsewhere pass --yes.`,
 			if err != nil {
 				return err
 			}
-			if !yes {
-				ok, err := a.confirm(fmt.Sprintf("Delete Secret %s/%s in %s? Workloads that mount it will fail to start.", ns, name, env.id))
-				if err != nil {
-					return fmt.Errorf("secret delete: %w", err)
-				}
-				if !ok {
-					return errors.New("secret delete: not confirmed; nothing was deleted")
-				}
+			if err := a.confirmDelete("secret delete", yes, fmt.Sprintf("Delete Secret %s/%s in %s? Workloads that mount it will fail to start.", ns, name, env.id)); err != nil {
+				return err
 			}
 			res, err := client.DeleteSecret(ctx, connect.NewRequest(&v1.DeleteSecretRequest{Environment: env.name, Namespace: ns, Name: name}))
 			if err != nil {
