@@ -167,28 +167,17 @@ func (r *run) deleteCandidates() []*pruneItem {
 // holds the release: the delete is conditional on the resourceVersion of
 // this attempt's claim.
 func (e *Executor) dropInventory(ctx context.Context, r *run) error {
-	for range maxInventoryTries {
+	return r.writeInventory(ctx, func() (bool, error) {
 		rv := r.rec.rv
 		err := r.inv.secrets.Delete(ctx, r.inv.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
 		switch {
 		case err == nil:
-			return nil
+			return false, nil
 		case !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
-			return apiError(ctx, "delete inventory", r.inv.String(), err)
+			return false, apiError(ctx, "delete inventory", r.inv.String(), err)
 		}
-		rec, lerr := r.inv.load(ctx)
-		if lerr != nil {
-			return lerr
-		}
-		if !holds(rec, r.task.ID, r.task.Attempt) {
-			if ferr := fence(rec, r.task.ID, r.task.Attempt); ferr != nil {
-				return ferr
-			}
-			return stale(r)
-		}
-		r.rec = rec
-	}
-	return fmt.Errorf("manifests: %w: %s keeps changing; retry the task", ErrInventory, r.inv)
+		return true, err
+	})
 }
 
 func encodeResult(res *Result) (json.RawMessage, error) {

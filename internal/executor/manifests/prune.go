@@ -209,10 +209,21 @@ func (e *Executor) commit(ctx context.Context, r *run, result []byte) error {
 			c.Objects = append(c.Objects, tg.ref)
 		}
 	}
-	for range maxInventoryTries {
+	return r.writeInventory(ctx, func() (bool, error) {
 		r.rec.committed, r.rec.pending = c, nil
 		err := r.inv.save(ctx, r.rec)
-		if err == nil || !lostRace(err) {
+		return err != nil && lostRace(err), err
+	})
+}
+
+// writeInventory runs write, a conditional write of the inventory read in
+// r.rec, until it does not lose a race (raced false): after a lost race it
+// reads the inventory again and carries on only while this attempt still
+// holds the release.
+func (r *run) writeInventory(ctx context.Context, write func() (raced bool, err error)) error {
+	for range maxInventoryTries {
+		raced, err := write()
+		if !raced {
 			return err
 		}
 		rec, lerr := r.inv.load(ctx)
