@@ -203,6 +203,16 @@ func (a *app) printMessages(msgs []proto.Message) error {
 	return nil
 }
 
+// printOutcome reports the outcome of a command that changed one thing:
+// the line format in table format, else m as a JSON or YAML document.
+func (a *app) printOutcome(m proto.Message, format string, args ...any) error {
+	if a.format == formatTable {
+		a.printf(format, args...)
+		return nil
+	}
+	return a.printMessages([]proto.Message{m})
+}
+
 func (a *app) newReleaseListCommand() *cobra.Command {
 	var env string
 	cmd := &cobra.Command{
@@ -499,10 +509,7 @@ as "rollback to N".`,
 				return apiError(fmt.Sprintf("roll release %s back to revision %d", args[0], to), err)
 			}
 			rel, rev := res.Msg.GetRelease(), res.Msg.GetRevision()
-			if a.format == formatTable {
-				a.printf("release %s: revision %d created, rolling back to revision %d (task %s)\n", rel.GetName(), rev.GetRevision(), to, orDash(rel.GetTaskId()))
-			}
-			if err := a.printMessages([]proto.Message{res.Msg}); err != nil {
+			if err := a.printOutcome(res.Msg, "release %s: revision %d created, rolling back to revision %d (task %s)\n", rel.GetName(), rev.GetRevision(), to, orDash(rel.GetTaskId())); err != nil {
 				return err
 			}
 			if !wait.wait {
@@ -546,10 +553,7 @@ asks first; elsewhere pass --yes.`,
 			if err != nil {
 				return apiError("delete release "+name, err)
 			}
-			if a.format == formatTable {
-				a.printf("release %s: deleting; its objects will be pruned from %s (task %s)\n", name, env, orDash(res.Msg.GetRelease().GetTaskId()))
-			}
-			if err := a.printMessages([]proto.Message{res.Msg}); err != nil {
+			if err := a.printOutcome(res.Msg, "release %s: deleting; its objects will be pruned from %s (task %s)\n", name, env, orDash(res.Msg.GetRelease().GetTaskId())); err != nil {
 				return err
 			}
 			if !wait.wait {

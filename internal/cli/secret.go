@@ -12,7 +12,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	v1 "github.com/outposthq/outpost/gen/outpost/v1"
@@ -162,12 +161,9 @@ Secret that exists and is not Outpost's is left alone unless --adopt.`,
 				return apiError(fmt.Sprintf("set secret %s/%s in %s", namespace, name, env.id), err)
 			}
 			info := res.Msg.GetSecret()
-			if a.format == formatTable {
-				a.printf("secret %s/%s in %s: version %d, %s sealed to key version %d (%s); task %s\n",
-					namespace, name, env.id, info.GetVersion(), plural(int64(len(values.values)), "key"),
-					pub.Version, pub.Fingerprint, orDash(res.Msg.GetTask().GetId()))
-			}
-			if err := a.printMessages([]proto.Message{res.Msg}); err != nil {
+			if err := a.printOutcome(res.Msg, "secret %s/%s in %s: version %d, %s sealed to key version %d (%s); task %s\n",
+				namespace, name, env.id, info.GetVersion(), plural(int64(len(values.values)), "key"),
+				pub.Version, pub.Fingerprint, orDash(res.Msg.GetTask().GetId())); err != nil {
 				return err
 			}
 			if !wait.wait {
@@ -386,10 +382,7 @@ first; elsewhere pass --yes.`,
 			if err != nil {
 				return apiError(fmt.Sprintf("delete secret %s/%s in %s", ns, name, env.id), err)
 			}
-			if a.format == formatTable {
-				a.printf("secret %s/%s in %s: deleting (task %s)\n", ns, name, env.id, orDash(res.Msg.GetTask().GetId()))
-			}
-			if err := a.printMessages([]proto.Message{res.Msg}); err != nil {
+			if err := a.printOutcome(res.Msg, "secret %s/%s in %s: deleting (task %s)\n", ns, name, env.id, orDash(res.Msg.GetTask().GetId())); err != nil {
 				return err
 			}
 			if !wait.wait {
