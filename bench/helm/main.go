@@ -75,16 +75,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/bench/internal/benchmain"
 )
 
 // Targets from the issue.
@@ -162,20 +161,5 @@ func main() {
 		agentMain()
 		return
 	}
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helm:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	defer cancel()
-	if err := run(ctx, cfg, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "helm:", err)
-		os.Exit(1)
-	}
+	benchmain.Main("helm", parseFlags, func(c config) time.Duration { return c.timeout }, run)
 }
