@@ -108,7 +108,7 @@ func (s *agentService) RegisterEnvironmentKeys(ctx context.Context, req *connect
 	if len(ks) == 0 || len(ks) > maxEnvironmentKeys {
 		return nil, invalid("register keys: want 1 to %d keys", maxEnvironmentKeys)
 	}
-	envID := caller.env.Tenant + "/" + caller.env.Name
+	envID := caller.env.Ref()
 	now := s.h.opts.Now()
 	keys := make([]store.EnvironmentKey, 0, len(ks))
 	for _, k := range ks {

@@ -99,7 +99,7 @@ func (s *agentService) Enroll(ctx context.Context, req *connect.Request[outpostv
 	s.h.opts.Logger.Info("agent enrolled", "agent", agent.ID, "tenant", env.Tenant, "environment", env.Name)
 	return connect.NewResponse(&outpostv1.EnrollResponse{
 		AgentId:     agent.ID,
-		Environment: env.Tenant + "/" + env.Name,
+		Environment: env.Ref(),
 		Token:       &outpostv1.AccessToken{Token: tok, ExpiresAt: timestamppb.New(exp)},
 	}), nil
 }

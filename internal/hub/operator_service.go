@@ -131,7 +131,7 @@ func (s *operatorService) CreateBootstrapToken(ctx context.Context, req *connect
 		return nil, storeError("create bootstrap token", err)
 	}
 	return connect.NewResponse(&outpostv1.CreateBootstrapTokenResponse{
-		Token: tok, ExpiresAt: timestamppb.New(row.ExpiresAt), Environment: env.Tenant + "/" + env.Name,
+		Token: tok, ExpiresAt: timestamppb.New(row.ExpiresAt), Environment: env.Ref(),
 	}), nil
 }
 

@@ -165,7 +165,7 @@ func (s *operatorService) SetSecret(ctx context.Context, req *connect.Request[ou
 	if err != nil {
 		return nil, storeError("set secret", err)
 	}
-	envID := env.Tenant + "/" + env.Name
+	envID := env.Ref()
 	sealed, err := checkSealed(m.GetSealed(), envID, m.GetName(), keys)
 	if err != nil {
 		return nil, err

@@ -80,6 +80,10 @@ type Environment struct {
 	CreatedAt time.Time
 }
 
+// Ref is "tenant/name": how agents, the CLI and sealed values name an
+// environment.
+func (e Environment) Ref() string { return e.Tenant + "/" + e.Name }
+
 // APIToken authenticates an operator inside one tenant. Only the SHA-256
 // of the token is stored.
 type APIToken struct {
