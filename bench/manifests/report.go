@@ -114,11 +114,7 @@ func runList(a *applyResult) string {
 // appendResults appends a dated section with the command, machine and
 // rendered tables to cfg.results.
 func appendResults(ctx context.Context, cfg config, args []string, tables string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## manifests, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/manifests", args))
-	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
-	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), kubectl processes, the executor in the benchmark process; for memory, separate outpost-hub (SQLite) and outpost-agent processes\n\n")
-	b.WriteString(tables)
-	return report.Append(cfg.results, b.String())
+	section := report.Section("manifests", args, procstat.Machine(ctx), procstat.LoadAverage(),
+		"everything on 127.0.0.1: kube-apiserver and etcd (envtest), kubectl processes, the executor in the benchmark process; for memory, separate outpost-hub (SQLite) and outpost-agent processes", tables)
+	return report.Append(cfg.results, section)
 }

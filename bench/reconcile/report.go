@@ -88,11 +88,8 @@ func orDash(s string) string {
 
 // appendResults appends the run to cfg.results under a dated heading.
 func appendResults(ctx context.Context, cfg config, args []string, tables string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## reconcile, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/reconcile", args))
-	fmt.Fprintf(&b, "- machine: %s (2 shared cores: other sessions build and test in the same checkout); load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
-	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest, no controller manager), an outpost-hub process (SQLite), one outpost-agent process with a least-privilege kubeconfig (Roles in outpost-system and the target namespaces only); releases applied through OperatorService.ApplyRelease, edits and watches by this process as a cluster admin\n\n")
-	b.WriteString(tables)
-	return report.Append(cfg.results, b.String())
+	machine := procstat.Machine(ctx) + " (2 shared cores: other sessions build and test in the same checkout)"
+	section := report.Section("reconcile", args, machine, procstat.LoadAverage(),
+		"everything on 127.0.0.1: kube-apiserver and etcd (envtest, no controller manager), an outpost-hub process (SQLite), one outpost-agent process with a least-privilege kubeconfig (Roles in outpost-system and the target namespaces only); releases applied through OperatorService.ApplyRelease, edits and watches by this process as a cluster admin", tables)
+	return report.Append(cfg.results, section)
 }

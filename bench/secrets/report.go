@@ -51,11 +51,7 @@ func orDash(s string) string {
 
 // appendResults appends the run to cfg.results under a dated heading.
 func appendResults(ctx context.Context, cfg config, args []string, tables string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## secrets, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- command: `%s`\n", report.Command("./bench/secrets", args))
-	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", procstat.Machine(ctx), procstat.LoadAverage())
-	b.WriteString("- everything on 127.0.0.1: kube-apiserver and etcd (envtest), an outpost-hub process (SQLite), an outpost-agent process with --kubeconfig, and the CLI in the benchmark process; the end point is the pod template patch (no controller manager rolls pods)\n\n")
-	b.WriteString(tables)
-	return report.Append(cfg.results, b.String())
+	section := report.Section("secrets", args, procstat.Machine(ctx), procstat.LoadAverage(),
+		"everything on 127.0.0.1: kube-apiserver and etcd (envtest), an outpost-hub process (SQLite), an outpost-agent process with --kubeconfig, and the CLI in the benchmark process; the end point is the pod template patch (no controller manager rolls pods)", tables)
+	return report.Append(cfg.results, section)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // Command returns the shell command that runs the benchmark in pkg (such
@@ -32,4 +33,18 @@ func Append(path, section string) error {
 		return fmt.Errorf("write results: %w", err)
 	}
 	return f.Close()
+}
+
+// Section returns the results section of a run of the benchmark name (such
+// as dispatch) started with args: a heading dated now in UTC, the command
+// that reproduces it, the machine and its load average, a line on what ran
+// where (setup), then tables.
+func Section(name string, args []string, machine, loadAverage, setup, tables string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## %s, %s\n\n", name, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- command: `%s`\n", Command("./bench/"+name, args))
+	fmt.Fprintf(&b, "- machine: %s; load average %s when the report was written\n", machine, loadAverage)
+	fmt.Fprintf(&b, "- %s\n\n", setup)
+	b.WriteString(tables)
+	return b.String()
 }
