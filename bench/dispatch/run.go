@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 )
@@ -104,16 +105,8 @@ func run(ctx context.Context, cfg config, args []string) error {
 			results = append(results, out)
 		}
 	}
-	table := renderTable(results)
-	fmt.Println()
-	fmt.Print(table)
-	if cfg.results != "" {
-		if err := appendResults(ctx, cfg, args, results, table); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
-	}
-	return nil
+	tables := renderTable(results)
+	return report.Publish(cfg.results, tables, func() error { return appendResults(ctx, cfg, args, results, tables) })
 }
 
 func runConfig(ctx context.Context, cfg config, runner hubRunner, storeName string, n int, dir, endpoint string) (outcome, error) {

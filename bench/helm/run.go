@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/bench/internal/latency"
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 	"github.com/outposthq/outpost/bench/internal/stats"
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
@@ -192,16 +193,8 @@ func run(ctx context.Context, cfg config, args []string) error {
 		}
 	}
 
-	report := render(cfg, res)
-	fmt.Println()
-	fmt.Print(report)
-	if cfg.results != "" {
-		if err := appendResults(ctx, cfg, args, report); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
-	}
-	return nil
+	tables := render(cfg, res)
+	return report.Publish(cfg.results, tables, func() error { return appendResults(ctx, cfg, args, tables) })
 }
 
 // layout names the releases of a pass and their namespaces.

@@ -12,6 +12,7 @@ import (
 	"github.com/outposthq/outpost/bench/internal/apicost"
 	"github.com/outposthq/outpost/bench/internal/latency"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 	"github.com/outposthq/outpost/bench/internal/stats"
 
 	corev1 "k8s.io/api/core/v1"
@@ -157,16 +158,8 @@ func run(ctx context.Context, cfg config, args []string) error {
 		res.rss = r
 	}
 
-	report := render(cfg, res)
-	fmt.Println()
-	fmt.Print(report)
-	if cfg.results != "" {
-		if err := appendResults(ctx, cfg, args, report); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
-	}
-	return nil
+	tables := render(cfg, res)
+	return report.Publish(cfg.results, tables, func() error { return appendResults(ctx, cfg, args, tables) })
 }
 
 // newNamespace creates a namespace for one apply.

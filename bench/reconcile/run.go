@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 	"github.com/outposthq/outpost/bench/internal/stats"
 	"github.com/outposthq/outpost/internal/kube"
 	"github.com/outposthq/outpost/internal/kube/kubetest"
@@ -207,15 +208,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	}
 
 	tables := render(cfg, res)
-	fmt.Println()
-	fmt.Print(tables)
-	if cfg.results != "" {
-		if err := appendResults(ctx, cfg, args, tables); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
-	}
-	return nil
+	return report.Publish(cfg.results, tables, func() error { return appendResults(ctx, cfg, args, tables) })
 }
 
 // withoutBootstrap drops the bootstrap token from an agent's command

@@ -21,6 +21,7 @@ import (
 
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/bench/internal/report"
 	"github.com/outposthq/outpost/bench/internal/stats"
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/internal/cli"
@@ -168,15 +169,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	}
 
 	tables := render(cfg, res)
-	fmt.Println()
-	fmt.Print(tables)
-	if cfg.results != "" {
-		if err := appendResults(ctx, cfg, args, tables); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "results appended to %s\n", cfg.results)
-	}
-	return nil
+	return report.Publish(cfg.results, tables, func() error { return appendResults(ctx, cfg, args, tables) })
 }
 
 // waitKeys waits until the hub holds a key of the environment, which the

@@ -48,3 +48,18 @@ func Section(name string, args []string, machine, loadAverage, setup, tables str
 	b.WriteString(tables)
 	return b.String()
 }
+
+// Publish prints tables on stdout after a blank line and, when path is not
+// empty, appends the run to it with appendResults and says so on stderr.
+func Publish(path, tables string, appendResults func() error) error {
+	fmt.Println()
+	fmt.Print(tables)
+	if path == "" {
+		return nil
+	}
+	if err := appendResults(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "results appended to %s\n", path)
+	return nil
+}
