@@ -36,6 +36,7 @@ var kinds = []struct {
 	{KindManifests, func() Spec { return new(Manifests) }},
 	{KindHelm, func() Spec { return new(Helm) }},
 	{KindSecret, func() Spec { return new(Secret) }},
+	{KindTerraform, func() Spec { return new(Terraform) }},
 }
 
 // Kinds returns the known task kinds, sorted.

@@ -15,9 +15,6 @@ import (
 
 // KindTerraform runs an OpenTofu/Terraform module through the CLI: plan,
 // apply or destroy, with its state in the cluster.
-//
-// It is not in the kinds registry yet: it is registered there when the
-// agent runs it, so the hub never accepts tasks no agent can execute.
 const KindTerraform = "terraform"
 
 // Terraform actions.
@@ -57,6 +54,22 @@ const (
 
 var terraformActions = []string{TerraformPlan, TerraformApply, TerraformDestroy}
 
+// Approval policies of a terraform spec: when a plan waits for an
+// operator's approval instead of being applied.
+const (
+	// ApprovalNever applies every plan (the default, "").
+	ApprovalNever = "never"
+	// ApprovalDestroy holds a plan that destroys or replaces anything.
+	ApprovalDestroy = "destroy"
+	// ApprovalAlways holds every plan that changes something.
+	ApprovalAlways = "always"
+)
+
+var terraformApprovals = []string{ApprovalNever, ApprovalDestroy, ApprovalAlways}
+
+// PlanDigestPrefix starts a plan digest: "sha256:" and 64 hex digits.
+const PlanDigestPrefix = "sha256:"
+
 // Terraform is the spec of a terraform task: one action on one workspace.
 // The module comes from exactly one of Archive, Artifact and URL. Where the
 // state lives (the kubernetes backend, with the workspace as its secret
@@ -73,8 +86,17 @@ type Terraform struct {
 	// Artifact references a tar.gz module archive among the task's
 	// artifacts ("sha256:<64 hex digits>").
 	Artifact string `json:"artifact,omitempty"`
-	// URL is an https:// URL of a tar.gz module archive.
+	// URL is an https:// URL of a tar.gz module archive, or an OCI
+	// artifact "oci://host/repository:tag" or
+	// "oci://host/repository@sha256:<digest>" whose layer is one.
 	URL string `json:"url,omitempty"`
+	// Username and Password authenticate to an oci:// registry. Password
+	// must be a vault reference; Username may be one.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// PlainHTTP reaches an oci:// registry over plain HTTP (a registry on
+	// the agent's own host or network).
+	PlainHTTP bool `json:"plain_http,omitempty"`
 	// Path is the module's directory inside the archive: relative,
 	// slash-separated, without "." or ".." elements. Empty means the
 	// archive's root.
@@ -91,6 +113,75 @@ type Terraform struct {
 	// Parallelism bounds the resource operations the CLI runs at once; 0
 	// means DefaultTerraformParallelism.
 	Parallelism int `json:"parallelism,omitempty"`
+	// Approval is when an apply or destroy stops after its plan and waits
+	// for an operator: never (the default), destroy or always. A held plan
+	// is reported with AwaitingApproval and nothing is changed.
+	Approval string `json:"approval,omitempty"`
+	// ApprovedPlan is the digest of the plan an operator approved. A plan
+	// the policy would hold is applied only when its digest equals this.
+	ApprovedPlan string `json:"approved_plan,omitempty"`
+}
+
+// TerraformResult is the JSON document a terraform task reports.
+type TerraformResult struct {
+	// Action is what ran: plan, apply or destroy.
+	Action string `json:"action"`
+	// Workspace names the state.
+	Workspace string `json:"workspace"`
+	// Plan summarizes the plan that was made (and, unless Action is plan
+	// or AwaitingApproval is set, applied).
+	Plan TerraformPlanSummary `json:"plan"`
+	// AwaitingApproval reports a plan the approval policy held: nothing
+	// was applied.
+	AwaitingApproval bool `json:"awaiting_approval,omitempty"`
+	// Outputs are the module's outputs after an apply, sensitive ones
+	// replaced by "[REDACTED]".
+	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
+	// Changed reports whether the run changed anything.
+	Changed bool `json:"changed"`
+}
+
+// TerraformPlanSummary counts the resource changes of a plan, as the CLI
+// does: a replacement counts as one add and one destroy.
+type TerraformPlanSummary struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+	// Resources lists the resources that change, in plan order.
+	Resources []TerraformResourceChange `json:"resources,omitempty"`
+	// HasChanges is the CLI's own verdict, which also counts changes of
+	// outputs alone.
+	HasChanges bool `json:"has_changes"`
+	// Digest identifies the plan's changes (addresses and actions, never
+	// values): what an operator approves.
+	Digest string `json:"digest,omitempty"`
+}
+
+// TerraformResourceChange is one resource a plan changes.
+type TerraformResourceChange struct {
+	// Address is the resource's address, e.g. "module.db.aws_db_instance.main".
+	Address string `json:"address"`
+	// Action is create, update, delete or replace.
+	Action string `json:"action"`
+}
+
+// Resource change actions.
+const (
+	ResourceCreate  = "create"
+	ResourceUpdate  = "update"
+	ResourceDelete  = "delete"
+	ResourceReplace = "replace"
+)
+
+// Holds reports whether the approval policy holds a plan summarized by p.
+func (s *Terraform) Holds(p TerraformPlanSummary) bool {
+	switch s.Approval {
+	case ApprovalAlways:
+		return p.HasChanges
+	case ApprovalDestroy:
+		return p.Destroy > 0
+	}
+	return false
 }
 
 var _ Spec = (*Terraform)(nil)
@@ -147,8 +238,25 @@ func (s *Terraform) Validate() error {
 		return fmt.Errorf("timeout_seconds %d: want 0 (default %d) up to %d", s.TimeoutSeconds, DefaultTerraformTimeoutSeconds, MaxTerraformTimeoutSeconds)
 	case s.Parallelism < 0 || s.Parallelism > MaxTerraformParallelism:
 		return fmt.Errorf("parallelism %d: want 0 (default %d) up to %d", s.Parallelism, DefaultTerraformParallelism, MaxTerraformParallelism)
+	case s.Approval != "" && !slices.Contains(terraformApprovals, s.Approval):
+		return fmt.Errorf("approval %q: want one of %s", s.Approval, strings.Join(terraformApprovals, ", "))
+	case s.ApprovedPlan != "" && !IsPlanDigest(s.ApprovedPlan):
+		return fmt.Errorf("approved_plan %q: want %s followed by 64 lower-case hex digits", truncateForError(s.ApprovedPlan), PlanDigestPrefix)
 	}
 	return nil
+}
+
+// IsPlanDigest reports whether s is a plan digest: "sha256:" and 64
+// lower-case hex digits.
+func IsPlanDigest(s string) bool {
+	return IsArtifactDigest(s) && strings.HasPrefix(s, PlanDigestPrefix)
+}
+
+func truncateForError(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }
 
 func (s *Terraform) validateSource() error {
@@ -168,6 +276,9 @@ func (s *Terraform) validateSource() error {
 		return fmt.Errorf("artifact %q: want %s followed by 64 lower-case hex digits", s.Artifact, ArtifactDigestPrefix)
 	}
 	if s.URL == "" {
+		if s.Username != "" || s.Password != "" || s.PlainHTTP {
+			return fmt.Errorf("username, password and plain_http: only with an oci:// url")
+		}
 		return nil
 	}
 	if len(s.URL) > MaxURLLength {
@@ -178,10 +289,103 @@ func (s *Terraform) validateSource() error {
 		return fmt.Errorf("url: not a URL")
 	}
 	if u.User != nil {
-		return fmt.Errorf("url: carries credentials in the URL; module archives are fetched without credentials")
+		return fmt.Errorf("url: carries credentials in the URL; use username and password with vault references for a registry")
 	}
-	if u.Scheme != "https" || u.Host == "" || u.Fragment != "" {
-		return fmt.Errorf("url %q: want https://host/path of a tar.gz archive, without fragment", s.URL)
+	switch {
+	case u.Scheme == "oci":
+		if _, err := ParseOCIModuleRef(s.URL); err != nil {
+			return err
+		}
+		return validateRegistryCredentials(s.Username, s.Password)
+	case u.Scheme != "https" || u.Host == "" || u.Fragment != "":
+		return fmt.Errorf("url %q: want https://host/path of a tar.gz archive without fragment, or oci://host/repository:tag", s.URL)
+	case s.Username != "" || s.Password != "" || s.PlainHTTP:
+		return fmt.Errorf("username, password and plain_http: only with an oci:// url; https module archives are fetched without credentials")
+	}
+	return nil
+}
+
+// OCIModuleRef is an oci:// module source split into the registry
+// reference ("host/repository:tag" or "host/repository@sha256:…").
+type OCIModuleRef struct {
+	// Reference is the URL without its "oci://" scheme.
+	Reference string
+}
+
+// ParseOCIModuleRef checks an oci:// module URL: a host, a repository path
+// and a tag or digest, no query or fragment.
+func ParseOCIModuleRef(raw string) (OCIModuleRef, error) {
+	rest, ok := strings.CutPrefix(raw, "oci://")
+	if !ok {
+		return OCIModuleRef{}, fmt.Errorf("url %q: want oci://host/repository:tag", raw)
+	}
+	host, repo, ok := strings.Cut(rest, "/")
+	if !ok || host == "" || repo == "" || strings.ContainsAny(rest, "?# \t\n") {
+		return OCIModuleRef{}, fmt.Errorf("url %q: want oci://host/repository:tag or oci://host/repository@sha256:<digest>", raw)
+	}
+	name, digest, byDigest := strings.Cut(repo, "@")
+	tag := ""
+	if !byDigest {
+		if i := strings.LastIndex(repo, ":"); i > 0 {
+			name, tag = repo[:i], repo[i+1:]
+		}
+	}
+	switch {
+	case byDigest && !IsArtifactDigest(digest):
+		return OCIModuleRef{}, fmt.Errorf("url %q: digest: want sha256: followed by 64 lower-case hex digits", raw)
+	case !byDigest && tag == "":
+		return OCIModuleRef{}, fmt.Errorf("url %q: name a tag or a digest (oci://host/repository:tag); a moving default tag is not assumed", raw)
+	case !isRepositoryPath(name):
+		return OCIModuleRef{}, fmt.Errorf("url %q: repository %q: want lower-case path components of letters, digits, '.', '_' and '-'", raw, name)
+	case !byDigest && !isTag(tag):
+		return OCIModuleRef{}, fmt.Errorf("url %q: tag %q: want letters, digits, '_', '.' and '-', at most 128", raw, tag)
+	}
+	return OCIModuleRef{Reference: rest}, nil
+}
+
+func isRepositoryPath(s string) bool {
+	for _, part := range strings.Split(s, "/") {
+		if part == "" || part[0] == '.' || part[0] == '-' || part[0] == '_' {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isTag(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRegistryCredentials checks a registry's username and password:
+// both or neither, the password a vault reference.
+func validateRegistryCredentials(username, password string) error {
+	if (username == "") != (password == "") {
+		return fmt.Errorf("username and password: give both or neither")
+	}
+	if password != "" {
+		if _, err := vault.ParseRef(password); err != nil {
+			return fmt.Errorf("password: must be a vault reference (vault://<provider>/<path>/<key>), never the password itself")
+		}
+	}
+	if strings.HasPrefix(strings.TrimSpace(username), vault.Scheme) {
+		if _, err := vault.ParseRef(username); err != nil {
+			return fmt.Errorf("username: %w", err)
+		}
 	}
 	return nil
 }

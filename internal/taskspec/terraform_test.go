@@ -35,6 +35,16 @@ func TestTerraformValidate(t *testing.T) {
 		{"a timeout beyond four hours is rejected", `{` + ws + `,` + art + `,"timeout_seconds":20000}`, "timeout_seconds 20000"},
 		{"too much parallelism is rejected", `{` + ws + `,` + art + `,"parallelism":1000}`, "parallelism 1000"},
 		{"an unknown field is rejected", `{` + ws + `,` + art + `,"oci":"oci://r/m"}`, `unknown field "oci"`},
+		{"an oci url without tag or digest is rejected", `{` + ws + `,"url":"oci://r.example.com/modules/db"}`, "name a tag or a digest"},
+		{"an oci url without repository is rejected", `{` + ws + `,"url":"oci://r.example.com"}`, "want oci://host/repository:tag"},
+		{"an oci url with an upper-case repository is rejected", `{` + ws + `,"url":"oci://r.example.com/Modules/db:1"}`, `repository "Modules/db"`},
+		{"an oci url with a bad digest is rejected", `{` + ws + `,"url":"oci://r.example.com/m@sha256:12"}`, "digest: want sha256:"},
+		{"a plaintext registry password is rejected", `{` + ws + `,"url":"oci://r.example.com/m:1","username":"u","password":"hunter2"}`, "password: must be a vault reference"},
+		{"a username without password is rejected", `{` + ws + `,"url":"oci://r.example.com/m:1","username":"u"}`, "give both or neither"},
+		{"registry credentials with an https url are rejected", `{` + ws + `,"url":"https://m.example.com/m.tgz","username":"u","password":"vault://k8s/r/pw"}`, "only with an oci:// url"},
+		{"plain_http without a url is rejected", `{` + ws + `,` + art + `,"plain_http":true}`, "only with an oci:// url"},
+		{"an unknown approval policy is rejected", `{` + ws + `,` + art + `,"approval":"sometimes"}`, `approval "sometimes"`},
+		{"a malformed approved plan is rejected", `{` + ws + `,` + art + `,"approved_plan":"md5:00"}`, `approved_plan "md5:00"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,17 +70,52 @@ func TestTerraformValidate(t *testing.T) {
 			t.Fatalf("defaults: %+v", s)
 		}
 	})
-	t.Run("the kind is not registered before an agent runs it", func(t *testing.T) {
-		if err := Validate(KindTerraform, []byte(`{`+ws+`,`+art+`}`)); !errors.Is(err, ErrUnknownKind) {
-			t.Fatalf("error = %v, want ErrUnknownKind", err)
+	t.Run("the kind is registered", func(t *testing.T) {
+		if err := Validate(KindTerraform, []byte(`{`+ws+`,`+art+`}`)); err != nil {
+			t.Fatalf("error = %v, want the spec accepted", err)
 		}
 	})
+	t.Run("an oci module with vault credentials is accepted", func(t *testing.T) {
+		for _, u := range []string{"oci://r.example.com:5000/modules/db:1.2.0", "oci://r.example.com/db@" + digest} {
+			spec := `{` + ws + `,"url":"` + u + `","username":"robot","password":"vault://k8s/reg/password","approval":"destroy","approved_plan":"` + digest + `"}`
+			if err := Decode([]byte(spec), new(Terraform)); err != nil {
+				t.Fatalf("%s: %v", u, err)
+			}
+		}
+	})
+}
+
+func TestTerraformHolds(t *testing.T) {
+	changes := TerraformPlanSummary{Change: 1, HasChanges: true}
+	destroys := TerraformPlanSummary{Add: 1, Destroy: 1, HasChanges: true}
+	tests := []struct {
+		name     string
+		approval string
+		plan     TerraformPlanSummary
+		want     bool
+	}{
+		{"no policy holds nothing", "", destroys, false},
+		{"never holds nothing", ApprovalNever, destroys, false},
+		{"destroy holds a replacement", ApprovalDestroy, destroys, true},
+		{"destroy lets an update through", ApprovalDestroy, changes, false},
+		{"always holds any change", ApprovalAlways, changes, true},
+		{"always lets an empty plan through", ApprovalAlways, TerraformPlanSummary{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Terraform{Approval: tt.approval}
+			if got := s.Holds(tt.plan); got != tt.want {
+				t.Fatalf("Holds = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
 
 func FuzzValidateTerraformSpec(f *testing.F) {
 	f.Add([]byte(`{"workspace":"db","url":"https://m.example.com/m.tgz","variables":{"a":[1,{"b":null}]},"sensitive_variables":{"pw":"vault://k8s/db/pw/v2"}}`))
 	f.Add([]byte(`{"workspace":"db","action":"destroy","archive":"H4sI","path":"a/b","parallelism":2}`))
 	f.Add([]byte(`{"workspace":"db","action":"plan","artifact":"sha256:` + strings.Repeat("0", 64) + `","timeout_seconds":60}`))
+	f.Add([]byte(`{"workspace":"db","url":"oci://r.example.com:5000/m/db:1.0","username":"vault://k8s/r/u","password":"vault://k8s/r/p","plain_http":true,"approval":"destroy"}`))
 	f.Fuzz(func(t *testing.T, spec []byte) {
 		var s Terraform
 		err := Decode(spec, &s)
