@@ -2267,6 +2267,129 @@ func (x *RollbackReleaseResponse) GetRevision() *ReleaseRevision {
 	return nil
 }
 
+type ApproveReleaseRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Environment string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The revision awaiting approval.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Digest of the plan the operator reviewed ("sha256:<hex>").
+	PlanDigest    string `protobuf:"bytes,4,opt,name=plan_digest,json=planDigest,proto3" json:"plan_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReleaseRequest) Reset() {
+	*x = ApproveReleaseRequest{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReleaseRequest) ProtoMessage() {}
+
+func (x *ApproveReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ApproveReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ApproveReleaseRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ApproveReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApproveReleaseRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ApproveReleaseRequest) GetPlanDigest() string {
+	if x != nil {
+		return x.PlanDigest
+	}
+	return ""
+}
+
+type ApproveReleaseResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Release *Release               `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	// The task that applies the approved plan.
+	TaskId        string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReleaseResponse) Reset() {
+	*x = ApproveReleaseResponse{}
+	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReleaseResponse) ProtoMessage() {}
+
+func (x *ApproveReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ApproveReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ApproveReleaseResponse) GetRelease() *Release {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *ApproveReleaseResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
 type DeleteReleaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Environment   string                 `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
@@ -2277,7 +2400,7 @@ type DeleteReleaseRequest struct {
 
 func (x *DeleteReleaseRequest) Reset() {
 	*x = DeleteReleaseRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	mi := &file_outpost_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2412,7 @@ func (x *DeleteReleaseRequest) String() string {
 func (*DeleteReleaseRequest) ProtoMessage() {}
 
 func (x *DeleteReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[41]
+	mi := &file_outpost_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2425,7 @@ func (x *DeleteReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReleaseRequest.ProtoReflect.Descriptor instead.
 func (*DeleteReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteReleaseRequest) GetEnvironment() string {
@@ -2328,7 +2451,7 @@ type DeleteReleaseResponse struct {
 
 func (x *DeleteReleaseResponse) Reset() {
 	*x = DeleteReleaseResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	mi := &file_outpost_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2463,7 @@ func (x *DeleteReleaseResponse) String() string {
 func (*DeleteReleaseResponse) ProtoMessage() {}
 
 func (x *DeleteReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[42]
+	mi := &file_outpost_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2476,7 @@ func (x *DeleteReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReleaseResponse.ProtoReflect.Descriptor instead.
 func (*DeleteReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteReleaseResponse) GetRelease() *Release {
@@ -2372,7 +2495,7 @@ type GetEnvironmentStatusRequest struct {
 
 func (x *GetEnvironmentStatusRequest) Reset() {
 	*x = GetEnvironmentStatusRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[43]
+	mi := &file_outpost_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2507,7 @@ func (x *GetEnvironmentStatusRequest) String() string {
 func (*GetEnvironmentStatusRequest) ProtoMessage() {}
 
 func (x *GetEnvironmentStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[43]
+	mi := &file_outpost_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2520,7 @@ func (x *GetEnvironmentStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnvironmentStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetEnvironmentStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetEnvironmentStatusRequest) GetEnvironment() string {
@@ -2424,7 +2547,7 @@ type GetEnvironmentStatusResponse struct {
 
 func (x *GetEnvironmentStatusResponse) Reset() {
 	*x = GetEnvironmentStatusResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[44]
+	mi := &file_outpost_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2559,7 @@ func (x *GetEnvironmentStatusResponse) String() string {
 func (*GetEnvironmentStatusResponse) ProtoMessage() {}
 
 func (x *GetEnvironmentStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[44]
+	mi := &file_outpost_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2572,7 @@ func (x *GetEnvironmentStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnvironmentStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetEnvironmentStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetEnvironmentStatusResponse) GetEnvironment() *Environment {
@@ -2510,7 +2633,7 @@ type GetEnvironmentKeysRequest struct {
 
 func (x *GetEnvironmentKeysRequest) Reset() {
 	*x = GetEnvironmentKeysRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[45]
+	mi := &file_outpost_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2645,7 @@ func (x *GetEnvironmentKeysRequest) String() string {
 func (*GetEnvironmentKeysRequest) ProtoMessage() {}
 
 func (x *GetEnvironmentKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[45]
+	mi := &file_outpost_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2658,7 @@ func (x *GetEnvironmentKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnvironmentKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetEnvironmentKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetEnvironmentKeysRequest) GetEnvironment() string {
@@ -2554,7 +2677,7 @@ type GetEnvironmentKeysResponse struct {
 
 func (x *GetEnvironmentKeysResponse) Reset() {
 	*x = GetEnvironmentKeysResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[46]
+	mi := &file_outpost_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2689,7 @@ func (x *GetEnvironmentKeysResponse) String() string {
 func (*GetEnvironmentKeysResponse) ProtoMessage() {}
 
 func (x *GetEnvironmentKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[46]
+	mi := &file_outpost_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2702,7 @@ func (x *GetEnvironmentKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnvironmentKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetEnvironmentKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetEnvironmentKeysResponse) GetKeys() []*EnvironmentKey {
@@ -2607,7 +2730,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[47]
+	mi := &file_outpost_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2742,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[47]
+	mi := &file_outpost_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2755,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetSecretRequest) GetEnvironment() string {
@@ -2699,7 +2822,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[48]
+	mi := &file_outpost_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2834,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[48]
+	mi := &file_outpost_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2847,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SecretInfo) GetEnvironment() string {
@@ -2821,7 +2944,7 @@ type SetSecretResponse struct {
 
 func (x *SetSecretResponse) Reset() {
 	*x = SetSecretResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[49]
+	mi := &file_outpost_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +2956,7 @@ func (x *SetSecretResponse) String() string {
 func (*SetSecretResponse) ProtoMessage() {}
 
 func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[49]
+	mi := &file_outpost_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +2969,7 @@ func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SetSecretResponse) GetSecret() *SecretInfo {
@@ -2872,7 +2995,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[50]
+	mi := &file_outpost_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +3007,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[50]
+	mi := &file_outpost_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3020,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListSecretsRequest) GetEnvironment() string {
@@ -2916,7 +3039,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[51]
+	mi := &file_outpost_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3051,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[51]
+	mi := &file_outpost_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3064,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -2962,7 +3085,7 @@ type GetSecretHistoryRequest struct {
 
 func (x *GetSecretHistoryRequest) Reset() {
 	*x = GetSecretHistoryRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[52]
+	mi := &file_outpost_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3097,7 @@ func (x *GetSecretHistoryRequest) String() string {
 func (*GetSecretHistoryRequest) ProtoMessage() {}
 
 func (x *GetSecretHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[52]
+	mi := &file_outpost_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3110,7 @@ func (x *GetSecretHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetSecretHistoryRequest) GetEnvironment() string {
@@ -3020,7 +3143,7 @@ type GetSecretHistoryResponse struct {
 
 func (x *GetSecretHistoryResponse) Reset() {
 	*x = GetSecretHistoryResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[53]
+	mi := &file_outpost_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3155,7 @@ func (x *GetSecretHistoryResponse) String() string {
 func (*GetSecretHistoryResponse) ProtoMessage() {}
 
 func (x *GetSecretHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[53]
+	mi := &file_outpost_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3168,7 @@ func (x *GetSecretHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetSecretHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetSecretHistoryResponse) GetVersions() []*SecretInfo {
@@ -3066,7 +3189,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[54]
+	mi := &file_outpost_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3201,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[54]
+	mi := &file_outpost_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3214,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{54}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteSecretRequest) GetEnvironment() string {
@@ -3125,7 +3248,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_outpost_v1_operator_proto_msgTypes[55]
+	mi := &file_outpost_v1_operator_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3260,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_operator_proto_msgTypes[55]
+	mi := &file_outpost_v1_operator_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3273,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{55}
+	return file_outpost_v1_operator_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DeleteSecretResponse) GetSecret() *SecretInfo {
@@ -3312,7 +3435,16 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"toRevision\"\x81\x01\n" +
 	"\x17RollbackReleaseResponse\x12-\n" +
 	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\x127\n" +
-	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\"L\n" +
+	"\brevision\x18\x02 \x01(\v2\x1b.outpost.v1.ReleaseRevisionR\brevision\"\x8a\x01\n" +
+	"\x15ApproveReleaseRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1f\n" +
+	"\vplan_digest\x18\x04 \x01(\tR\n" +
+	"planDigest\"`\n" +
+	"\x16ApproveReleaseResponse\x12-\n" +
+	"\arelease\x18\x01 \x01(\v2\x13.outpost.v1.ReleaseR\arelease\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"L\n" +
 	"\x14DeleteReleaseRequest\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"F\n" +
@@ -3377,7 +3509,7 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"l\n" +
 	"\x14DeleteSecretResponse\x12.\n" +
 	"\x06secret\x18\x01 \x01(\v2\x16.outpost.v1.SecretInfoR\x06secret\x12$\n" +
-	"\x04task\x18\x02 \x01(\v2\x10.outpost.v1.TaskR\x04task2\xf5\x11\n" +
+	"\x04task\x18\x02 \x01(\v2\x10.outpost.v1.TaskR\x04task2\xce\x12\n" +
 	"\x0fOperatorService\x12?\n" +
 	"\x06WhoAmI\x12\x19.outpost.v1.WhoAmIRequest\x1a\x1a.outpost.v1.WhoAmIResponse\x12`\n" +
 	"\x11CreateEnvironment\x12$.outpost.v1.CreateEnvironmentRequest\x1a%.outpost.v1.CreateEnvironmentResponse\x12]\n" +
@@ -3400,7 +3532,8 @@ const file_outpost_v1_operator_proto_rawDesc = "" +
 	"\fListReleases\x12\x1f.outpost.v1.ListReleasesRequest\x1a .outpost.v1.ListReleasesResponse\x12i\n" +
 	"\x14ListReleaseRevisions\x12'.outpost.v1.ListReleaseRevisionsRequest\x1a(.outpost.v1.ListReleaseRevisionsResponse\x12c\n" +
 	"\x12GetReleaseRevision\x12%.outpost.v1.GetReleaseRevisionRequest\x1a&.outpost.v1.GetReleaseRevisionResponse\x12Z\n" +
-	"\x0fRollbackRelease\x12\".outpost.v1.RollbackReleaseRequest\x1a#.outpost.v1.RollbackReleaseResponse\x12T\n" +
+	"\x0fRollbackRelease\x12\".outpost.v1.RollbackReleaseRequest\x1a#.outpost.v1.RollbackReleaseResponse\x12W\n" +
+	"\x0eApproveRelease\x12!.outpost.v1.ApproveReleaseRequest\x1a\".outpost.v1.ApproveReleaseResponse\x12T\n" +
 	"\rDeleteRelease\x12 .outpost.v1.DeleteReleaseRequest\x1a!.outpost.v1.DeleteReleaseResponse\x12i\n" +
 	"\x14GetEnvironmentStatus\x12'.outpost.v1.GetEnvironmentStatusRequest\x1a(.outpost.v1.GetEnvironmentStatusResponse\x12c\n" +
 	"\x12GetEnvironmentKeys\x12%.outpost.v1.GetEnvironmentKeysRequest\x1a&.outpost.v1.GetEnvironmentKeysResponse\x12H\n" +
@@ -3424,7 +3557,7 @@ func file_outpost_v1_operator_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_operator_proto_rawDescData
 }
 
-var file_outpost_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_outpost_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_outpost_v1_operator_proto_goTypes = []any{
 	(*WhoAmIRequest)(nil),                // 0: outpost.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),               // 1: outpost.v1.WhoAmIResponse
@@ -3467,134 +3600,139 @@ var file_outpost_v1_operator_proto_goTypes = []any{
 	(*GetReleaseRevisionResponse)(nil),   // 38: outpost.v1.GetReleaseRevisionResponse
 	(*RollbackReleaseRequest)(nil),       // 39: outpost.v1.RollbackReleaseRequest
 	(*RollbackReleaseResponse)(nil),      // 40: outpost.v1.RollbackReleaseResponse
-	(*DeleteReleaseRequest)(nil),         // 41: outpost.v1.DeleteReleaseRequest
-	(*DeleteReleaseResponse)(nil),        // 42: outpost.v1.DeleteReleaseResponse
-	(*GetEnvironmentStatusRequest)(nil),  // 43: outpost.v1.GetEnvironmentStatusRequest
-	(*GetEnvironmentStatusResponse)(nil), // 44: outpost.v1.GetEnvironmentStatusResponse
-	(*GetEnvironmentKeysRequest)(nil),    // 45: outpost.v1.GetEnvironmentKeysRequest
-	(*GetEnvironmentKeysResponse)(nil),   // 46: outpost.v1.GetEnvironmentKeysResponse
-	(*SetSecretRequest)(nil),             // 47: outpost.v1.SetSecretRequest
-	(*SecretInfo)(nil),                   // 48: outpost.v1.SecretInfo
-	(*SetSecretResponse)(nil),            // 49: outpost.v1.SetSecretResponse
-	(*ListSecretsRequest)(nil),           // 50: outpost.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),          // 51: outpost.v1.ListSecretsResponse
-	(*GetSecretHistoryRequest)(nil),      // 52: outpost.v1.GetSecretHistoryRequest
-	(*GetSecretHistoryResponse)(nil),     // 53: outpost.v1.GetSecretHistoryResponse
-	(*DeleteSecretRequest)(nil),          // 54: outpost.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),         // 55: outpost.v1.DeleteSecretResponse
-	(*timestamppb.Timestamp)(nil),        // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 57: google.protobuf.Duration
-	(*Task)(nil),                         // 58: outpost.v1.Task
-	(TaskState)(0),                       // 59: outpost.v1.TaskState
-	(*AuditEvent)(nil),                   // 60: outpost.v1.AuditEvent
-	(ReleaseMode)(0),                     // 61: outpost.v1.ReleaseMode
-	(*IgnoreRule)(nil),                   // 62: outpost.v1.IgnoreRule
-	(*Release)(nil),                      // 63: outpost.v1.Release
-	(*ReleaseRevision)(nil),              // 64: outpost.v1.ReleaseRevision
-	(*EnvironmentKey)(nil),               // 65: outpost.v1.EnvironmentKey
+	(*ApproveReleaseRequest)(nil),        // 41: outpost.v1.ApproveReleaseRequest
+	(*ApproveReleaseResponse)(nil),       // 42: outpost.v1.ApproveReleaseResponse
+	(*DeleteReleaseRequest)(nil),         // 43: outpost.v1.DeleteReleaseRequest
+	(*DeleteReleaseResponse)(nil),        // 44: outpost.v1.DeleteReleaseResponse
+	(*GetEnvironmentStatusRequest)(nil),  // 45: outpost.v1.GetEnvironmentStatusRequest
+	(*GetEnvironmentStatusResponse)(nil), // 46: outpost.v1.GetEnvironmentStatusResponse
+	(*GetEnvironmentKeysRequest)(nil),    // 47: outpost.v1.GetEnvironmentKeysRequest
+	(*GetEnvironmentKeysResponse)(nil),   // 48: outpost.v1.GetEnvironmentKeysResponse
+	(*SetSecretRequest)(nil),             // 49: outpost.v1.SetSecretRequest
+	(*SecretInfo)(nil),                   // 50: outpost.v1.SecretInfo
+	(*SetSecretResponse)(nil),            // 51: outpost.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),           // 52: outpost.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 53: outpost.v1.ListSecretsResponse
+	(*GetSecretHistoryRequest)(nil),      // 54: outpost.v1.GetSecretHistoryRequest
+	(*GetSecretHistoryResponse)(nil),     // 55: outpost.v1.GetSecretHistoryResponse
+	(*DeleteSecretRequest)(nil),          // 56: outpost.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 57: outpost.v1.DeleteSecretResponse
+	(*timestamppb.Timestamp)(nil),        // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 59: google.protobuf.Duration
+	(*Task)(nil),                         // 60: outpost.v1.Task
+	(TaskState)(0),                       // 61: outpost.v1.TaskState
+	(*AuditEvent)(nil),                   // 62: outpost.v1.AuditEvent
+	(ReleaseMode)(0),                     // 63: outpost.v1.ReleaseMode
+	(*IgnoreRule)(nil),                   // 64: outpost.v1.IgnoreRule
+	(*Release)(nil),                      // 65: outpost.v1.Release
+	(*ReleaseRevision)(nil),              // 66: outpost.v1.ReleaseRevision
+	(*EnvironmentKey)(nil),               // 67: outpost.v1.EnvironmentKey
 }
 var file_outpost_v1_operator_proto_depIdxs = []int32{
-	56, // 0: outpost.v1.Environment.created_at:type_name -> google.protobuf.Timestamp
+	58, // 0: outpost.v1.Environment.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: outpost.v1.CreateEnvironmentResponse.environment:type_name -> outpost.v1.Environment
 	2,  // 2: outpost.v1.ListEnvironmentsResponse.environments:type_name -> outpost.v1.Environment
-	57, // 3: outpost.v1.CreateBootstrapTokenRequest.ttl:type_name -> google.protobuf.Duration
-	56, // 4: outpost.v1.CreateBootstrapTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 5: outpost.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
-	56, // 6: outpost.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
+	59, // 3: outpost.v1.CreateBootstrapTokenRequest.ttl:type_name -> google.protobuf.Duration
+	58, // 4: outpost.v1.CreateBootstrapTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 5: outpost.v1.Agent.enrolled_at:type_name -> google.protobuf.Timestamp
+	58, // 6: outpost.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
 	9,  // 7: outpost.v1.ListAgentsResponse.agents:type_name -> outpost.v1.Agent
 	9,  // 8: outpost.v1.DisableAgentResponse.agent:type_name -> outpost.v1.Agent
-	57, // 9: outpost.v1.EnqueueTaskRequest.timeout:type_name -> google.protobuf.Duration
-	58, // 10: outpost.v1.EnqueueTaskResponse.task:type_name -> outpost.v1.Task
-	58, // 11: outpost.v1.GetTaskResponse.task:type_name -> outpost.v1.Task
-	59, // 12: outpost.v1.ListTasksRequest.state:type_name -> outpost.v1.TaskState
-	58, // 13: outpost.v1.ListTasksResponse.tasks:type_name -> outpost.v1.Task
-	58, // 14: outpost.v1.CancelTaskResponse.task:type_name -> outpost.v1.Task
-	60, // 15: outpost.v1.ListAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
-	60, // 16: outpost.v1.ExportAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
+	59, // 9: outpost.v1.EnqueueTaskRequest.timeout:type_name -> google.protobuf.Duration
+	60, // 10: outpost.v1.EnqueueTaskResponse.task:type_name -> outpost.v1.Task
+	60, // 11: outpost.v1.GetTaskResponse.task:type_name -> outpost.v1.Task
+	61, // 12: outpost.v1.ListTasksRequest.state:type_name -> outpost.v1.TaskState
+	60, // 13: outpost.v1.ListTasksResponse.tasks:type_name -> outpost.v1.Task
+	60, // 14: outpost.v1.CancelTaskResponse.task:type_name -> outpost.v1.Task
+	62, // 15: outpost.v1.ListAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
+	62, // 16: outpost.v1.ExportAuditEventsResponse.events:type_name -> outpost.v1.AuditEvent
 	27, // 17: outpost.v1.UploadArtifactRequest.header:type_name -> outpost.v1.ArtifactHeader
-	61, // 18: outpost.v1.ApplyReleaseRequest.mode:type_name -> outpost.v1.ReleaseMode
-	62, // 19: outpost.v1.ApplyReleaseRequest.ignore:type_name -> outpost.v1.IgnoreRule
-	63, // 20: outpost.v1.ApplyReleaseResponse.release:type_name -> outpost.v1.Release
-	64, // 21: outpost.v1.ApplyReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
-	63, // 22: outpost.v1.GetReleaseResponse.release:type_name -> outpost.v1.Release
-	64, // 23: outpost.v1.GetReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
-	63, // 24: outpost.v1.ListReleasesResponse.releases:type_name -> outpost.v1.Release
-	64, // 25: outpost.v1.ListReleaseRevisionsResponse.revisions:type_name -> outpost.v1.ReleaseRevision
-	64, // 26: outpost.v1.GetReleaseRevisionResponse.revision:type_name -> outpost.v1.ReleaseRevision
-	63, // 27: outpost.v1.RollbackReleaseResponse.release:type_name -> outpost.v1.Release
-	64, // 28: outpost.v1.RollbackReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
-	63, // 29: outpost.v1.DeleteReleaseResponse.release:type_name -> outpost.v1.Release
-	2,  // 30: outpost.v1.GetEnvironmentStatusResponse.environment:type_name -> outpost.v1.Environment
-	9,  // 31: outpost.v1.GetEnvironmentStatusResponse.agents:type_name -> outpost.v1.Agent
-	63, // 32: outpost.v1.GetEnvironmentStatusResponse.releases:type_name -> outpost.v1.Release
-	65, // 33: outpost.v1.GetEnvironmentStatusResponse.keys:type_name -> outpost.v1.EnvironmentKey
-	48, // 34: outpost.v1.GetEnvironmentStatusResponse.secrets:type_name -> outpost.v1.SecretInfo
-	65, // 35: outpost.v1.GetEnvironmentKeysResponse.keys:type_name -> outpost.v1.EnvironmentKey
-	56, // 36: outpost.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 37: outpost.v1.SecretInfo.task_state:type_name -> outpost.v1.TaskState
-	48, // 38: outpost.v1.SetSecretResponse.secret:type_name -> outpost.v1.SecretInfo
-	58, // 39: outpost.v1.SetSecretResponse.task:type_name -> outpost.v1.Task
-	48, // 40: outpost.v1.ListSecretsResponse.secrets:type_name -> outpost.v1.SecretInfo
-	48, // 41: outpost.v1.GetSecretHistoryResponse.versions:type_name -> outpost.v1.SecretInfo
-	48, // 42: outpost.v1.DeleteSecretResponse.secret:type_name -> outpost.v1.SecretInfo
-	58, // 43: outpost.v1.DeleteSecretResponse.task:type_name -> outpost.v1.Task
-	0,  // 44: outpost.v1.OperatorService.WhoAmI:input_type -> outpost.v1.WhoAmIRequest
-	3,  // 45: outpost.v1.OperatorService.CreateEnvironment:input_type -> outpost.v1.CreateEnvironmentRequest
-	5,  // 46: outpost.v1.OperatorService.ListEnvironments:input_type -> outpost.v1.ListEnvironmentsRequest
-	7,  // 47: outpost.v1.OperatorService.CreateBootstrapToken:input_type -> outpost.v1.CreateBootstrapTokenRequest
-	10, // 48: outpost.v1.OperatorService.ListAgents:input_type -> outpost.v1.ListAgentsRequest
-	12, // 49: outpost.v1.OperatorService.DisableAgent:input_type -> outpost.v1.DisableAgentRequest
-	14, // 50: outpost.v1.OperatorService.EnqueueTask:input_type -> outpost.v1.EnqueueTaskRequest
-	16, // 51: outpost.v1.OperatorService.GetTask:input_type -> outpost.v1.GetTaskRequest
-	18, // 52: outpost.v1.OperatorService.ListTasks:input_type -> outpost.v1.ListTasksRequest
-	20, // 53: outpost.v1.OperatorService.CancelTask:input_type -> outpost.v1.CancelTaskRequest
-	22, // 54: outpost.v1.OperatorService.ListAuditEvents:input_type -> outpost.v1.ListAuditEventsRequest
-	24, // 55: outpost.v1.OperatorService.ExportAuditEvents:input_type -> outpost.v1.ExportAuditEventsRequest
-	26, // 56: outpost.v1.OperatorService.UploadArtifact:input_type -> outpost.v1.UploadArtifactRequest
-	29, // 57: outpost.v1.OperatorService.ApplyRelease:input_type -> outpost.v1.ApplyReleaseRequest
-	31, // 58: outpost.v1.OperatorService.GetRelease:input_type -> outpost.v1.GetReleaseRequest
-	33, // 59: outpost.v1.OperatorService.ListReleases:input_type -> outpost.v1.ListReleasesRequest
-	35, // 60: outpost.v1.OperatorService.ListReleaseRevisions:input_type -> outpost.v1.ListReleaseRevisionsRequest
-	37, // 61: outpost.v1.OperatorService.GetReleaseRevision:input_type -> outpost.v1.GetReleaseRevisionRequest
-	39, // 62: outpost.v1.OperatorService.RollbackRelease:input_type -> outpost.v1.RollbackReleaseRequest
-	41, // 63: outpost.v1.OperatorService.DeleteRelease:input_type -> outpost.v1.DeleteReleaseRequest
-	43, // 64: outpost.v1.OperatorService.GetEnvironmentStatus:input_type -> outpost.v1.GetEnvironmentStatusRequest
-	45, // 65: outpost.v1.OperatorService.GetEnvironmentKeys:input_type -> outpost.v1.GetEnvironmentKeysRequest
-	47, // 66: outpost.v1.OperatorService.SetSecret:input_type -> outpost.v1.SetSecretRequest
-	50, // 67: outpost.v1.OperatorService.ListSecrets:input_type -> outpost.v1.ListSecretsRequest
-	52, // 68: outpost.v1.OperatorService.GetSecretHistory:input_type -> outpost.v1.GetSecretHistoryRequest
-	54, // 69: outpost.v1.OperatorService.DeleteSecret:input_type -> outpost.v1.DeleteSecretRequest
-	1,  // 70: outpost.v1.OperatorService.WhoAmI:output_type -> outpost.v1.WhoAmIResponse
-	4,  // 71: outpost.v1.OperatorService.CreateEnvironment:output_type -> outpost.v1.CreateEnvironmentResponse
-	6,  // 72: outpost.v1.OperatorService.ListEnvironments:output_type -> outpost.v1.ListEnvironmentsResponse
-	8,  // 73: outpost.v1.OperatorService.CreateBootstrapToken:output_type -> outpost.v1.CreateBootstrapTokenResponse
-	11, // 74: outpost.v1.OperatorService.ListAgents:output_type -> outpost.v1.ListAgentsResponse
-	13, // 75: outpost.v1.OperatorService.DisableAgent:output_type -> outpost.v1.DisableAgentResponse
-	15, // 76: outpost.v1.OperatorService.EnqueueTask:output_type -> outpost.v1.EnqueueTaskResponse
-	17, // 77: outpost.v1.OperatorService.GetTask:output_type -> outpost.v1.GetTaskResponse
-	19, // 78: outpost.v1.OperatorService.ListTasks:output_type -> outpost.v1.ListTasksResponse
-	21, // 79: outpost.v1.OperatorService.CancelTask:output_type -> outpost.v1.CancelTaskResponse
-	23, // 80: outpost.v1.OperatorService.ListAuditEvents:output_type -> outpost.v1.ListAuditEventsResponse
-	25, // 81: outpost.v1.OperatorService.ExportAuditEvents:output_type -> outpost.v1.ExportAuditEventsResponse
-	28, // 82: outpost.v1.OperatorService.UploadArtifact:output_type -> outpost.v1.UploadArtifactResponse
-	30, // 83: outpost.v1.OperatorService.ApplyRelease:output_type -> outpost.v1.ApplyReleaseResponse
-	32, // 84: outpost.v1.OperatorService.GetRelease:output_type -> outpost.v1.GetReleaseResponse
-	34, // 85: outpost.v1.OperatorService.ListReleases:output_type -> outpost.v1.ListReleasesResponse
-	36, // 86: outpost.v1.OperatorService.ListReleaseRevisions:output_type -> outpost.v1.ListReleaseRevisionsResponse
-	38, // 87: outpost.v1.OperatorService.GetReleaseRevision:output_type -> outpost.v1.GetReleaseRevisionResponse
-	40, // 88: outpost.v1.OperatorService.RollbackRelease:output_type -> outpost.v1.RollbackReleaseResponse
-	42, // 89: outpost.v1.OperatorService.DeleteRelease:output_type -> outpost.v1.DeleteReleaseResponse
-	44, // 90: outpost.v1.OperatorService.GetEnvironmentStatus:output_type -> outpost.v1.GetEnvironmentStatusResponse
-	46, // 91: outpost.v1.OperatorService.GetEnvironmentKeys:output_type -> outpost.v1.GetEnvironmentKeysResponse
-	49, // 92: outpost.v1.OperatorService.SetSecret:output_type -> outpost.v1.SetSecretResponse
-	51, // 93: outpost.v1.OperatorService.ListSecrets:output_type -> outpost.v1.ListSecretsResponse
-	53, // 94: outpost.v1.OperatorService.GetSecretHistory:output_type -> outpost.v1.GetSecretHistoryResponse
-	55, // 95: outpost.v1.OperatorService.DeleteSecret:output_type -> outpost.v1.DeleteSecretResponse
-	70, // [70:96] is the sub-list for method output_type
-	44, // [44:70] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	63, // 18: outpost.v1.ApplyReleaseRequest.mode:type_name -> outpost.v1.ReleaseMode
+	64, // 19: outpost.v1.ApplyReleaseRequest.ignore:type_name -> outpost.v1.IgnoreRule
+	65, // 20: outpost.v1.ApplyReleaseResponse.release:type_name -> outpost.v1.Release
+	66, // 21: outpost.v1.ApplyReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	65, // 22: outpost.v1.GetReleaseResponse.release:type_name -> outpost.v1.Release
+	66, // 23: outpost.v1.GetReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	65, // 24: outpost.v1.ListReleasesResponse.releases:type_name -> outpost.v1.Release
+	66, // 25: outpost.v1.ListReleaseRevisionsResponse.revisions:type_name -> outpost.v1.ReleaseRevision
+	66, // 26: outpost.v1.GetReleaseRevisionResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	65, // 27: outpost.v1.RollbackReleaseResponse.release:type_name -> outpost.v1.Release
+	66, // 28: outpost.v1.RollbackReleaseResponse.revision:type_name -> outpost.v1.ReleaseRevision
+	65, // 29: outpost.v1.ApproveReleaseResponse.release:type_name -> outpost.v1.Release
+	65, // 30: outpost.v1.DeleteReleaseResponse.release:type_name -> outpost.v1.Release
+	2,  // 31: outpost.v1.GetEnvironmentStatusResponse.environment:type_name -> outpost.v1.Environment
+	9,  // 32: outpost.v1.GetEnvironmentStatusResponse.agents:type_name -> outpost.v1.Agent
+	65, // 33: outpost.v1.GetEnvironmentStatusResponse.releases:type_name -> outpost.v1.Release
+	67, // 34: outpost.v1.GetEnvironmentStatusResponse.keys:type_name -> outpost.v1.EnvironmentKey
+	50, // 35: outpost.v1.GetEnvironmentStatusResponse.secrets:type_name -> outpost.v1.SecretInfo
+	67, // 36: outpost.v1.GetEnvironmentKeysResponse.keys:type_name -> outpost.v1.EnvironmentKey
+	58, // 37: outpost.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	61, // 38: outpost.v1.SecretInfo.task_state:type_name -> outpost.v1.TaskState
+	50, // 39: outpost.v1.SetSecretResponse.secret:type_name -> outpost.v1.SecretInfo
+	60, // 40: outpost.v1.SetSecretResponse.task:type_name -> outpost.v1.Task
+	50, // 41: outpost.v1.ListSecretsResponse.secrets:type_name -> outpost.v1.SecretInfo
+	50, // 42: outpost.v1.GetSecretHistoryResponse.versions:type_name -> outpost.v1.SecretInfo
+	50, // 43: outpost.v1.DeleteSecretResponse.secret:type_name -> outpost.v1.SecretInfo
+	60, // 44: outpost.v1.DeleteSecretResponse.task:type_name -> outpost.v1.Task
+	0,  // 45: outpost.v1.OperatorService.WhoAmI:input_type -> outpost.v1.WhoAmIRequest
+	3,  // 46: outpost.v1.OperatorService.CreateEnvironment:input_type -> outpost.v1.CreateEnvironmentRequest
+	5,  // 47: outpost.v1.OperatorService.ListEnvironments:input_type -> outpost.v1.ListEnvironmentsRequest
+	7,  // 48: outpost.v1.OperatorService.CreateBootstrapToken:input_type -> outpost.v1.CreateBootstrapTokenRequest
+	10, // 49: outpost.v1.OperatorService.ListAgents:input_type -> outpost.v1.ListAgentsRequest
+	12, // 50: outpost.v1.OperatorService.DisableAgent:input_type -> outpost.v1.DisableAgentRequest
+	14, // 51: outpost.v1.OperatorService.EnqueueTask:input_type -> outpost.v1.EnqueueTaskRequest
+	16, // 52: outpost.v1.OperatorService.GetTask:input_type -> outpost.v1.GetTaskRequest
+	18, // 53: outpost.v1.OperatorService.ListTasks:input_type -> outpost.v1.ListTasksRequest
+	20, // 54: outpost.v1.OperatorService.CancelTask:input_type -> outpost.v1.CancelTaskRequest
+	22, // 55: outpost.v1.OperatorService.ListAuditEvents:input_type -> outpost.v1.ListAuditEventsRequest
+	24, // 56: outpost.v1.OperatorService.ExportAuditEvents:input_type -> outpost.v1.ExportAuditEventsRequest
+	26, // 57: outpost.v1.OperatorService.UploadArtifact:input_type -> outpost.v1.UploadArtifactRequest
+	29, // 58: outpost.v1.OperatorService.ApplyRelease:input_type -> outpost.v1.ApplyReleaseRequest
+	31, // 59: outpost.v1.OperatorService.GetRelease:input_type -> outpost.v1.GetReleaseRequest
+	33, // 60: outpost.v1.OperatorService.ListReleases:input_type -> outpost.v1.ListReleasesRequest
+	35, // 61: outpost.v1.OperatorService.ListReleaseRevisions:input_type -> outpost.v1.ListReleaseRevisionsRequest
+	37, // 62: outpost.v1.OperatorService.GetReleaseRevision:input_type -> outpost.v1.GetReleaseRevisionRequest
+	39, // 63: outpost.v1.OperatorService.RollbackRelease:input_type -> outpost.v1.RollbackReleaseRequest
+	41, // 64: outpost.v1.OperatorService.ApproveRelease:input_type -> outpost.v1.ApproveReleaseRequest
+	43, // 65: outpost.v1.OperatorService.DeleteRelease:input_type -> outpost.v1.DeleteReleaseRequest
+	45, // 66: outpost.v1.OperatorService.GetEnvironmentStatus:input_type -> outpost.v1.GetEnvironmentStatusRequest
+	47, // 67: outpost.v1.OperatorService.GetEnvironmentKeys:input_type -> outpost.v1.GetEnvironmentKeysRequest
+	49, // 68: outpost.v1.OperatorService.SetSecret:input_type -> outpost.v1.SetSecretRequest
+	52, // 69: outpost.v1.OperatorService.ListSecrets:input_type -> outpost.v1.ListSecretsRequest
+	54, // 70: outpost.v1.OperatorService.GetSecretHistory:input_type -> outpost.v1.GetSecretHistoryRequest
+	56, // 71: outpost.v1.OperatorService.DeleteSecret:input_type -> outpost.v1.DeleteSecretRequest
+	1,  // 72: outpost.v1.OperatorService.WhoAmI:output_type -> outpost.v1.WhoAmIResponse
+	4,  // 73: outpost.v1.OperatorService.CreateEnvironment:output_type -> outpost.v1.CreateEnvironmentResponse
+	6,  // 74: outpost.v1.OperatorService.ListEnvironments:output_type -> outpost.v1.ListEnvironmentsResponse
+	8,  // 75: outpost.v1.OperatorService.CreateBootstrapToken:output_type -> outpost.v1.CreateBootstrapTokenResponse
+	11, // 76: outpost.v1.OperatorService.ListAgents:output_type -> outpost.v1.ListAgentsResponse
+	13, // 77: outpost.v1.OperatorService.DisableAgent:output_type -> outpost.v1.DisableAgentResponse
+	15, // 78: outpost.v1.OperatorService.EnqueueTask:output_type -> outpost.v1.EnqueueTaskResponse
+	17, // 79: outpost.v1.OperatorService.GetTask:output_type -> outpost.v1.GetTaskResponse
+	19, // 80: outpost.v1.OperatorService.ListTasks:output_type -> outpost.v1.ListTasksResponse
+	21, // 81: outpost.v1.OperatorService.CancelTask:output_type -> outpost.v1.CancelTaskResponse
+	23, // 82: outpost.v1.OperatorService.ListAuditEvents:output_type -> outpost.v1.ListAuditEventsResponse
+	25, // 83: outpost.v1.OperatorService.ExportAuditEvents:output_type -> outpost.v1.ExportAuditEventsResponse
+	28, // 84: outpost.v1.OperatorService.UploadArtifact:output_type -> outpost.v1.UploadArtifactResponse
+	30, // 85: outpost.v1.OperatorService.ApplyRelease:output_type -> outpost.v1.ApplyReleaseResponse
+	32, // 86: outpost.v1.OperatorService.GetRelease:output_type -> outpost.v1.GetReleaseResponse
+	34, // 87: outpost.v1.OperatorService.ListReleases:output_type -> outpost.v1.ListReleasesResponse
+	36, // 88: outpost.v1.OperatorService.ListReleaseRevisions:output_type -> outpost.v1.ListReleaseRevisionsResponse
+	38, // 89: outpost.v1.OperatorService.GetReleaseRevision:output_type -> outpost.v1.GetReleaseRevisionResponse
+	40, // 90: outpost.v1.OperatorService.RollbackRelease:output_type -> outpost.v1.RollbackReleaseResponse
+	42, // 91: outpost.v1.OperatorService.ApproveRelease:output_type -> outpost.v1.ApproveReleaseResponse
+	44, // 92: outpost.v1.OperatorService.DeleteRelease:output_type -> outpost.v1.DeleteReleaseResponse
+	46, // 93: outpost.v1.OperatorService.GetEnvironmentStatus:output_type -> outpost.v1.GetEnvironmentStatusResponse
+	48, // 94: outpost.v1.OperatorService.GetEnvironmentKeys:output_type -> outpost.v1.GetEnvironmentKeysResponse
+	51, // 95: outpost.v1.OperatorService.SetSecret:output_type -> outpost.v1.SetSecretResponse
+	53, // 96: outpost.v1.OperatorService.ListSecrets:output_type -> outpost.v1.ListSecretsResponse
+	55, // 97: outpost.v1.OperatorService.GetSecretHistory:output_type -> outpost.v1.GetSecretHistoryResponse
+	57, // 98: outpost.v1.OperatorService.DeleteSecret:output_type -> outpost.v1.DeleteSecretResponse
+	72, // [72:99] is the sub-list for method output_type
+	45, // [45:72] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_operator_proto_init() }
@@ -3613,7 +3751,7 @@ func file_outpost_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_operator_proto_rawDesc), len(file_outpost_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

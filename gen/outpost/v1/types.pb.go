@@ -203,6 +203,8 @@ const (
 	ReleaseSync_RELEASE_SYNC_FAILED ReleaseSync = 4
 	// The release was deleted; its objects are being removed.
 	ReleaseSync_RELEASE_SYNC_DELETING ReleaseSync = 5
+	// A terraform plan waits for an operator's approval (ApproveRelease).
+	ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL ReleaseSync = 6
 )
 
 // Enum value maps for ReleaseSync.
@@ -214,14 +216,16 @@ var (
 		3: "RELEASE_SYNC_DRIFTED",
 		4: "RELEASE_SYNC_FAILED",
 		5: "RELEASE_SYNC_DELETING",
+		6: "RELEASE_SYNC_AWAITING_APPROVAL",
 	}
 	ReleaseSync_value = map[string]int32{
-		"RELEASE_SYNC_UNSPECIFIED": 0,
-		"RELEASE_SYNC_PENDING":     1,
-		"RELEASE_SYNC_IN_SYNC":     2,
-		"RELEASE_SYNC_DRIFTED":     3,
-		"RELEASE_SYNC_FAILED":      4,
-		"RELEASE_SYNC_DELETING":    5,
+		"RELEASE_SYNC_UNSPECIFIED":       0,
+		"RELEASE_SYNC_PENDING":           1,
+		"RELEASE_SYNC_IN_SYNC":           2,
+		"RELEASE_SYNC_DRIFTED":           3,
+		"RELEASE_SYNC_FAILED":            4,
+		"RELEASE_SYNC_DELETING":          5,
+		"RELEASE_SYNC_AWAITING_APPROVAL": 6,
 	}
 )
 
@@ -666,8 +670,14 @@ type ReleaseRevision struct {
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Revision this one restored, for rollbacks.
 	RolledBackFrom int64 `protobuf:"varint,13,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Terraform releases: the plan of the revision's last task (applied, or
+	// awaiting approval).
+	Plan *PlanSummary `protobuf:"bytes,14,opt,name=plan,proto3" json:"plan,omitempty"`
+	// Terraform releases: the module's outputs after the revision was
+	// applied, as a JSON object; sensitive outputs are "[REDACTED]".
+	Outputs       []byte `protobuf:"bytes,15,opt,name=outputs,proto3" json:"outputs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseRevision) Reset() {
@@ -791,6 +801,163 @@ func (x *ReleaseRevision) GetRolledBackFrom() int64 {
 	return 0
 }
 
+func (x *ReleaseRevision) GetPlan() *PlanSummary {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+func (x *ReleaseRevision) GetOutputs() []byte {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+// PlanSummary is a Terraform plan: resource changes counted as the CLI
+// does (a replacement is one add and one destroy) and listed.
+type PlanSummary struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Add       int32                  `protobuf:"varint,1,opt,name=add,proto3" json:"add,omitempty"`
+	Change    int32                  `protobuf:"varint,2,opt,name=change,proto3" json:"change,omitempty"`
+	Destroy   int32                  `protobuf:"varint,3,opt,name=destroy,proto3" json:"destroy,omitempty"`
+	Resources []*ResourceChange      `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The CLI's verdict, which also counts changes of outputs alone.
+	HasChanges bool `protobuf:"varint,5,opt,name=has_changes,json=hasChanges,proto3" json:"has_changes,omitempty"`
+	// Identifies the plan's changes (addresses and actions): what an
+	// operator approves.
+	Digest        string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSummary) Reset() {
+	*x = PlanSummary{}
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSummary) ProtoMessage() {}
+
+func (x *PlanSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSummary.ProtoReflect.Descriptor instead.
+func (*PlanSummary) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PlanSummary) GetAdd() int32 {
+	if x != nil {
+		return x.Add
+	}
+	return 0
+}
+
+func (x *PlanSummary) GetChange() int32 {
+	if x != nil {
+		return x.Change
+	}
+	return 0
+}
+
+func (x *PlanSummary) GetDestroy() int32 {
+	if x != nil {
+		return x.Destroy
+	}
+	return 0
+}
+
+func (x *PlanSummary) GetResources() []*ResourceChange {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *PlanSummary) GetHasChanges() bool {
+	if x != nil {
+		return x.HasChanges
+	}
+	return false
+}
+
+func (x *PlanSummary) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// ResourceChange is one resource a plan changes.
+type ResourceChange struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// create, update, delete or replace.
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceChange) Reset() {
+	*x = ResourceChange{}
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceChange) ProtoMessage() {}
+
+func (x *ResourceChange) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceChange.ProtoReflect.Descriptor instead.
+func (*ResourceChange) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ResourceChange) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ResourceChange) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
 // ObjectDrift is one object that differs from its release.
 type ObjectDrift struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -801,15 +968,19 @@ type ObjectDrift struct {
 	Name      string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
 	// The object is gone.
 	Deleted bool `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	// Paths of the managed fields that differ.
-	Fields        []string `protobuf:"bytes,7,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Paths of the managed fields that differ; for a Terraform resource,
+	// the planned action.
+	Fields []string `protobuf:"bytes,7,rep,name=fields,proto3" json:"fields,omitempty"`
+	// A Terraform resource's address (terraform releases; group to name
+	// are then empty).
+	Address       string `protobuf:"bytes,8,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ObjectDrift) Reset() {
 	*x = ObjectDrift{}
-	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +992,7 @@ func (x *ObjectDrift) String() string {
 func (*ObjectDrift) ProtoMessage() {}
 
 func (x *ObjectDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +1005,7 @@ func (x *ObjectDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectDrift.ProtoReflect.Descriptor instead.
 func (*ObjectDrift) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ObjectDrift) GetGroup() string {
@@ -886,6 +1057,13 @@ func (x *ObjectDrift) GetFields() []string {
 	return nil
 }
 
+func (x *ObjectDrift) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 // Release is a named desired state of one environment.
 type Release struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -915,7 +1093,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	mi := &file_outpost_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1105,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	mi := &file_outpost_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1118,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Release) GetTenant() string {
@@ -1066,7 +1244,7 @@ type EnvironmentKey struct {
 
 func (x *EnvironmentKey) Reset() {
 	*x = EnvironmentKey{}
-	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	mi := &file_outpost_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1256,7 @@ func (x *EnvironmentKey) String() string {
 func (*EnvironmentKey) ProtoMessage() {}
 
 func (x *EnvironmentKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	mi := &file_outpost_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1269,7 @@ func (x *EnvironmentKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentKey.ProtoReflect.Descriptor instead.
 func (*EnvironmentKey) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EnvironmentKey) GetVersion() int32 {
@@ -1185,7 +1363,7 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"IgnoreRule\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05paths\x18\x03 \x03(\tR\x05paths\"\xca\x03\n" +
+	"\x05paths\x18\x03 \x03(\tR\x05paths\"\x91\x04\n" +
 	"\x0fReleaseRevision\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x18\n" +
 	"\arelease\x18\x02 \x01(\tR\arelease\x12\x1a\n" +
@@ -1202,7 +1380,20 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"created_by\x18\v \x01(\tR\tcreatedBy\x129\n" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12(\n" +
-	"\x10rolled_back_from\x18\r \x01(\x03R\x0erolledBackFrom\"\xb5\x01\n" +
+	"\x10rolled_back_from\x18\r \x01(\x03R\x0erolledBackFrom\x12+\n" +
+	"\x04plan\x18\x0e \x01(\v2\x17.outpost.v1.PlanSummaryR\x04plan\x12\x18\n" +
+	"\aoutputs\x18\x0f \x01(\fR\aoutputs\"\xc4\x01\n" +
+	"\vPlanSummary\x12\x10\n" +
+	"\x03add\x18\x01 \x01(\x05R\x03add\x12\x16\n" +
+	"\x06change\x18\x02 \x01(\x05R\x06change\x12\x18\n" +
+	"\adestroy\x18\x03 \x01(\x05R\adestroy\x128\n" +
+	"\tresources\x18\x04 \x03(\v2\x1a.outpost.v1.ResourceChangeR\tresources\x12\x1f\n" +
+	"\vhas_changes\x18\x05 \x01(\bR\n" +
+	"hasChanges\x12\x16\n" +
+	"\x06digest\x18\x06 \x01(\tR\x06digest\"B\n" +
+	"\x0eResourceChange\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\"\xcf\x01\n" +
 	"\vObjectDrift\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -1210,7 +1401,8 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x05 \x01(\tR\x04name\x12\x18\n" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x12\x16\n" +
-	"\x06fields\x18\a \x03(\tR\x06fields\"\xc9\x04\n" +
+	"\x06fields\x18\a \x03(\tR\x06fields\x12\x18\n" +
+	"\aaddress\x18\b \x01(\tR\aaddress\"\xc9\x04\n" +
 	"\aRelease\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12\x12\n" +
@@ -1253,14 +1445,15 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\vReleaseMode\x12\x1c\n" +
 	"\x18RELEASE_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RELEASE_MODE_CORRECT\x10\x01\x12\x17\n" +
-	"\x13RELEASE_MODE_DETECT\x10\x02*\xad\x01\n" +
+	"\x13RELEASE_MODE_DETECT\x10\x02*\xd1\x01\n" +
 	"\vReleaseSync\x12\x1c\n" +
 	"\x18RELEASE_SYNC_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RELEASE_SYNC_PENDING\x10\x01\x12\x18\n" +
 	"\x14RELEASE_SYNC_IN_SYNC\x10\x02\x12\x18\n" +
 	"\x14RELEASE_SYNC_DRIFTED\x10\x03\x12\x17\n" +
 	"\x13RELEASE_SYNC_FAILED\x10\x04\x12\x19\n" +
-	"\x15RELEASE_SYNC_DELETING\x10\x05B\x9c\x01\n" +
+	"\x15RELEASE_SYNC_DELETING\x10\x05\x12\"\n" +
+	"\x1eRELEASE_SYNC_AWAITING_APPROVAL\x10\x06B\x9c\x01\n" +
 	"\x0ecom.outpost.v1B\n" +
 	"TypesProtoP\x01Z5github.com/outposthq/outpost/gen/outpost/v1;outpostv1\xa2\x02\x03OXX\xaa\x02\n" +
 	"Outpost.V1\xca\x02\n" +
@@ -1279,7 +1472,7 @@ func file_outpost_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_outpost_v1_types_proto_goTypes = []any{
 	(TaskState)(0),                // 0: outpost.v1.TaskState
 	(Outcome)(0),                  // 1: outpost.v1.Outcome
@@ -1289,35 +1482,39 @@ var file_outpost_v1_types_proto_goTypes = []any{
 	(*AuditEvent)(nil),            // 5: outpost.v1.AuditEvent
 	(*IgnoreRule)(nil),            // 6: outpost.v1.IgnoreRule
 	(*ReleaseRevision)(nil),       // 7: outpost.v1.ReleaseRevision
-	(*ObjectDrift)(nil),           // 8: outpost.v1.ObjectDrift
-	(*Release)(nil),               // 9: outpost.v1.Release
-	(*EnvironmentKey)(nil),        // 10: outpost.v1.EnvironmentKey
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*PlanSummary)(nil),           // 8: outpost.v1.PlanSummary
+	(*ResourceChange)(nil),        // 9: outpost.v1.ResourceChange
+	(*ObjectDrift)(nil),           // 10: outpost.v1.ObjectDrift
+	(*Release)(nil),               // 11: outpost.v1.Release
+	(*EnvironmentKey)(nil),        // 12: outpost.v1.EnvironmentKey
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_outpost_v1_types_proto_depIdxs = []int32{
-	11, // 0: outpost.v1.Task.deadline:type_name -> google.protobuf.Timestamp
+	13, // 0: outpost.v1.Task.deadline:type_name -> google.protobuf.Timestamp
 	0,  // 1: outpost.v1.Task.state:type_name -> outpost.v1.TaskState
-	11, // 2: outpost.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	11, // 3: outpost.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 4: outpost.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 5: outpost.v1.Task.lease_expires_at:type_name -> google.protobuf.Timestamp
-	11, // 6: outpost.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	11, // 7: outpost.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	13, // 2: outpost.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	13, // 3: outpost.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 4: outpost.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	13, // 5: outpost.v1.Task.lease_expires_at:type_name -> google.protobuf.Timestamp
+	13, // 6: outpost.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	13, // 7: outpost.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 8: outpost.v1.ReleaseRevision.mode:type_name -> outpost.v1.ReleaseMode
 	6,  // 9: outpost.v1.ReleaseRevision.ignore:type_name -> outpost.v1.IgnoreRule
-	11, // 10: outpost.v1.ReleaseRevision.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 11: outpost.v1.Release.sync:type_name -> outpost.v1.ReleaseSync
-	8,  // 12: outpost.v1.Release.drift:type_name -> outpost.v1.ObjectDrift
-	11, // 13: outpost.v1.Release.drift_at:type_name -> google.protobuf.Timestamp
-	2,  // 14: outpost.v1.Release.mode:type_name -> outpost.v1.ReleaseMode
-	11, // 15: outpost.v1.Release.created_at:type_name -> google.protobuf.Timestamp
-	11, // 16: outpost.v1.Release.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 17: outpost.v1.EnvironmentKey.registered_at:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 10: outpost.v1.ReleaseRevision.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 11: outpost.v1.ReleaseRevision.plan:type_name -> outpost.v1.PlanSummary
+	9,  // 12: outpost.v1.PlanSummary.resources:type_name -> outpost.v1.ResourceChange
+	3,  // 13: outpost.v1.Release.sync:type_name -> outpost.v1.ReleaseSync
+	10, // 14: outpost.v1.Release.drift:type_name -> outpost.v1.ObjectDrift
+	13, // 15: outpost.v1.Release.drift_at:type_name -> google.protobuf.Timestamp
+	2,  // 16: outpost.v1.Release.mode:type_name -> outpost.v1.ReleaseMode
+	13, // 17: outpost.v1.Release.created_at:type_name -> google.protobuf.Timestamp
+	13, // 18: outpost.v1.Release.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 19: outpost.v1.EnvironmentKey.registered_at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_types_proto_init() }
@@ -1331,7 +1528,7 @@ func file_outpost_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_types_proto_rawDesc), len(file_outpost_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

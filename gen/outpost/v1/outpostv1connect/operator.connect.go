@@ -88,6 +88,9 @@ const (
 	// OperatorServiceRollbackReleaseProcedure is the fully-qualified name of the OperatorService's
 	// RollbackRelease RPC.
 	OperatorServiceRollbackReleaseProcedure = "/outpost.v1.OperatorService/RollbackRelease"
+	// OperatorServiceApproveReleaseProcedure is the fully-qualified name of the OperatorService's
+	// ApproveRelease RPC.
+	OperatorServiceApproveReleaseProcedure = "/outpost.v1.OperatorService/ApproveRelease"
 	// OperatorServiceDeleteReleaseProcedure is the fully-qualified name of the OperatorService's
 	// DeleteRelease RPC.
 	OperatorServiceDeleteReleaseProcedure = "/outpost.v1.OperatorService/DeleteRelease"
@@ -143,6 +146,10 @@ type OperatorServiceClient interface {
 	GetReleaseRevision(context.Context, *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error)
 	// RollbackRelease makes a new revision with the content of an older one.
 	RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error)
+	// ApproveRelease lets a terraform release's plan that its approval
+	// policy held be applied: a new task for the same revision, applied only
+	// if its fresh plan has the approved digest.
+	ApproveRelease(context.Context, *connect.Request[v1.ApproveReleaseRequest]) (*connect.Response[v1.ApproveReleaseResponse], error)
 	// DeleteRelease removes a release: its objects are pruned by a task, then
 	// the release is gone.
 	DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error)
@@ -285,6 +292,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("RollbackRelease")),
 			connect.WithClientOptions(opts...),
 		),
+		approveRelease: connect.NewClient[v1.ApproveReleaseRequest, v1.ApproveReleaseResponse](
+			httpClient,
+			baseURL+OperatorServiceApproveReleaseProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ApproveRelease")),
+			connect.WithClientOptions(opts...),
+		),
 		deleteRelease: connect.NewClient[v1.DeleteReleaseRequest, v1.DeleteReleaseResponse](
 			httpClient,
 			baseURL+OperatorServiceDeleteReleaseProcedure,
@@ -351,6 +364,7 @@ type operatorServiceClient struct {
 	listReleaseRevisions *connect.Client[v1.ListReleaseRevisionsRequest, v1.ListReleaseRevisionsResponse]
 	getReleaseRevision   *connect.Client[v1.GetReleaseRevisionRequest, v1.GetReleaseRevisionResponse]
 	rollbackRelease      *connect.Client[v1.RollbackReleaseRequest, v1.RollbackReleaseResponse]
+	approveRelease       *connect.Client[v1.ApproveReleaseRequest, v1.ApproveReleaseResponse]
 	deleteRelease        *connect.Client[v1.DeleteReleaseRequest, v1.DeleteReleaseResponse]
 	getEnvironmentStatus *connect.Client[v1.GetEnvironmentStatusRequest, v1.GetEnvironmentStatusResponse]
 	getEnvironmentKeys   *connect.Client[v1.GetEnvironmentKeysRequest, v1.GetEnvironmentKeysResponse]
@@ -455,6 +469,11 @@ func (c *operatorServiceClient) RollbackRelease(ctx context.Context, req *connec
 	return c.rollbackRelease.CallUnary(ctx, req)
 }
 
+// ApproveRelease calls outpost.v1.OperatorService.ApproveRelease.
+func (c *operatorServiceClient) ApproveRelease(ctx context.Context, req *connect.Request[v1.ApproveReleaseRequest]) (*connect.Response[v1.ApproveReleaseResponse], error) {
+	return c.approveRelease.CallUnary(ctx, req)
+}
+
 // DeleteRelease calls outpost.v1.OperatorService.DeleteRelease.
 func (c *operatorServiceClient) DeleteRelease(ctx context.Context, req *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error) {
 	return c.deleteRelease.CallUnary(ctx, req)
@@ -522,6 +541,10 @@ type OperatorServiceHandler interface {
 	GetReleaseRevision(context.Context, *connect.Request[v1.GetReleaseRevisionRequest]) (*connect.Response[v1.GetReleaseRevisionResponse], error)
 	// RollbackRelease makes a new revision with the content of an older one.
 	RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error)
+	// ApproveRelease lets a terraform release's plan that its approval
+	// policy held be applied: a new task for the same revision, applied only
+	// if its fresh plan has the approved digest.
+	ApproveRelease(context.Context, *connect.Request[v1.ApproveReleaseRequest]) (*connect.Response[v1.ApproveReleaseResponse], error)
 	// DeleteRelease removes a release: its objects are pruned by a task, then
 	// the release is gone.
 	DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error)
@@ -660,6 +683,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("RollbackRelease")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceApproveReleaseHandler := connect.NewUnaryHandler(
+		OperatorServiceApproveReleaseProcedure,
+		svc.ApproveRelease,
+		connect.WithSchema(operatorServiceMethods.ByName("ApproveRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
 	operatorServiceDeleteReleaseHandler := connect.NewUnaryHandler(
 		OperatorServiceDeleteReleaseProcedure,
 		svc.DeleteRelease,
@@ -742,6 +771,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceGetReleaseRevisionHandler.ServeHTTP(w, r)
 		case OperatorServiceRollbackReleaseProcedure:
 			operatorServiceRollbackReleaseHandler.ServeHTTP(w, r)
+		case OperatorServiceApproveReleaseProcedure:
+			operatorServiceApproveReleaseHandler.ServeHTTP(w, r)
 		case OperatorServiceDeleteReleaseProcedure:
 			operatorServiceDeleteReleaseHandler.ServeHTTP(w, r)
 		case OperatorServiceGetEnvironmentStatusProcedure:
@@ -839,6 +870,10 @@ func (UnimplementedOperatorServiceHandler) GetReleaseRevision(context.Context, *
 
 func (UnimplementedOperatorServiceHandler) RollbackRelease(context.Context, *connect.Request[v1.RollbackReleaseRequest]) (*connect.Response[v1.RollbackReleaseResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.RollbackRelease is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ApproveRelease(context.Context, *connect.Request[v1.ApproveReleaseRequest]) (*connect.Response[v1.ApproveReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.ApproveRelease is not implemented"))
 }
 
 func (UnimplementedOperatorServiceHandler) DeleteRelease(context.Context, *connect.Request[v1.DeleteReleaseRequest]) (*connect.Response[v1.DeleteReleaseResponse], error) {
