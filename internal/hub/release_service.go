@@ -566,3 +566,8 @@ func revisionToProto(envName string, r store.ReleaseRevision) *outpostv1.Release
 	}
 	return p
 }
+
+// ApproveRelease is being built with terraform releases (issue 8).
+func (s *operatorService) ApproveRelease(context.Context, *connect.Request[outpostv1.ApproveReleaseRequest]) (*connect.Response[outpostv1.ApproveReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("approve release: not available yet"))
+}
