@@ -88,35 +88,6 @@ func New(opts Options) (*Executor, error) {
 	return &Executor{opts: opts}, nil
 }
 
-// Result is the JSON document a terraform task reports.
-type Result struct {
-	// Action is what ran: plan, apply or destroy.
-	Action string `json:"action"`
-	// Workspace names the state.
-	Workspace string `json:"workspace"`
-	// Plan summarizes the plan that was made (and, unless Action is plan,
-	// applied).
-	Plan PlanSummary `json:"plan"`
-	// Outputs are the module's outputs after an apply, sensitive ones
-	// replaced by Redacted.
-	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
-	// Changed reports whether the run changed anything.
-	Changed bool `json:"changed"`
-}
-
-// PlanSummary counts the resource changes of a plan, as the CLI does: a
-// replacement counts as one add and one destroy.
-type PlanSummary struct {
-	Add     int `json:"add"`
-	Change  int `json:"change"`
-	Destroy int `json:"destroy"`
-	// Addresses lists the resources that change, in plan order.
-	Addresses []string `json:"addresses,omitempty"`
-	// HasChanges is the CLI's own verdict, which also counts changes of
-	// outputs alone.
-	HasChanges bool `json:"has_changes"`
-}
-
 // Execute runs the task: decode and validate its spec, unpack its module
 // into a private directory removed afterwards, then init, plan, and (for
 // apply and destroy) apply that plan and read the outputs. An invalid spec,
@@ -156,7 +127,7 @@ type run struct {
 	secrets []string
 }
 
-func (r *run) run(ctx context.Context) (*Result, error) {
+func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 	s := r.spec
 	// Resolve secrets first: a missing one fails the task before anything
 	// is fetched or run.
@@ -201,10 +172,10 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	return r.cliRun(ctx, tf, varFile, filepath.Join(root, planFileName))
 }
 
-func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFile string) (*Result, error) {
+func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFile string) (*taskspec.TerraformResult, error) {
 	s := r.spec
 	action := s.EffectiveAction()
-	res := &Result{Action: action, Workspace: s.Workspace}
+	res := &taskspec.TerraformResult{Action: action, Workspace: s.Workspace}
 
 	if err := r.phase(ctx, "init", func(ctx context.Context) error {
 		return tf.Init(ctx, tfexec.Reconfigure(true))
@@ -229,21 +200,9 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 				continue
 			}
 			a := rc.Change.Actions
-			switch {
-			case a.Replace():
-				res.Plan.Add++
-				res.Plan.Destroy++
-			case a.Create():
-				res.Plan.Add++
-			case a.Update():
-				res.Plan.Change++
-			case a.Delete():
-				res.Plan.Destroy++
-			default:
-				continue
-			}
-			res.Plan.Addresses = append(res.Plan.Addresses, rc.Address)
+			addChange(&res.Plan, rc.Address, a.Replace(), a.Create(), a.Update(), a.Delete())
 		}
+		res.Plan.Digest = planDigest(res.Plan.Resources, action == taskspec.TerraformDestroy)
 		return nil
 	}); err != nil {
 		return nil, err

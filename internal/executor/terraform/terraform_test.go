@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/internal/archive"
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/terraform"
+	"github.com/outposthq/outpost/internal/taskspec"
 	"github.com/outposthq/outpost/internal/vault"
 )
 
@@ -170,7 +171,7 @@ func newHarness(t *testing.T) *harness {
 }
 
 // execute runs a task with spec and checks the working directory is gone.
-func (h *harness) execute(t *testing.T, spec map[string]any, red *redactor) (*terraform.Result, error) {
+func (h *harness) execute(t *testing.T, spec map[string]any, red *redactor) (*taskspec.TerraformResult, error) {
 	t.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {
@@ -191,11 +192,20 @@ func (h *harness) execute(t *testing.T, spec map[string]any, red *redactor) (*te
 	if err != nil {
 		return nil, err
 	}
-	var res terraform.Result
+	var res taskspec.TerraformResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("result %s: %v", out, err)
 	}
 	return &res, nil
+}
+
+// changes lists the plan's resources as address:action.
+func changes(res *taskspec.TerraformResult) string {
+	var parts []string
+	for _, rc := range res.Plan.Resources {
+		parts = append(parts, rc.Address+":"+rc.Action)
+	}
+	return strings.Join(parts, ",")
 }
 
 func spec(archive []byte, vars map[string]any, extra map[string]any) map[string]any {
@@ -218,7 +228,7 @@ func TestExecuteLifecycle(t *testing.T) {
 		if !res.Changed || res.Plan.Add != 2 || res.Plan.Change != 0 || res.Plan.Destroy != 0 {
 			t.Fatalf("result = %+v, want changed with 2 adds", res)
 		}
-		if got := strings.Join(res.Plan.Addresses, ","); got != "terraform_data.secret,terraform_data.x" {
+		if got := changes(res); got != "terraform_data.secret:create,terraform_data.x:create" {
 			t.Fatalf("addresses = %s", got)
 		}
 		if string(res.Outputs["v"]) != `"one"` {
@@ -233,7 +243,7 @@ func TestExecuteLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Changed || res.Plan.HasChanges || res.Plan.Add+res.Plan.Change+res.Plan.Destroy != 0 || len(res.Plan.Addresses) != 0 {
+		if res.Changed || res.Plan.HasChanges || res.Plan.Add+res.Plan.Change+res.Plan.Destroy != 0 || len(res.Plan.Resources) != 0 {
 			t.Fatalf("result = %+v, want no changes", res)
 		}
 		if string(res.Outputs["v"]) != `"one"` {
@@ -254,7 +264,7 @@ func TestExecuteLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !res.Changed || res.Plan.Change != 1 || res.Plan.Add != 0 || res.Plan.Destroy != 0 || strings.Join(res.Plan.Addresses, ",") != "terraform_data.x" {
+		if !res.Changed || res.Plan.Change != 1 || res.Plan.Add != 0 || res.Plan.Destroy != 0 || changes(res) != "terraform_data.x:update" {
 			t.Fatalf("result = %+v, want one change of terraform_data.x", res)
 		}
 		if string(res.Outputs["v"]) != `"two"` {
@@ -310,8 +320,8 @@ func TestExecuteSensitiveVariables(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Join(res.Plan.Addresses, ",") != "terraform_data.secret" {
-			t.Fatalf("without the secret, addresses = %v, want terraform_data.secret to change", res.Plan.Addresses)
+		if changes(res) != "terraform_data.secret:update" {
+			t.Fatalf("without the secret, addresses = %v, want terraform_data.secret to change", res.Plan.Resources)
 		}
 	})
 	t.Run("a secret in the CLI's diagnostics is redacted from the error", func(t *testing.T) {
