@@ -53,6 +53,8 @@ const (
 	logAction    = "action"
 	logPhase     = "phase"
 	logElapsed   = "elapsed"
+	logApproval  = "approval"
+	logDigest    = "digest"
 )
 
 // Redacted replaces a sensitive output's value and any secret in an error.
@@ -209,6 +211,17 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 	}
 	if action == taskspec.TerraformPlan {
 		return res, nil
+	}
+	if s.Holds(res.Plan) {
+		if res.Plan.Digest != s.ApprovedPlan {
+			// Nothing is applied and the state is left as it was; the
+			// operator approves this digest and the task runs again.
+			r.log.Info("terraform plan held for approval", logApproval, s.Approval, logDigest, res.Plan.Digest,
+				"add", res.Plan.Add, "change", res.Plan.Change, "destroy", res.Plan.Destroy)
+			res.AwaitingApproval = true
+			return res, nil
+		}
+		r.log.Info("terraform plan approved", logApproval, s.Approval, logDigest, res.Plan.Digest)
 	}
 	if res.Plan.HasChanges {
 		if err := r.phase(ctx, "apply", func(ctx context.Context) error {
