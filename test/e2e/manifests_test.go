@@ -33,12 +33,20 @@ type kubeRig struct {
 	cliConfig  string
 	agent      *proc
 	qps        string
+	// agentArgs are extra flags of every agent process.
+	agentArgs []string
 }
 
 func startKubeRig(t *testing.T, qps string) *kubeRig {
 	t.Helper()
+	return startKubeRigWith(t, qps)
+}
+
+// startKubeRigWith is startKubeRig whose agents get agentArgs.
+func startKubeRigWith(t *testing.T, qps string, agentArgs ...string) *kubeRig {
+	t.Helper()
 	env := cluster(t)
-	r := &kubeRig{env: env, h: startHubProc(t, "--lease-duration", "3s"), qps: qps}
+	r := &kubeRig{env: env, h: startHubProc(t, "--lease-duration", "3s"), qps: qps, agentArgs: agentArgs}
 	r.agentNS = env.Namespace(t, "outpost-system")
 	r.target = env.Namespace(t, "shop")
 	cfg := env.AgentConfig(t, kubetest.Agent{Name: "agent-" + r.target, Namespace: r.agentNS, Targets: []string{r.target}})
@@ -71,6 +79,7 @@ func (r *kubeRig) startAgentIn(t *testing.T, bootstrap string) *proc {
 	if bootstrap != "" {
 		args = append(args, "--bootstrap-token", bootstrap)
 	}
+	args = append(args, r.agentArgs...)
 	return startProc(t, "outpost-agent", args...)
 }
 

@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
+	"github.com/outposthq/outpost/internal/hubtest"
+	"github.com/outposthq/outpost/internal/taskspec"
+)
+
+// tofuVersion is the OpenTofu release hack/tofu.sh builds.
+const tofuVersion = "v1.11.6"
+
+// tofuBinary returns the OpenTofu binary hack/tofu.sh builds (`make test`
+// builds it first); without it the terraform tests skip, except under
+// CI=true where that is a failure.
+func tofuBinary(t *testing.T) string {
+	t.Helper()
+	cache := os.Getenv("OUTPOST_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache = filepath.Join(home, ".cache", "outpost")
+	}
+	p := filepath.Join(cache, "bin", "tofu-"+tofuVersion)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no OpenTofu binary at %s under CI=true; `make test` builds it with hack/tofu.sh", p)
+		}
+		t.Skipf("SKIPPING terraform end-to-end tests: no OpenTofu binary at %s; run hack/tofu.sh (make tofu) to build it", p)
+	}
+	return p
+}
+
+// startTerraformRig is startKubeRig with an agent that runs terraform
+// tasks: OpenTofu from hack/tofu.sh, state in the agent's namespace, a
+// short fence so a killed apply's lock is taken over quickly, and drift
+// checks every few seconds.
+func startTerraformRig(t *testing.T) *kubeRig {
+	t.Helper()
+	tofu := tofuBinary(t)
+	return startKubeRigWith(t, "", "--tofu", tofu, "--terraform-fence-duration", "3s", "--terraform-drift-interval", "3s")
+}
+
+// moduleFiles is a module of built-in resources only (no provider
+// download): terraform_data keeps its input in state, a sensitive variable
+// feeds a sensitive output, and sleep_seconds adds a local-exec provisioner
+// that makes an apply last.
+func moduleFiles(sleepSeconds int) map[string]string {
+	files := map[string]string{
+		"main.tf": `variable "size" {
+  type = number
+}
+
+variable "password" {
+  type      = string
+  sensitive = true
+}
+
+resource "terraform_data" "db" {
+  input = { size = var.size }
+}
+
+output "size" {
+  value = terraform_data.db.output.size
+}
+
+output "dsn" {
+  value     = "postgres://app:${var.password}@db:5432/app"
+  sensitive = true
+}
+`,
+	}
+	if sleepSeconds > 0 {
+		files["slow.tf"] = `resource "terraform_data" "migration" {
+  input = var.size
+  provisioner "local-exec" {
+    command = "sleep ` + strconv.Itoa(sleepSeconds) + `"
+  }
+}
+`
+	}
+	return files
+}
+
+// tarGzFiles packs files (name → content) as a module archive.
+func tarGzFiles(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// terraformTask enqueues a terraform task and returns its ID.
+func (r *kubeRig) terraformTask(t *testing.T, id string, spec taskspec.Terraform, maxAttempts int32) string {
+	t.Helper()
+	doc, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.h.operator.EnqueueTask(t.Context(), connect.NewRequest(&outpostv1.EnqueueTaskRequest{
+		Id: id, Environment: "prod", Kind: taskspec.KindTerraform, Spec: doc, MaxAttempts: maxAttempts,
+		ConflictKeys: []string{spec.ConflictKey()},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// runTerraform runs a terraform task to its end and returns its result.
+func (r *kubeRig) runTerraform(t *testing.T, id string, spec taskspec.Terraform) taskspec.TerraformResult {
+	t.Helper()
+	r.terraformTask(t, id, spec, 3)
+	r.h.waitTask(t, id, 3*time.Minute, hubtest.Terminal)
+	return succeededResult[taskspec.TerraformResult](t, r.h, id)
+}
+
+// stateSecret returns the kubernetes backend's state Secret of workspace.
+func (r *kubeRig) stateSecret(t *testing.T, workspace string) (*corev1.Secret, bool) {
+	t.Helper()
+	s, err := r.env.Client.CoreV1().Secrets(r.agentNS).Get(t.Context(), "tfstate-default-"+workspace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, true
+}
+
+// stateLocked reports whether the kubernetes backend's lock Lease of
+// workspace has a holder (an unlock clears the holder, keeping the Lease).
+func (r *kubeRig) stateLocked(t *testing.T, workspace string) bool {
+	t.Helper()
+	lease, err := r.env.Client.CoordinationV1().Leases(r.agentNS).Get(t.Context(), "lock-tfstate-default-"+workspace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != ""
+}
+
+// stateJSON returns the state document kept in a state Secret.
+func stateJSON(t *testing.T, s *corev1.Secret) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(s.Data["tfstate"]))
+	if err != nil {
+		t.Fatalf("state secret %s: %v", s.Name, err)
+	}
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestTerraformTasksEndToEnd drives terraform tasks through a real hub,
+// agent, OpenTofu and kube-apiserver: apply with outputs, a re-apply that
+// changes nothing, a changed variable, a refused archive, an agent killed
+// mid-apply, destroy — with the sensitive variable's value nowhere.
+func TestTerraformTasksEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver, a hub and an agent running OpenTofu")
+	}
+	r := startTerraformRig(t)
+	const password = "tf-e2e-password-3c9f0a7e51"
+	if _, err := r.env.Client.CoreV1().Secrets(r.agentNS).Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-creds"},
+		Data:       map[string][]byte{"password": []byte(password)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	module := tarGzFiles(t, moduleFiles(0))
+	// logs keeps the output of agent processes the test killed.
+	var logs []string
+	spec := func(size int) taskspec.Terraform {
+		return taskspec.Terraform{
+			Workspace:          "db",
+			Archive:            module,
+			Variables:          map[string]json.RawMessage{"size": json.RawMessage(strconv.Itoa(size))},
+			SensitiveVariables: map[string]string{"password": "vault://k8s/db-creds/password"},
+		}
+	}
+
+	first := r.runTerraform(t, "tf-apply-1", spec(1))
+	t.Run("an apply creates the resources and returns the outputs, the sensitive one redacted", func(t *testing.T) {
+		if !first.Changed || first.Plan.Add != 1 || first.Plan.Destroy != 0 {
+			t.Fatalf("result %+v, want one resource added", first)
+		}
+		if got := string(first.Outputs["size"]); got != "1" {
+			t.Fatalf("output size = %s, want 1", got)
+		}
+		if got := string(first.Outputs["dsn"]); got != `"[REDACTED]"` {
+			t.Fatalf("output dsn = %s, want it redacted", got)
+		}
+	})
+	t.Run("the state lives in a Secret of the agent's namespace", func(t *testing.T) {
+		s, ok := r.stateSecret(t, "db")
+		if !ok {
+			t.Fatal("no state Secret tfstate-default-db")
+		}
+		if !bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+			t.Fatal("the state Secret does not hold the terraform_data resource")
+		}
+	})
+	t.Run("applying the same module again changes nothing", func(t *testing.T) {
+		again := r.runTerraform(t, "tf-apply-2", spec(1))
+		if again.Changed || again.Plan.HasChanges || len(again.Plan.Resources) != 0 {
+			t.Fatalf("result %+v, want no changes", again)
+		}
+	})
+	t.Run("a changed variable updates the resource in place", func(t *testing.T) {
+		changed := r.runTerraform(t, "tf-apply-3", spec(2))
+		if !changed.Changed || changed.Plan.Change != 1 || changed.Plan.Add != 0 || changed.Plan.Destroy != 0 {
+			t.Fatalf("result %+v, want one resource changed", changed)
+		}
+		if got := string(changed.Outputs["size"]); got != "2" {
+			t.Fatalf("output size = %s, want 2", got)
+		}
+	})
+	t.Run("a module archive that escapes its directory is refused without running anything", func(t *testing.T) {
+		bad := spec(3)
+		bad.Workspace = "evil"
+		bad.Archive = tarGzFiles(t, map[string]string{"main.tf": "", "../../etc/evil.tf": "x"})
+		id := r.terraformTask(t, "tf-evil", bad, 3)
+		got := r.h.waitTask(t, id, time.Minute, hubtest.Terminal)
+		if got.GetState() != outpostv1.TaskState_TASK_STATE_FAILED || got.GetAttempt() != 1 || !strings.Contains(got.GetError(), "module archive refused") {
+			t.Fatalf("task %v at attempt %d: %s; want failed at once with the archive refused", got.GetState(), got.GetAttempt(), got.GetError())
+		}
+		if _, ok := r.stateSecret(t, "evil"); ok {
+			t.Fatal("a state Secret was written for the refused module")
+		}
+	})
+	t.Run("an agent killed mid-apply leaves a lock the next attempt takes over", func(t *testing.T) {
+		slow := spec(1)
+		slow.Workspace = "slow"
+		slow.Archive = tarGzFiles(t, moduleFiles(20))
+		id := r.terraformTask(t, "tf-killed", slow, 5)
+		eventually(t, 2*time.Minute, "the apply holds the state lock", func() bool {
+			return r.stateLocked(t, "slow") && r.h.task(t, id).GetState() == outpostv1.TaskState_TASK_STATE_RUNNING
+		})
+		// The provisioner's sleep runs; kill the agent in the middle of it.
+		time.Sleep(2 * time.Second)
+		r.agent.kill()
+		logs = append(logs, r.agent.out.String())
+		if !r.stateLocked(t, "slow") {
+			t.Fatal("after the kill the state lock is not held; the test interrupted nothing")
+		}
+		r.agent = r.startAgent(t, "")
+		got := r.h.waitTask(t, id, 4*time.Minute, hubtest.Terminal)
+		if got.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED || got.GetAttempt() < 2 {
+			t.Fatalf("task %v at attempt %d (%s), want succeeded on a later attempt", got.GetState(), got.GetAttempt(), got.GetError())
+		}
+		s, ok := r.stateSecret(t, "slow")
+		if !ok || !bytes.Contains(stateJSON(t, s), []byte(`"migration"`)) {
+			t.Fatal("the state after the retried attempt does not hold the slow resource")
+		}
+	})
+	t.Run("destroy removes every resource from the state", func(t *testing.T) {
+		d := spec(2)
+		d.Action = taskspec.TerraformDestroy
+		res := r.runTerraform(t, "tf-destroy", d)
+		if !res.Changed || res.Plan.Destroy != 1 {
+			t.Fatalf("result %+v, want one resource destroyed", res)
+		}
+		s, ok := r.stateSecret(t, "db")
+		if !ok {
+			t.Fatal("the state Secret is gone; destroy keeps an empty state")
+		}
+		if bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+			t.Fatal("the state still holds the resource after destroy")
+		}
+	})
+	t.Run("the sensitive value reaches no result, log, audit event or hub database", func(t *testing.T) {
+		for _, id := range []string{"tf-apply-1", "tf-apply-2", "tf-apply-3", "tf-destroy", "tf-killed"} {
+			if task := r.h.task(t, id); strings.Contains(task.String(), password) {
+				t.Fatalf("task %s holds the password", id)
+			}
+		}
+		for _, log := range append(logs, r.agent.out.String()) {
+			if strings.Contains(log, password) {
+				t.Fatal("the agent's log holds the password")
+			}
+		}
+		r.h.auditEvents(t, "", func(e *outpostv1.AuditEvent) {
+			if strings.Contains(e.String(), password) {
+				t.Fatalf("audit event %s holds the password", e.GetAction())
+			}
+		})
+		assertNotInDir(t, filepath.Dir(r.h.db), password)
+	})
+}
