@@ -69,6 +69,11 @@ bench-reconcile: build testbins ## Benchmark reconciliation: 1000 releases, drif
 bench-secrets: build testbins ## Benchmark secret set → Secret → workload rollout latency against real hub and agent processes (see bench/RESULTS.md)
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) run ./bench/secrets
 
+.PHONY: bench-terraform
+bench-terraform: build testbins ## Benchmark 20 terraform applies run in parallel by the agent against a sequential tofu init && apply loop, and the agent's memory (builds OpenTofu; see bench/RESULTS.md)
+	./hack/tofu.sh >/dev/null
+	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) run ./bench/terraform
+
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 $(TOOLS)/protoc-gen-go:
