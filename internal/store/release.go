@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +24,8 @@ const (
 	ActionReleaseDriftDetected     = "release.drift_detected"
 	ActionReleaseDriftCorrected    = "release.drift_corrected"
 	ActionReleaseInSync            = "release.in_sync"
+	ActionReleaseApprovalRequired  = "release.approval_required"
+	ActionReleaseApproved          = "release.approved"
 	ActionEnvironmentKeyRegistered = "environment.key_registered"
 	ActionEnvironmentKeyRetired    = "environment.key_retired"
 	ActionSecretSet                = "secret.set"
@@ -37,17 +41,45 @@ type ReleaseRow struct {
 	DeleteRequested bool
 }
 
+// KindTerraform is the task kind of terraform releases, as
+// taskspec.KindTerraform names it (the store does not import taskspec).
+const KindTerraform = "terraform"
+
+// MaxAuditedAddresses caps the resource addresses an audit event lists.
+const MaxAuditedAddresses = 20
+
 // ReleaseChange is what one transition does to a release: the row to write
-// back (or remove, with its revisions), the audit event to append and the
-// wake-up to emit after commit.
+// back (or remove, with its revisions), what its task's result leaves on a
+// revision, the audit event to append and the wake-up to emit after
+// commit.
 type ReleaseChange struct {
 	Row ReleaseRow
 	// Write is false when nothing changed.
 	Write bool
 	// Remove deletes the release and its revisions instead of writing it.
 	Remove bool
+	// Result, when set, is written onto the revision it names.
+	Result *RevisionResult
 	Event  *audit.Event
 	Wakeup *Wakeup
+}
+
+// RevisionResult is what a terraform task leaves on its revision: its
+// plan, and the module's outputs once applied (nil otherwise).
+type RevisionResult struct {
+	Revision int64
+	Plan     *PlanSummary
+	Outputs  []byte
+}
+
+// DefaultMode is the mode of a release of kind applied without one:
+// detect for terraform (correcting drift means applying changes nobody
+// reviewed), correct for the others.
+func DefaultMode(kind string) ReleaseMode {
+	if kind == KindTerraform {
+		return ModeDetect
+	}
+	return ModeCorrect
 }
 
 // ApplyAction is what ApplyRelease does.
@@ -109,7 +141,7 @@ func NumberRevision(cur ReleaseRow, exists bool, rev ReleaseRevision, now time.T
 		rev.Revision = cur.Revision + 1
 	}
 	if rev.Mode == "" {
-		rev.Mode = ModeCorrect
+		rev.Mode = DefaultMode(rev.Kind)
 	}
 	rev.CreatedAt = now
 	return rev
@@ -231,15 +263,16 @@ func SettleRelease(cur ReleaseRow, t Task, env string, now time.Time) ReleaseCha
 			Details: audit.NewDetails(map[string]any{"release": r.Name, "task": t.ID}),
 		}
 		return ReleaseChange{Row: r, Remove: true, Event: &e, Wakeup: desiredWakeup(r.Release)}
+	case t.State == StateSucceeded && r.Kind == KindTerraform:
+		res := decodeTerraformResult(t.Result)
+		if res.AwaitingApproval && res.Plan != nil {
+			return awaitApproval(r, t, env, res.Plan, now)
+		}
+		c := appliedRelease(r, t)
+		c.Result = &RevisionResult{Revision: r.Revision, Plan: res.Plan, Outputs: res.Outputs}
+		return c
 	case t.State == StateSucceeded:
-		r.AppliedRevision = r.Revision
-		r.AppliedTaskID = t.ID
-		r.Sync = SyncInSync
-		r.LastError = ""
-		r.Drift = nil
-		r.DriftCorrected = false
-		r.DriftAt = time.Time{}
-		return ReleaseChange{Row: r, Write: true, Wakeup: desiredWakeup(r.Release)}
+		return appliedRelease(r, t)
 	default:
 		r.Sync = SyncFailed
 		r.LastError = t.Error
@@ -247,6 +280,133 @@ func SettleRelease(cur ReleaseRow, t Task, env string, now time.Time) ReleaseCha
 			r.LastError = "task " + string(t.State)
 		}
 		return ReleaseChange{Row: r, Write: true}
+	}
+}
+
+// appliedRelease returns r with its newest revision applied by t.
+func appliedRelease(r ReleaseRow, t Task) ReleaseChange {
+	r.AppliedRevision = r.Revision
+	r.AppliedTaskID = t.ID
+	r.Sync = SyncInSync
+	r.LastError = ""
+	r.Drift = nil
+	r.DriftCorrected = false
+	r.DriftAt = time.Time{}
+	return ReleaseChange{Row: r, Write: true, Wakeup: desiredWakeup(r.Release)}
+}
+
+// awaitApproval returns r waiting for an operator to approve plan, which
+// t made for r's newest revision and its approval policy held: nothing
+// was applied, so AppliedRevision stays.
+func awaitApproval(r ReleaseRow, t Task, env string, plan *PlanSummary, now time.Time) ReleaseChange {
+	r.Sync = SyncAwaitingApproval
+	r.LastError = approvalMessage(r.Name, plan)
+	var destroyed []string
+	for _, res := range plan.Resources {
+		if res.Action == "delete" || res.Action == "replace" {
+			destroyed = append(destroyed, res.Address)
+		}
+	}
+	details := map[string]any{
+		"release":  r.Name,
+		"revision": r.Revision,
+		"task":     t.ID,
+		"digest":   plan.Digest,
+		"add":      plan.Add,
+		"change":   plan.Change,
+		"destroy":  plan.Destroy,
+	}
+	if len(destroyed) > 0 {
+		if len(destroyed) > MaxAuditedAddresses {
+			details["destroyed_more"] = len(destroyed) - MaxAuditedAddresses
+			destroyed = destroyed[:MaxAuditedAddresses]
+		}
+		details["destroyed"] = destroyed
+	}
+	e := audit.Event{
+		Time: now, Tenant: r.Tenant, Environment: env, Actor: ActorHub,
+		Action: ActionReleaseApprovalRequired, Subject: r.Name, Details: audit.NewDetails(details),
+	}
+	return ReleaseChange{Row: r, Write: true, Result: &RevisionResult{Revision: r.Revision, Plan: plan}, Event: &e}
+}
+
+// approvalMessage tells the operator why a plan waits and what to do.
+func approvalMessage(name string, plan *PlanSummary) string {
+	approve := "approve it with outpost release approve " + name
+	if plan.Destroy > 0 {
+		return fmt.Sprintf("plan destroys %d resources; %s", plan.Destroy, approve)
+	}
+	return fmt.Sprintf("plan adds %d, changes %d and destroys %d resources; %s", plan.Add, plan.Change, plan.Destroy, approve)
+}
+
+// terraformOutcome is what the store reads of a terraform task's result.
+type terraformOutcome struct {
+	Plan             *PlanSummary
+	AwaitingApproval bool
+	Outputs          []byte
+}
+
+// decodeTerraformResult reads a terraform task's result (the JSON
+// document of taskspec.TerraformResult). A result that does not decode
+// yields the zero outcome: applied, without plan nor outputs.
+func decodeTerraformResult(raw []byte) terraformOutcome {
+	var doc struct {
+		Plan             *PlanSummary    `json:"plan"`
+		AwaitingApproval bool            `json:"awaiting_approval"`
+		Outputs          json.RawMessage `json:"outputs"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &doc) != nil {
+		return terraformOutcome{}
+	}
+	out := terraformOutcome{Plan: doc.Plan, AwaitingApproval: doc.AwaitingApproval}
+	if o := bytes.TrimSpace(doc.Outputs); len(o) > 0 && o[0] == '{' {
+		out.Outputs = o
+	}
+	return out
+}
+
+// PlanApprove checks that p approves the plan cur's newest revision rev
+// awaits: ErrNotAwaitingApproval, or ErrPlanChanged when p names another
+// revision or plan.
+func PlanApprove(cur ReleaseRow, rev ReleaseRevision, p ApproveReleaseParams) error {
+	switch {
+	case cur.DeleteRequested:
+		return fmt.Errorf("release %q: %w", cur.Name, ErrReleaseDeleting)
+	case cur.Sync != SyncAwaitingApproval:
+		return fmt.Errorf("release %q is %s: %w", cur.Name, cur.Sync, ErrNotAwaitingApproval)
+	case p.Revision != cur.Revision:
+		return fmt.Errorf("release %q: revision %d awaits approval, not %d: %w", cur.Name, cur.Revision, p.Revision, ErrPlanChanged)
+	case rev.Plan == nil || rev.Plan.Digest == "" || rev.Plan.Digest != p.PlanDigest:
+		return fmt.Errorf("release %q revision %d: %w", cur.Name, rev.Revision, ErrPlanChanged)
+	}
+	return nil
+}
+
+// ValidateApprove checks what ApproveRelease needs of p.
+func ValidateApprove(p ApproveReleaseParams) error {
+	switch {
+	case p.Tenant == "" || p.EnvironmentID == "" || p.Name == "":
+		return errors.New("approve release: tenant, environment and release are required")
+	case p.Revision < 1 || p.PlanDigest == "":
+		return fmt.Errorf("approve release %q: a revision and a plan digest are required", p.Name)
+	case p.Task == nil:
+		return fmt.Errorf("approve release %q: no task builder", p.Name)
+	}
+	return nil
+}
+
+// ReleaseApprovedEvent records actor's approval of the plan digest of r's
+// revision, applied by taskID.
+func ReleaseApprovedEvent(r Release, env, actor, digest, taskID string, now time.Time) audit.Event {
+	return audit.Event{
+		Time: now, Tenant: r.Tenant, Environment: env, Actor: actor,
+		Action: ActionReleaseApproved, Subject: r.Name,
+		Details: audit.NewDetails(map[string]any{
+			"release":  r.Name,
+			"revision": r.Revision,
+			"digest":   digest,
+			"task":     taskID,
+		}),
 	}
 }
 
@@ -328,8 +488,12 @@ func RecordDrift(cur ReleaseRow, env string, p DriftParams) ReleaseChange {
 	return c
 }
 
-// String names o as group/version kind namespace/name.
+// String names o as group/version kind namespace/name, or by its address
+// for a Terraform resource.
 func (o ObjectDrift) String() string {
+	if o.Address != "" {
+		return o.Address
+	}
 	gv := o.Version
 	if o.Group != "" {
 		gv = o.Group + "/" + o.Version
@@ -344,7 +508,7 @@ func (o ObjectDrift) String() string {
 func sameDrift(a, b []ObjectDrift) bool {
 	return slices.EqualFunc(a, b, func(x, y ObjectDrift) bool {
 		return x.Group == y.Group && x.Version == y.Version && x.Kind == y.Kind && x.Namespace == y.Namespace &&
-			x.Name == y.Name && x.Deleted == y.Deleted && slices.Equal(x.Fields, y.Fields)
+			x.Name == y.Name && x.Deleted == y.Deleted && slices.Equal(x.Fields, y.Fields) && x.Address == y.Address
 	})
 }
 

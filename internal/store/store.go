@@ -36,6 +36,12 @@ var (
 	// ErrKeyMismatch: an environment key version is already registered
 	// with another public key.
 	ErrKeyMismatch = errors.New("environment key version registered with another key")
+	// ErrNotAwaitingApproval: the release has no plan waiting for an
+	// operator's approval.
+	ErrNotAwaitingApproval = errors.New("release is not awaiting approval")
+	// ErrPlanChanged: the plan awaiting approval is not the one the
+	// operator reviewed (another revision, or another plan digest).
+	ErrPlanChanged = errors.New("the plan changed since it was reviewed")
 )
 
 // TaskState is where a task stands.
@@ -246,6 +252,9 @@ const (
 	SyncDrifted  ReleaseSync = "drifted"
 	SyncFailed   ReleaseSync = "failed"
 	SyncDeleting ReleaseSync = "deleting"
+	// SyncAwaitingApproval: a terraform plan of the newest revision waits
+	// for an operator's approval (ApproveRelease); nothing was changed.
+	SyncAwaitingApproval ReleaseSync = "awaiting_approval"
 )
 
 // ReleaseMode says what the agent does about drift.
@@ -265,7 +274,9 @@ type IgnoreRule struct {
 	Paths []string `json:"paths"`
 }
 
-// ObjectDrift is one object found differing from its release.
+// ObjectDrift is one object found differing from its release: a
+// Kubernetes object (Group to Name), or a Terraform resource (Address set,
+// Group to Name empty, Fields its planned action).
 type ObjectDrift struct {
 	Group     string   `json:"group,omitempty"`
 	Version   string   `json:"version"`
@@ -274,6 +285,29 @@ type ObjectDrift struct {
 	Name      string   `json:"name"`
 	Deleted   bool     `json:"deleted,omitempty"`
 	Fields    []string `json:"fields,omitempty"`
+	Address   string   `json:"address,omitempty"`
+}
+
+// PlanSummary is a Terraform plan as a release revision keeps it: the
+// resource changes counted as the CLI does (a replacement is one add and
+// one destroy) and listed, and the digest an operator approves. Its JSON
+// form is the "plan" of a terraform task's result.
+type PlanSummary struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+	// Resources lists the resources that change, in plan order.
+	Resources  []PlanResource `json:"resources,omitempty"`
+	HasChanges bool           `json:"has_changes"`
+	// Digest identifies the plan's changes (addresses and actions).
+	Digest string `json:"digest,omitempty"`
+}
+
+// PlanResource is one resource a plan changes: its address and action
+// (create, update, delete or replace).
+type PlanResource struct {
+	Address string `json:"address"`
+	Action  string `json:"action"`
 }
 
 // ReleaseRevision is one immutable state of a release; (Tenant,
@@ -296,6 +330,13 @@ type ReleaseRevision struct {
 	CreatedBy      string
 	CreatedAt      time.Time
 	RolledBackFrom int64
+	// Plan is the plan of the revision's last terraform task (applied, or
+	// awaiting approval); nil for other kinds and before a task ended.
+	Plan *PlanSummary
+	// Outputs are the module's outputs (a JSON object, sensitive values
+	// already redacted by the agent) after the revision was applied; nil
+	// otherwise.
+	Outputs []byte
 }
 
 // Release is a named desired state of one environment; (Tenant,
@@ -341,6 +382,23 @@ type DeleteReleaseParams struct {
 	Actor         string
 	// Task builds the task that removes the release's objects.
 	Task func(Release) (Task, error)
+	Now  time.Time
+}
+
+// ApproveReleaseParams is one approval of the plan a release's newest
+// revision is awaiting.
+type ApproveReleaseParams struct {
+	Tenant        string
+	EnvironmentID string
+	Name          string
+	// Revision and PlanDigest name the plan the operator reviewed: they
+	// must be the release's newest revision and its stored plan's digest.
+	Revision   int64
+	PlanDigest string
+	Actor      string
+	// Task builds the task that applies the approved plan, given the
+	// revision.
+	Task func(ReleaseRevision) (Task, error)
 	Now  time.Time
 }
 
@@ -501,9 +559,12 @@ type Store interface {
 	// settle the release whose current task (Release.TaskID) ends: success
 	// of an apply task sets AppliedRevision (Sync in_sync, drift cleared),
 	// success of the delete task removes the release and its revisions,
-	// failure or cancellation sets Sync failed and LastError. Settling an
-	// applied revision or a deletion wakes the environment with
-	// DesiredState set.
+	// failure or cancellation sets Sync failed and LastError. A terraform
+	// task's result also stores its plan (and, once applied, its outputs)
+	// on the revision; a plan its approval policy held sets Sync
+	// awaiting_approval instead, audited as release.approval_required.
+	// Settling an applied revision or a deletion wakes the environment
+	// with DesiredState set.
 	//
 	// ApplyRelease makes p.Revision the release's newest revision (number
 	// assigned: previous + 1) and enqueues the task p.Task builds for it,
@@ -532,6 +593,13 @@ type Store interface {
 	// release.in_sync). A report for another revision than the applied
 	// one changes nothing and returns the release as it is.
 	RecordDrift(ctx context.Context, p DriftParams) (Release, error)
+	// ApproveRelease lets the plan a terraform release's newest revision
+	// awaits be applied: it enqueues the task p.Task builds and sets the
+	// release pending, audited as release.approved. ErrNotFound,
+	// ErrNotAwaitingApproval, and ErrPlanChanged when p.Revision is not
+	// the newest revision or p.PlanDigest not its plan's digest; a refused
+	// approval changes nothing.
+	ApproveRelease(ctx context.Context, p ApproveReleaseParams) (Release, Task, error)
 	// TaskCounts counts an environment's unfinished tasks and those failed
 	// since the given time.
 	TaskCounts(ctx context.Context, tenant, envID string, failedSince time.Time) (active, failed int, err error)

@@ -17,7 +17,7 @@ const releaseColumns = `tenant, environment_id, name, kind, mode, revision, appl
 	sync, last_error, drift, drift_corrected, drift_at, task_id, delete_requested, created_at, updated_at`
 
 const revisionColumns = `tenant, environment_id, release, revision, kind, spec, artifacts, mode, ignore_rules,
-	digest, description, created_by, created_at, rolled_back_from`
+	digest, description, created_by, created_at, rolled_back_from, plan, outputs`
 
 // releaseScan holds the columns of one release row while it is scanned.
 type releaseScan struct {
@@ -54,7 +54,7 @@ type revisionScan struct {
 func (x *revisionScan) dest() []any {
 	v := &x.v
 	return []any{&v.Tenant, &v.EnvironmentID, &v.Release, &v.Revision, &v.Kind, &v.Spec, &v.Artifacts, &x.mode, &v.Ignore,
-		&v.Digest, &v.Description, &v.CreatedBy, &v.CreatedAt, &v.RolledBackFrom}
+		&v.Digest, &v.Description, &v.CreatedBy, &v.CreatedAt, &v.RolledBackFrom, &v.Plan, &v.Outputs}
 }
 
 func (x *revisionScan) revision() store.ReleaseRevision {
@@ -125,6 +125,14 @@ func qualify(columns, alias string) string {
 	return strings.Join(cols, ", ")
 }
 
+// jsonOrNull passes a JSON document through as text, NULL when empty.
+func jsonOrNull(doc []byte) any {
+	if len(doc) == 0 {
+		return nil
+	}
+	return string(doc)
+}
+
 // writeRelease inserts or updates r.
 func writeRelease(ctx context.Context, tx *tx, r store.ReleaseRow) error {
 	_, err := tx.Exec(ctx, `INSERT INTO releases (`+releaseColumns+`)
@@ -146,9 +154,10 @@ func writeRelease(ctx context.Context, tx *tx, r store.ReleaseRow) error {
 
 func insertRevision(ctx context.Context, tx *tx, v store.ReleaseRevision) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO release_revisions (`+revisionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		v.Tenant, v.EnvironmentID, v.Release, v.Revision, v.Kind, nonNil(v.Spec), nonNil(v.Artifacts), string(v.Mode),
-		nonNil(v.Ignore), v.Digest, v.Description, v.CreatedBy, v.CreatedAt, v.RolledBackFrom); err != nil {
+		nonNil(v.Ignore), v.Digest, v.Description, v.CreatedBy, v.CreatedAt, v.RolledBackFrom,
+		v.Plan, jsonOrNull(v.Outputs)); err != nil {
 		return fmt.Errorf("insert release %s revision %d: %w", v.Release, v.Revision, err)
 	}
 	if len(v.Artifacts) > 0 {
@@ -174,6 +183,13 @@ func applyRelease(ctx context.Context, tx *tx, c store.ReleaseChange) error {
 	case c.Write:
 		if err := writeRelease(ctx, tx, r); err != nil {
 			return err
+		}
+	}
+	if res := c.Result; res != nil && !c.Remove {
+		if _, err := tx.Exec(ctx, `UPDATE release_revisions SET plan = $1, outputs = $2
+			WHERE tenant = $3 AND environment_id = $4 AND release = $5 AND revision = $6`,
+			res.Plan, jsonOrNull(res.Outputs), r.Tenant, r.EnvironmentID, r.Name, res.Revision); err != nil {
+			return fmt.Errorf("write release %s revision %d result: %w", r.Name, res.Revision, err)
 		}
 	}
 	if c.Event != nil {
@@ -450,4 +466,62 @@ func (s *Store) TaskCounts(ctx context.Context, tenant, envID string, failedSinc
 		return 0, 0, fmt.Errorf("task counts: %w", err)
 	}
 	return active, failed, nil
+}
+
+// ApproveRelease enqueues the task that applies the plan the release's
+// newest revision awaits, if p names that plan.
+func (s *Store) ApproveRelease(ctx context.Context, p store.ApproveReleaseParams) (store.Release, store.Task, error) {
+	if err := store.ValidateApprove(p); err != nil {
+		return store.Release{}, store.Task{}, err
+	}
+	now := s.orNow(p.Now)
+	var (
+		r    store.Release
+		task store.Task
+	)
+	_, err := s.write(ctx, "approve release", func(tx *tx) error {
+		env, err := tenantEnv(ctx, tx, p.Tenant, p.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		if err := lockQueue(ctx, tx, p.EnvironmentID); err != nil {
+			return err
+		}
+		cur, err := getRelease(ctx, tx, p.Tenant, p.EnvironmentID, p.Name, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		rev, err := getRevision(ctx, tx, p.Tenant, p.EnvironmentID, p.Name, cur.Revision)
+		if err != nil {
+			return err
+		}
+		if err := store.PlanApprove(cur, rev, p); err != nil {
+			return err
+		}
+		built, err := p.Task(rev)
+		if err != nil {
+			return fmt.Errorf("release %q: build task: %w", p.Name, err)
+		}
+		if err := store.CheckReleaseTask(built, p.Tenant, p.EnvironmentID, p.Name); err != nil {
+			return err
+		}
+		inserted, fresh, err := insertTask(ctx, tx, built, p.Actor, now)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return fmt.Errorf("release %q: task %q: %w", p.Name, inserted.ID, store.ErrIdempotencyMismatch)
+		}
+		row := store.PendingRelease(cur, true, rev, inserted.ID, now)
+		if err := writeRelease(ctx, tx, row); err != nil {
+			return err
+		}
+		tx.record(store.ReleaseApprovedEvent(row.Release, env.Name, p.Actor, p.PlanDigest, inserted.ID, now))
+		r, task = row.Release, inserted
+		return nil
+	})
+	if err != nil {
+		return store.Release{}, store.Task{}, err
+	}
+	return r, task, nil
 }

@@ -16,7 +16,7 @@ const releaseColumns = `tenant, environment_id, name, kind, mode, revision, appl
 	sync, last_error, drift, drift_corrected, drift_at, task_id, delete_requested, created_at, updated_at`
 
 const revisionColumns = `tenant, environment_id, release, revision, kind, spec, artifacts, mode, ignore_rules,
-	digest, description, created_by, created_at, rolled_back_from`
+	digest, description, created_by, created_at, rolled_back_from, plan, outputs`
 
 // releaseScan holds the columns of one release row while it is scanned.
 type releaseScan struct {
@@ -54,12 +54,13 @@ type revisionScan struct {
 	v                       store.ReleaseRevision
 	artifacts, mode, ignore string
 	created                 int64
+	plan, outputs           sql.NullString
 }
 
 func (x *revisionScan) dest() []any {
 	v := &x.v
 	return []any{&v.Tenant, &v.EnvironmentID, &v.Release, &v.Revision, &v.Kind, &v.Spec, &x.artifacts, &x.mode, &x.ignore,
-		&v.Digest, &v.Description, &v.CreatedBy, &x.created, &v.RolledBackFrom}
+		&v.Digest, &v.Description, &v.CreatedBy, &x.created, &v.RolledBackFrom, &x.plan, &x.outputs}
 }
 
 func (x *revisionScan) revision() (store.ReleaseRevision, error) {
@@ -73,6 +74,15 @@ func (x *revisionScan) revision() (store.ReleaseRevision, error) {
 	}
 	if len(v.Ignore) == 0 {
 		v.Ignore = nil
+	}
+	if x.plan.Valid {
+		v.Plan = &store.PlanSummary{}
+		if err := json.Unmarshal([]byte(x.plan.String), v.Plan); err != nil {
+			return store.ReleaseRevision{}, fmt.Errorf("release %s revision %d plan: %w", v.Release, v.Revision, err)
+		}
+	}
+	if x.outputs.Valid {
+		v.Outputs = []byte(x.outputs.String)
 	}
 	v.Mode = store.ReleaseMode(x.mode)
 	v.CreatedAt = time.UnixMicro(x.created).UTC()
@@ -142,6 +152,23 @@ func encodeDrift(d []store.ObjectDrift) string {
 	return string(b)
 }
 
+// encodePlan returns p as JSON, NULL when nil.
+func encodePlan(p *store.PlanSummary) sql.NullString {
+	if p == nil {
+		return sql.NullString{}
+	}
+	b, _ := json.Marshal(p) // plain strings, ints and bools always encode
+	return sql.NullString{String: string(b), Valid: true}
+}
+
+// encodeOutputs returns outputs, a JSON object, NULL when empty.
+func encodeOutputs(outputs []byte) sql.NullString {
+	if len(outputs) == 0 {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: string(outputs), Valid: true}
+}
+
 func encodeIgnore(rules []store.IgnoreRule) string {
 	if len(rules) == 0 {
 		return "[]"
@@ -171,9 +198,10 @@ func writeRelease(ctx context.Context, tx *tx, r store.ReleaseRow) error {
 
 func insertRevision(ctx context.Context, tx *tx, v store.ReleaseRevision) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO release_revisions (`+revisionColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.Tenant, v.EnvironmentID, v.Release, v.Revision, v.Kind, nonNil(v.Spec), encodeList(v.Artifacts), string(v.Mode),
-		encodeIgnore(v.Ignore), v.Digest, v.Description, v.CreatedBy, v.CreatedAt.UnixMicro(), v.RolledBackFrom); err != nil {
+		encodeIgnore(v.Ignore), v.Digest, v.Description, v.CreatedBy, v.CreatedAt.UnixMicro(), v.RolledBackFrom,
+		encodePlan(v.Plan), encodeOutputs(v.Outputs)); err != nil {
 		return fmt.Errorf("insert release %s revision %d: %w", v.Release, v.Revision, err)
 	}
 	for _, d := range v.Artifacts {
@@ -198,6 +226,13 @@ func applyRelease(ctx context.Context, tx *tx, c store.ReleaseChange) error {
 	case c.Write:
 		if err := writeRelease(ctx, tx, r); err != nil {
 			return err
+		}
+	}
+	if res := c.Result; res != nil && !c.Remove {
+		if _, err := tx.ExecContext(ctx, `UPDATE release_revisions SET plan = ?, outputs = ?
+			WHERE tenant = ? AND environment_id = ? AND release = ? AND revision = ?`,
+			encodePlan(res.Plan), encodeOutputs(res.Outputs), r.Tenant, r.EnvironmentID, r.Name, res.Revision); err != nil {
+			return fmt.Errorf("write release %s revision %d result: %w", r.Name, res.Revision, err)
 		}
 	}
 	if c.Event != nil {
@@ -489,4 +524,59 @@ func (s *Store) TaskCounts(ctx context.Context, tenant, envID string, failedSinc
 		return 0, 0, fmt.Errorf("task counts: %w", err)
 	}
 	return active, failed, nil
+}
+
+// ApproveRelease enqueues the task that applies the plan the release's
+// newest revision awaits, if p names that plan.
+func (s *Store) ApproveRelease(ctx context.Context, p store.ApproveReleaseParams) (store.Release, store.Task, error) {
+	if err := store.ValidateApprove(p); err != nil {
+		return store.Release{}, store.Task{}, err
+	}
+	now := s.orNow(p.Now)
+	var (
+		r    store.Release
+		task store.Task
+	)
+	_, err := s.write(ctx, "approve release", func(tx *tx) error {
+		env, err := tenantEnv(ctx, tx, p.Tenant, p.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		cur, err := getRelease(ctx, tx, p.Tenant, p.EnvironmentID, p.Name)
+		if err != nil {
+			return err
+		}
+		rev, err := getRevision(ctx, tx, p.Tenant, p.EnvironmentID, p.Name, cur.Revision)
+		if err != nil {
+			return err
+		}
+		if err := store.PlanApprove(cur, rev, p); err != nil {
+			return err
+		}
+		built, err := p.Task(rev)
+		if err != nil {
+			return fmt.Errorf("release %q: build task: %w", p.Name, err)
+		}
+		if err := store.CheckReleaseTask(built, p.Tenant, p.EnvironmentID, p.Name); err != nil {
+			return err
+		}
+		inserted, fresh, err := insertTask(ctx, tx, built, p.Actor, now)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return fmt.Errorf("release %q: task %q: %w", p.Name, inserted.ID, store.ErrIdempotencyMismatch)
+		}
+		row := store.PendingRelease(cur, true, rev, inserted.ID, now)
+		if err := writeRelease(ctx, tx, row); err != nil {
+			return err
+		}
+		tx.record(store.ReleaseApprovedEvent(row.Release, env.Name, p.Actor, p.PlanDigest, inserted.ID, now))
+		r, task = row.Release, inserted
+		return nil
+	})
+	if err != nil {
+		return store.Release{}, store.Task{}, err
+	}
+	return r, task, nil
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	all = append(all, blobScenarios...)
 	all = append(all, wakeupScenarios...)
 	all = append(all, releaseScenarios...)
+	all = append(all, terraformScenarios...)
 	all = append(all, secretScenarios...)
 	for _, sc := range all {
 		t.Run(sc.name, func(t *testing.T) {
