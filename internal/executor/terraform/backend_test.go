@@ -1,45 +1,23 @@
 package terraform_test
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/internal/executor/terraform"
-	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
 
 // TestExecuteKubernetesBackend keeps the state in a real kube-apiserver,
 // as the agent does, with a least-privilege identity.
 func TestExecuteKubernetesBackend(t *testing.T) {
-	tofu := tofuPath(t)
-	env, err := kubetest.Start()
-	if errors.Is(err, kubetest.ErrNoAssets) && os.Getenv("CI") != "true" {
-		t.Skipf("SKIPPING the kubernetes backend test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Log(err)
-		}
-	})
-	ns := env.Namespace(t, "tf")
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := kubetest.WriteKubeconfig(kubeconfig, env.AgentConfig(t, kubetest.Agent{Name: "agent-tf", Namespace: ns})); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{workRoot: t.TempDir()}
-	h.exec, err = terraform.New(terraform.Options{
-		TofuPath:    tofu,
-		KubeBackend: &terraform.BackendConfig{Namespace: ns, ConfigPath: kubeconfig},
-		WorkRoot:    h.workRoot,
-		Vault:       fakeVault{},
-	})
+	a := newAgentFixture(t)
+	env, ns := a.env, a.ns
+	opts := a.options(t, "agent-0", 0)
+	h := &harness{workRoot: opts.WorkRoot}
+	var err error
+	h.exec, err = terraform.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +40,9 @@ func TestExecuteKubernetesBackend(t *testing.T) {
 		}
 		if sec.Labels["tfstate"] != "true" {
 			t.Fatalf("state Secret labels = %v", sec.Labels)
+		}
+		if _, err := env.Client.CoordinationV1().Leases(ns).Get(t.Context(), "outpost-tf-db", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("fence Lease after the run: %v, want it released", err)
 		}
 	})
 	t.Run("a repeated apply reads that state and changes nothing", func(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/outposthq/outpost/internal/taskspec"
 	"github.com/outposthq/outpost/internal/vault"
@@ -24,6 +26,13 @@ const (
 	DefaultMaxFileBytes = 5 << 20
 	// DefaultMaxTotalBytes caps all files of an unpacked module together.
 	DefaultMaxTotalBytes = 100 << 20
+	// DefaultFenceDuration is how long a workspace's fence outlives its
+	// last renewal.
+	DefaultFenceDuration = 30 * time.Second
+	// MinFenceDuration bounds FenceDuration from below.
+	MinFenceDuration = time.Second
+	// MaxHolderLength caps Holder.
+	MaxHolderLength = 128
 )
 
 // Resolver resolves a vault reference to its value. *vault.Resolver
@@ -58,6 +67,21 @@ type Options struct {
 	// LocalStateDir) every task fails with ErrNoBackend: state kept in the
 	// run's temporary directory would be lost when it is removed.
 	KubeBackend *BackendConfig
+	// Kube is the client the executor fences workspaces with: before the
+	// CLI runs on a workspace the run claims a Lease outpost-tf-<workspace>
+	// in KubeBackend.Namespace and renews it while it runs (see doc.go).
+	// It must act as the same identity as the backend. Required with
+	// KubeBackend.
+	Kube kubernetes.Interface
+	// Holder identifies this agent replica in the fence Leases (with the
+	// task's ID after a "/"), e.g. the pod name. Required with
+	// KubeBackend.
+	Holder string
+	// FenceDuration is how long a fence stays valid after its last
+	// renewal; the run renews it every third of that and stops itself
+	// when two thirds passed without a renewal. 0 means
+	// DefaultFenceDuration.
+	FenceDuration time.Duration
 	// LocalStateDir keeps each workspace's state in a file
 	// <LocalStateDir>/<workspace>.tfstate. For tests and local
 	// experiments only; ignored when KubeBackend is set.
@@ -113,6 +137,18 @@ func (o *Options) Validate() error {
 		if b.ConfigContext != "" && b.ConfigPath == "" {
 			return errors.New("terraform: options: KubeBackend.ConfigContext needs ConfigPath")
 		}
+		if o.Kube == nil {
+			return errors.New("terraform: options: Kube is required with KubeBackend: it fences workspaces")
+		}
+		if o.Holder == "" || len(o.Holder) > MaxHolderLength || strings.ContainsAny(o.Holder, "/\n\r\t ") {
+			return fmt.Errorf("terraform: options: Holder %q: want this replica's name (e.g. the pod name), at most %d characters without '/' or spaces; required with KubeBackend", o.Holder, MaxHolderLength)
+		}
+	}
+	if o.FenceDuration == 0 {
+		o.FenceDuration = DefaultFenceDuration
+	}
+	if o.FenceDuration < MinFenceDuration {
+		return fmt.Errorf("terraform: options: FenceDuration %s: want at least %s", o.FenceDuration, MinFenceDuration)
 	}
 	if o.LocalStateDir != "" && !filepath.IsAbs(o.LocalStateDir) {
 		return fmt.Errorf("terraform: options: LocalStateDir %q: want an absolute path", o.LocalStateDir)

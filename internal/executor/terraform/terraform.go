@@ -35,6 +35,21 @@ var (
 	// ErrCLI reports a failed OpenTofu/Terraform command; its message is
 	// the command's, with every secret value of the task redacted.
 	ErrCLI = errors.New("tofu")
+	// ErrConfig reports a module or inputs the CLI refused: invalid HCL,
+	// an unsupported argument, an undeclared reference, a missing
+	// required variable. It wraps ErrCLI and is terminal.
+	ErrConfig = errors.New("module configuration")
+	// ErrStateLocked reports a state another client has locked, which the
+	// executor could not prove abandoned. Retryable.
+	ErrStateLocked = errors.New("state locked")
+	// ErrFenced reports a workspace whose fence another run holds and
+	// renews. Retryable: it is free once that run ends or its fence
+	// expires.
+	ErrFenced = errors.New("workspace fenced")
+	// ErrFenceLost reports a run stopped because it could not keep its
+	// fence: the Lease was taken, deleted, or not renewed in time.
+	// Retryable.
+	ErrFenceLost = errors.New("fencing lost")
 )
 
 // Environment variables the executor sets itself.
@@ -127,6 +142,10 @@ type run struct {
 	task    executor.Task
 	log     *slog.Logger
 	secrets []string
+	tf      *tfexec.Terraform
+	// fenced is set while the run holds the workspace's fence: a state
+	// lock it meets was left by a run that is gone.
+	fenced bool
 }
 
 func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
@@ -170,6 +189,16 @@ func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 	tf, err := r.e.cli(root, dir)
 	if err != nil {
 		return nil, fmt.Errorf("terraform: %w", err)
+	}
+	r.tf = tf
+	if r.e.opts.KubeBackend != nil {
+		fctx, f, err := r.e.acquireFence(ctx, s.Workspace, r.task.ID, r.log)
+		if err != nil {
+			return nil, fmt.Errorf("terraform: %w", err)
+		}
+		defer f.release()
+		ctx = fctx
+		r.fenced = true
 	}
 	return r.cliRun(ctx, tf, varFile, filepath.Join(root, planFileName))
 }
@@ -257,22 +286,44 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 // phase runs one CLI command, logs it, and turns its failure into an error
 // that wraps ErrCLI and carries the CLI's diagnostics with every secret of
 // the task redacted. The CLI's own error is not wrapped, so no caller can
-// reach the unredacted text.
+// reach the unredacted text. A state lock met while the run holds the
+// workspace's fence was left by a run that is gone: it is broken and the
+// command run once more. Configuration errors are terminal.
 func (r *run) phase(ctx context.Context, name string, f func(context.Context) error) error {
-	start := time.Now()
-	err := f(ctx)
-	r.log.Info("terraform phase", logPhase, name, logElapsed, time.Since(start).Round(time.Millisecond).String(), "ok", err == nil)
+	err := r.attempt(ctx, name, f)
+	if err != nil && ctx.Err() == nil && r.fenced && isStateLocked(err.Error()) {
+		if uerr := r.breakLock(ctx); uerr != nil {
+			return fmt.Errorf("terraform: %s: %w: %w: %w", name, ErrCLI, ErrStateLocked, uerr)
+		}
+		err = r.attempt(ctx, name, f)
+	}
 	if err == nil {
 		return nil
 	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("terraform: %s: %w: %w", name, ErrCLI, ctxErr)
+	if ctx.Err() != nil {
+		return fmt.Errorf("terraform: %s: %w: %w", name, ErrCLI, context.Cause(ctx))
 	}
-	msg := r.redact(err.Error())
+	msg := strings.TrimSpace(r.redact(err.Error()))
+	if isStateLocked(msg) {
+		li := parseLockInfo(msg)
+		return fmt.Errorf("terraform: %s: %w: %w: workspace %s is locked by %s; retry once it is released", name, ErrCLI, ErrStateLocked, r.spec.Workspace, li.describe())
+	}
+	config := isConfigError(msg)
 	if len(msg) > maxErrorBytes {
 		msg = msg[:maxErrorBytes] + "… (truncated)"
 	}
-	return fmt.Errorf("terraform: %s: %w: %s", name, ErrCLI, strings.TrimSpace(msg))
+	if config {
+		return executor.Terminal(fmt.Errorf("terraform: %s: %w: %w: %s", name, ErrCLI, ErrConfig, msg))
+	}
+	return fmt.Errorf("terraform: %s: %w: %s", name, ErrCLI, msg)
+}
+
+// attempt runs one CLI command once and logs it.
+func (r *run) attempt(ctx context.Context, name string, f func(context.Context) error) error {
+	start := time.Now()
+	err := f(ctx)
+	r.log.Info("terraform phase", logPhase, name, logElapsed, time.Since(start).Round(time.Millisecond).String(), "ok", err == nil)
+	return err
 }
 
 // redact replaces every secret of the task in s, longest first so that a

@@ -1,0 +1,240 @@
+package terraform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordinationclientv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+)
+
+// fencePrefix starts the name of a workspace's fence Lease.
+const fencePrefix = "outpost-tf-"
+
+// fenceReleaseTimeout bounds the deletion of the fence after a run, which
+// happens even when the run's context has ended.
+const fenceReleaseTimeout = 10 * time.Second
+
+// Labels of a fence Lease.
+const (
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	labelWorkspace = "outpost.dev/terraform-workspace"
+	managedBy      = "outpost"
+)
+
+// Log keys of the fence.
+const (
+	logHolder  = "holder"
+	logExpires = "expires"
+)
+
+// fence is a run's exclusive claim on a workspace: a Lease
+// outpost-tf-<workspace> that the run renews every duration/3 while it
+// lasts. A run that cannot renew within 2/3 of the duration cancels its own
+// context, which kills the CLI, so once a fence has expired (its renew time
+// plus its duration is past) its holder is provably no longer running the
+// CLI on the workspace, and the state lock it may have left can be broken.
+// The margin of a third of the duration absorbs the CLI's exit and clock
+// skew between replicas.
+type fence struct {
+	leases   coordinationclientv1.LeaseInterface
+	name     string
+	holder   string
+	duration time.Duration
+	log      *slog.Logger
+
+	// lease is the last version written; owned by the renewal goroutine
+	// until done is closed.
+	lease *coordinationv1.Lease
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// acquireFence claims the workspace's fence for the task, or fails
+// retryably with ErrFenced while another holder's fence is valid. The
+// returned context ends, with a cause wrapping ErrFenceLost, when the fence
+// cannot be kept; release ends the renewals and deletes the fence.
+func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log *slog.Logger) (context.Context, *fence, error) {
+	f := &fence{
+		leases:   e.opts.Kube.CoordinationV1().Leases(e.opts.KubeBackend.Namespace),
+		name:     fencePrefix + workspace,
+		holder:   e.opts.Holder + "/" + task,
+		duration: e.opts.FenceDuration,
+		log:      log,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	seconds := int32(math.Ceil(f.duration.Seconds()))
+	now := metav1.NowMicro()
+	cur, err := f.leases.Get(ctx, f.name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		lease := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:   f.name,
+				Labels: map[string]string{labelManagedBy: managedBy, labelWorkspace: workspace},
+			},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &f.holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now},
+		}
+		f.lease, err = f.leases.Create(ctx, lease, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil, nil, fmt.Errorf("%w: workspace %s: another run claimed it at the same moment; retry", ErrFenced, workspace)
+		}
+	case err != nil:
+	default:
+		if holder, expires, valid := fenceHolder(cur, f.duration); valid {
+			return nil, nil, fmt.Errorf("%w: workspace %s is held by %s until %s (or until it releases it)", ErrFenced, workspace, holder, expires.UTC().Format(time.RFC3339))
+		}
+		prev := ""
+		if cur.Spec.HolderIdentity != nil {
+			prev = *cur.Spec.HolderIdentity
+		}
+		lease := cur.DeepCopy()
+		transitions := int32(0)
+		if lease.Spec.LeaseTransitions != nil {
+			transitions = *lease.Spec.LeaseTransitions
+		}
+		transitions++
+		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &f.holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now, LeaseTransitions: &transitions}
+		f.lease, err = f.leases.Update(ctx, lease, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			return nil, nil, fmt.Errorf("%w: workspace %s: another run claimed it at the same moment; retry", ErrFenced, workspace)
+		}
+		if err == nil && prev != "" {
+			log.Info("terraform fence taken over after it expired", logHolder, prev)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: workspace %s: claim Lease %s: %w", ErrFenced, workspace, f.name, err)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	go f.renew(runCtx, cancel, now.Time)
+	return runCtx, f, nil
+}
+
+// fenceHolder reports who holds a fence Lease and until when, and whether
+// that is still in the future. A Lease without holder or times is free.
+func fenceHolder(l *coordinationv1.Lease, fallback time.Duration) (string, time.Time, bool) {
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+		return "", time.Time{}, false
+	}
+	var last time.Time
+	switch {
+	case l.Spec.RenewTime != nil:
+		last = l.Spec.RenewTime.Time
+	case l.Spec.AcquireTime != nil:
+		last = l.Spec.AcquireTime.Time
+	default:
+		return *l.Spec.HolderIdentity, time.Time{}, false
+	}
+	d := fallback
+	if l.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	expires := last.Add(d)
+	return *l.Spec.HolderIdentity, expires, time.Now().Before(expires)
+}
+
+// renew keeps the fence until release. It ends the run, with a cause
+// wrapping ErrFenceLost, as soon as the fence is known to be someone
+// else's or gone, or when no renewal succeeded for 2/3 of the duration.
+func (f *fence) renew(ctx context.Context, cancel context.CancelCauseFunc, last time.Time) {
+	defer close(f.done)
+	interval := f.duration / 3
+	retry := max(f.duration/15, 10*time.Millisecond)
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		deadline := last.Add(f.duration * 2 / 3)
+		sent := time.Now()
+		rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		lost, err := f.renewOnce(rctx, sent)
+		rcancel()
+		switch {
+		case err == nil:
+			last = sent
+			timer.Reset(interval)
+			continue
+		case lost:
+			f.log.Error("terraform fence lost: stopping the run", "error", err.Error())
+			cancel(fmt.Errorf("%w: %w", ErrFenceLost, err))
+			return
+		case !time.Now().Before(deadline):
+			f.log.Error("terraform fence could not be renewed in time: stopping the run", "error", err.Error())
+			cancel(fmt.Errorf("%w: no renewal of Lease %s succeeded since %s: %w", ErrFenceLost, f.name, last.UTC().Format(time.RFC3339Nano), err))
+			return
+		}
+		f.log.Warn("terraform fence renewal failed; retrying", "error", err.Error())
+		timer.Reset(min(retry, time.Until(deadline)))
+	}
+}
+
+// renewOnce writes a new renew time, with the resourceVersion last seen. A
+// conflict is re-read once: lost reports a fence deleted or held by
+// another, which no retry can win back.
+func (f *fence) renewOnce(ctx context.Context, now time.Time) (lost bool, err error) {
+	for range 2 {
+		lease := f.lease.DeepCopy()
+		t := metav1.NewMicroTime(now)
+		lease.Spec.RenewTime = &t
+		updated, err := f.leases.Update(ctx, lease, metav1.UpdateOptions{})
+		if err == nil {
+			f.lease = updated
+			return false, nil
+		}
+		if apierrors.IsNotFound(err) {
+			return true, fmt.Errorf("lease %s was deleted", f.name)
+		}
+		if !apierrors.IsConflict(err) {
+			return false, err
+		}
+		cur, gerr := f.leases.Get(ctx, f.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(gerr) {
+			return true, fmt.Errorf("lease %s was deleted", f.name)
+		}
+		if gerr != nil {
+			return false, gerr
+		}
+		if cur.UID != f.lease.UID || cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != f.holder {
+			holder := ""
+			if cur.Spec.HolderIdentity != nil {
+				holder = *cur.Spec.HolderIdentity
+			}
+			return true, fmt.Errorf("lease %s is now held by %q", f.name, holder)
+		}
+		f.lease = cur
+	}
+	return false, errors.New("the Lease kept changing under the renewal")
+}
+
+// release stops the renewals and deletes the fence if it is still this
+// run's, so the next run on the workspace need not wait for it to expire.
+func (f *fence) release() {
+	close(f.stop)
+	<-f.done
+	ctx, cancel := context.WithTimeout(context.Background(), fenceReleaseTimeout)
+	defer cancel()
+	uid, rv := f.lease.UID, f.lease.ResourceVersion
+	err := f.leases.Delete(ctx, f.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+	case apierrors.IsConflict(err):
+		f.log.Warn("terraform fence changed hands before its release; left to its holder", "lease", f.name)
+	default:
+		// It expires on its own after its duration.
+		f.log.Warn("terraform fence release failed; it expires on its own", "lease", f.name, "error", err.Error())
+	}
+}

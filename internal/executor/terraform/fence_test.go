@@ -1,0 +1,262 @@
+package terraform_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/outposthq/outpost/internal/executor"
+	"github.com/outposthq/outpost/internal/executor/terraform"
+)
+
+// waiting has a resource whose creation lasts while its CLI lives, for up
+// to ticks fifths of a second, and ends as soon as the CLI is gone (so a
+// killed run leaves no process behind).
+const waiting = `
+variable "ticks" {
+  type = number
+}
+
+resource "terraform_data" "slow" {
+  provisioner "local-exec" {
+    command = "i=0; while [ $i -lt ${var.ticks} ] && kill -0 $PPID 2>/dev/null; do sleep 0.2; i=$((i+1)); done"
+  }
+}
+`
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// applyLocked reports whether the backend's state lock of the workspace is
+// held by an apply.
+func (a *agentFixture) applyLocked(t *testing.T, workspace string) bool {
+	t.Helper()
+	l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "lock-tfstate-default-"+workspace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Operation string }
+	_ = json.Unmarshal([]byte(l.Annotations["app.terraform.io/lock-info"]), &info)
+	return l.Spec.HolderIdentity != nil && info.Operation == "OperationTypeApply"
+}
+
+func taskSpec(t *testing.T, spec map[string]any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestExecuteFence(t *testing.T) {
+	a := newAgentFixture(t)
+	mod := tarGz(t, entry{name: "main.tf", body: module})
+
+	t.Run("a workspace fenced by a live run is refused retryably and nothing runs", func(t *testing.T) {
+		_, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "outpost-tf-live"},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       ptr.To("agent-1/t9"),
+				LeaseDurationSeconds: ptr.To[int32](3600),
+				RenewTime:            ptr.To(metav1.NowMicro()),
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := terraform.New(a.options(t, "agent-0", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "live"}))
+		_, err = ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw})
+		if !errors.Is(err, terraform.ErrFenced) || executor.IsTerminal(err) || !strings.Contains(err.Error(), "agent-1/t9") {
+			t.Fatalf("error = %v, want a retryable ErrFenced naming the holder", err)
+		}
+		if _, err := a.env.Client.CoreV1().Secrets(a.ns).Get(t.Context(), "tfstate-default-live", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("state Secret: %v, want none: the CLI ran", err)
+		}
+		l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "outpost-tf-live", metav1.GetOptions{})
+		if err != nil || *l.Spec.HolderIdentity != "agent-1/t9" {
+			t.Fatalf("fence after the refusal = %v, %v, want it still the other run's", l, err)
+		}
+	})
+	t.Run("an expired fence is taken over and released after the run", func(t *testing.T) {
+		_, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "outpost-tf-stale"},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       ptr.To("agent-1/t9"),
+				LeaseDurationSeconds: ptr.To[int32](30),
+				RenewTime:            ptr.To(metav1.NewMicroTime(time.Now().Add(-time.Hour))),
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := terraform.New(a.options(t, "agent-0", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "stale"}))
+		if _, err := ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "outpost-tf-stale", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("fence after the run: %v, want it deleted", err)
+		}
+	})
+	t.Run("a run whose fence is deleted stops its CLI and fails retryably", func(t *testing.T) {
+		opts := a.options(t, "agent-0", 2*time.Second)
+		ex, err := terraform.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := tarGz(t, entry{name: "main.tf", body: waiting})
+		raw := taskSpec(t, spec(slow, map[string]any{"ticks": 1500}, map[string]any{"workspace": "lost"}))
+		done := make(chan error, 1)
+		go func() {
+			_, err := ex.Execute(t.Context(), executor.Task{ID: "t-lost", Spec: raw})
+			done <- err
+		}()
+		waitFor(t, "the apply to hold the state lock", func() bool { return a.applyLocked(t, "lost") })
+		if err := a.env.Client.CoordinationV1().Leases(a.ns).Delete(t.Context(), "outpost-tf-lost", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var runErr error
+		select {
+		case runErr = <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("the run went on after its fence was deleted")
+		}
+		if !errors.Is(runErr, terraform.ErrFenceLost) || executor.IsTerminal(runErr) || !strings.Contains(runErr.Error(), "fencing lost") {
+			t.Fatalf("error = %v, want a retryable ErrFenceLost", runErr)
+		}
+		if left, _ := os.ReadDir(opts.WorkRoot); len(left) != 0 {
+			t.Fatalf("the working directory was not removed: %v", left)
+		}
+	})
+}
+
+// TestExecuteAfterKill kills an agent (this test binary, re-executed as a
+// child) with SIGKILL in the middle of an apply, which leaves the state
+// locked, and checks that the next attempt elsewhere waits out the dead
+// run's fence, breaks the lock and completes.
+func TestExecuteAfterKill(t *testing.T) {
+	a := newAgentFixture(t)
+	tofu := tofuPath(t)
+	mod := tarGz(t, entry{name: "main.tf", body: waiting})
+	childRoot := t.TempDir()
+	cfg, err := json.Marshal(childConfig{
+		Tofu: tofu, Kubeconfig: a.kubeconfig, Namespace: a.ns, Holder: "agent-child", WorkRoot: childRoot,
+		Spec: taskSpec(t, spec(mod, map[string]any{"ticks": 1500}, map[string]any{"workspace": "killed"})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.CommandContext(t.Context(), self)
+	child.Env = append(os.Environ(), childEnv+"="+string(cfg))
+	var childOut bytes.Buffer
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = child.Wait()
+		close(exited)
+	}()
+	waitFor(t, "the child's apply to hold the state lock", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the child ended before its apply: %s", childOut.String())
+		default:
+		}
+		return a.applyLocked(t, "killed")
+	})
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if !a.applyLocked(t, "killed") {
+		t.Fatal("the killed apply left no state lock; the test proves nothing")
+	}
+
+	var logs bytes.Buffer
+	opts := a.options(t, "agent-parent", 2*time.Second)
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ex, err := terraform.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := taskSpec(t, spec(mod, map[string]any{"ticks": 0}, map[string]any{"workspace": "killed"}))
+	var out json.RawMessage
+	fenced := 0
+	waitFor(t, "the next attempt to get past the dead run's fence", func() bool {
+		out, err = ex.Execute(t.Context(), executor.Task{ID: "t2", Spec: raw, Attempt: 2})
+		if errors.Is(err, terraform.ErrFenced) {
+			fenced++
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("the next attempt failed: %v\nlogs: %s", err, logs.String())
+	}
+	if fenced == 0 {
+		t.Log("the dead run's fence had already expired at the first attempt")
+	}
+	var res struct {
+		Changed bool
+		Plan    struct{ Add int }
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed || res.Plan.Add != 1 {
+		t.Fatalf("result = %s, want the resource created", out)
+	}
+	if !strings.Contains(logs.String(), "force-unlocking") || !strings.Contains(logs.String(), "lock_operation=OperationTypeApply") {
+		t.Fatalf("logs lack the broken lock:\n%s", logs.String())
+	}
+	if _, err := a.env.Client.CoreV1().Secrets(a.ns).Get(t.Context(), "tfstate-default-killed", metav1.GetOptions{}); err != nil {
+		t.Fatalf("state Secret: %v", err)
+	}
+	if a.applyLocked(t, "killed") {
+		t.Fatal("the state is still locked after the run")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	again, err := ex.Execute(ctx, executor.Task{ID: "t3", Spec: raw})
+	if err != nil || !strings.Contains(string(again), `"has_changes":false`) {
+		t.Fatalf("a further run = %s, %v, want nothing left to do", again, err)
+	}
+}
