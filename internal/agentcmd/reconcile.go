@@ -54,17 +54,27 @@ func (s *agentSink) Lock(ctx context.Context, keys []string) (func(), error) {
 	return s.a.Locker().Lock(ctx, keys)
 }
 
+// id returns this replica's name: --replica-id, else the host name and
+// process id. The leader Lease and the terraform fence Leases name the
+// replica by it.
+func (r *reconcileFlags) id() (string, error) {
+	if r.replicaID != "" {
+		return r.replicaID, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("--replica-id: no host name: %w", err)
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid()), nil
+}
+
 func (r *reconcileFlags) setup(cluster *kube.Cluster, client kubernetes.Interface, log *slog.Logger) (*reconciling, error) {
 	if r.disabled {
 		return nil, nil
 	}
-	id := r.replicaID
-	if id == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("--replica-id: no host name: %w", err)
-		}
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	id, err := r.id()
+	if err != nil {
+		return nil, err
 	}
 	lease := reconcile.LeaderOptions{
 		Client: client, Namespace: cluster.Namespace, Identity: id,

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/agent"
@@ -42,6 +43,7 @@ type flags struct {
 	identityFileSet bool
 	kube            kubeFlags
 	reconcile       reconcileFlags
+	terraform       terraformFlags
 }
 
 func env(name, def string) string {
@@ -78,8 +80,14 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
+	f.bind(cmd.Flags())
+	cmd.AddCommand(newKeysCommand())
+	return cmd
+}
+
+// bind registers the agent's flags on fl.
+func (f *flags) bind(fl *pflag.FlagSet) {
 	defaultIdentity := filepath.Join(env("XDG_STATE_HOME", filepath.Join(os.Getenv("HOME"), ".local", "state")), "outpost", "agent-identity.json")
-	fl := cmd.Flags()
 	fl.StringVar(&f.hub, "hub", env("OUTPOST_HUB", ""), "hub URL, https:// only (env OUTPOST_HUB)")
 	fl.StringVar(&f.caFile, "ca-file", env("OUTPOST_CA_FILE", ""), "extra CA bundle for the hub's certificate (env OUTPOST_CA_FILE)")
 	fl.StringVar(&f.bootstrapToken, "bootstrap-token", "", "single-use enrollment token (prefer --bootstrap-token-file or env OUTPOST_BOOTSTRAP_TOKEN)")
@@ -95,8 +103,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	f.kube.bind(fl)
 	f.reconcile.bind(fl)
-	cmd.AddCommand(newKeysCommand())
-	return cmd
+	f.terraform.bind(fl)
 }
 
 // build makes the agent and, with a cluster, the reconciler that runs
@@ -148,6 +155,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 	var rec *reconciling
 	var desired agent.DesiredState // nil without a reconciler
 	var desiredCache agent.DesiredCache
+	var tf *terraformCluster // nil without a cluster
 	if ok {
 		keys = k.keys
 		if rec, err = f.reconcile.setup(k.cluster, k.client, log); err != nil {
@@ -163,6 +171,11 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 			return nil, nil, err
 		}
 		executors[taskspec.KindHelm] = helmExec
+		holder, err := f.reconcile.id()
+		if err != nil {
+			return nil, nil, err
+		}
+		tf = &terraformCluster{cluster: k.cluster, kube: &f.kube, client: k.client, holder: holder}
 		if f.identityFileSet {
 			log.Info("keeping the identity in a file, as --identity-file asks, not in a Secret", "identity_file", f.identityFile)
 		} else {
@@ -170,6 +183,13 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		}
 	} else {
 		log.Info("no Kubernetes cluster configured (no --kubeconfig and not in a pod); manifests, helm and secret tasks are not available")
+	}
+	tfExec, err := f.terraform.setup(tf, resolver, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tfExec != nil {
+		executors[taskspec.KindTerraform] = tfExec
 	}
 	a, err := agent.New(agent.Options{
 		HubURL:             f.hub,

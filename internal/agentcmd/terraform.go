@@ -1,0 +1,175 @@
+package agentcmd
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/outposthq/outpost/internal/executor/terraform"
+	"github.com/outposthq/outpost/internal/kube"
+	"github.com/outposthq/outpost/internal/vault"
+)
+
+// defaultTofuPath is where the agent image puts OpenTofu; it is used when
+// --tofu is not given and the file exists.
+const defaultTofuPath = "/usr/local/bin/tofu"
+
+// defaultDriftInterval is how often a terraform release is planned to
+// detect drift.
+const defaultDriftInterval = time.Hour
+
+// terraformFlags configure the terraform executor and the drift checker of
+// terraform releases.
+type terraformFlags struct {
+	tofu          string
+	namespace     string
+	workRoot      string
+	pluginCache   string
+	env           []string
+	driftInterval time.Duration
+	fenceDuration time.Duration
+}
+
+func (t *terraformFlags) bind(fl *pflag.FlagSet) {
+	fl.StringVar(&t.tofu, "tofu", env("OUTPOST_TOFU", ""), "OpenTofu binary for terraform tasks, an absolute path (env OUTPOST_TOFU; default "+defaultTofuPath+" when it exists, else terraform tasks are not offered)")
+	fl.StringVar(&t.namespace, "terraform-namespace", "", "namespace of the terraform state Secrets, lock Leases and fence Leases (default: the agent's --namespace)")
+	fl.StringVar(&t.workRoot, "terraform-work-root", "", "directory of the terraform runs' private working directories (default: the system's temporary directory); plan files hold variable values, sensitive ones included, so mount an in-memory emptyDir (medium: Memory) there")
+	fl.StringVar(&t.pluginCache, "terraform-plugin-cache", "", "directory shared by terraform runs to cache provider plugins (default: none, each run downloads its providers)")
+	fl.StringArrayVar(&t.env, "terraform-env", nil, "name of an environment variable passed to OpenTofu besides the workload-identity and proxy variables (repeatable)")
+	fl.DurationVar(&t.driftInterval, "terraform-drift-interval", defaultDriftInterval, "how often each terraform release is planned to detect drift, while this replica reconciles; 0 disables")
+	fl.DurationVar(&t.fenceDuration, "terraform-fence-duration", terraform.DefaultFenceDuration, "how long the fence Lease of a terraform run that stopped renewing it keeps other runs of its workspace waiting")
+}
+
+// terraformCluster is what the terraform executor needs of the cluster.
+type terraformCluster struct {
+	cluster *kube.Cluster
+	kube    *kubeFlags
+	// client fences workspaces, as the same identity as the backend.
+	client kubernetes.Interface
+	// holder names this replica in fence Leases.
+	holder string
+}
+
+// tofuBinary returns the OpenTofu binary to run, or "" (and why) when
+// terraform tasks are not to be offered. A binary named explicitly must
+// exist.
+func (t *terraformFlags) tofuBinary() (path, why string, err error) {
+	if t.tofu == "" {
+		if _, statErr := os.Stat(defaultTofuPath); statErr == nil {
+			return defaultTofuPath, "", nil
+		}
+		return "", "no OpenTofu binary: pass --tofu (env OUTPOST_TOFU) or install it at " + defaultTofuPath, nil
+	}
+	if !filepath.IsAbs(t.tofu) {
+		return "", "", fmt.Errorf("--tofu %q: want an absolute path", t.tofu)
+	}
+	st, err := os.Stat(t.tofu)
+	if err != nil {
+		return "", "", fmt.Errorf("--tofu: %w", err)
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", "", fmt.Errorf("--tofu %s: not an executable file", t.tofu)
+	}
+	return t.tofu, "", nil
+}
+
+// setup returns the terraform executor, or nil when terraform tasks are
+// not offered: without an OpenTofu binary, or without a cluster to keep
+// the state in (both logged once).
+func (t *terraformFlags) setup(c *terraformCluster, resolver *vault.Resolver, log *slog.Logger) (*terraform.Executor, error) {
+	if t.driftInterval < 0 {
+		return nil, errors.New("--terraform-drift-interval: may not be negative")
+	}
+	if t.fenceDuration < 0 {
+		return nil, errors.New("--terraform-fence-duration: may not be negative")
+	}
+	tofu, why, err := t.tofuBinary()
+	if err != nil {
+		return nil, err
+	}
+	if tofu == "" {
+		log.Info("terraform tasks are not offered", "reason", why)
+		return nil, nil
+	}
+	if c == nil {
+		if t.namespace != "" {
+			return nil, errors.New("--terraform-namespace needs a cluster: pass --kubeconfig, or run the agent in a pod")
+		}
+		log.Info("terraform tasks are not offered", "reason", "no Kubernetes cluster configured to keep the state in (no --kubeconfig and not in a pod)")
+		return nil, nil
+	}
+	backend, err := t.backend(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range []struct{ flag, path string }{{"--terraform-work-root", t.workRoot}, {"--terraform-plugin-cache", t.pluginCache}} {
+		if dir.path == "" {
+			continue
+		}
+		if st, err := os.Stat(dir.path); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s %s: want an existing directory", dir.flag, dir.path)
+		}
+	}
+	exec, err := terraform.New(terraform.Options{
+		TofuPath:      tofu,
+		KubeBackend:   backend,
+		Kube:          c.client,
+		Holder:        c.holder,
+		FenceDuration: t.fenceDuration,
+		WorkRoot:      t.workRoot,
+		Vault:         resolver,
+		Env:           t.cliEnv(os.LookupEnv),
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("terraform configured", "tofu", tofu, "state_namespace", backend.Namespace)
+	return exec, nil
+}
+
+// backend places the state in the cluster the agent reaches: through its
+// kubeconfig when it was given one, else the in-cluster configuration.
+func (t *terraformFlags) backend(c *terraformCluster) (*terraform.BackendConfig, error) {
+	b := &terraform.BackendConfig{Namespace: c.cluster.Namespace}
+	if t.namespace != "" {
+		b.Namespace = t.namespace
+	}
+	if c.cluster.Source != kube.SourceKubeconfig {
+		return b, nil
+	}
+	path := c.kube.kubeconfig
+	for _, name := range []string{kube.EnvKubeconfig, kube.EnvKubeconfigStd} {
+		if path == "" {
+			path = os.Getenv(name)
+		}
+	}
+	if strings.Contains(path, string(filepath.ListSeparator)) {
+		return nil, fmt.Errorf("kubeconfig %q: the terraform state backend reads one kubeconfig file, not a list; name one", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %q: %w", path, err)
+	}
+	b.ConfigPath, b.ConfigContext = abs, c.kube.context
+	return b, nil
+}
+
+// cliEnv returns the variables passed to OpenTofu: those of --terraform-env
+// that are set, as NAME=VALUE.
+func (t *terraformFlags) cliEnv(lookup func(string) (string, bool)) []string {
+	var out []string
+	for _, name := range t.env {
+		if v, ok := lookup(name); ok {
+			out = append(out, name+"="+v)
+		}
+	}
+	return out
+}

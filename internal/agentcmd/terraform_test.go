@@ -1,0 +1,156 @@
+package agentcmd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/outposthq/outpost/internal/kube/kubetest"
+	"github.com/outposthq/outpost/internal/taskspec"
+)
+
+// fakeTofu writes an executable file standing for the OpenTofu binary;
+// building the executor only checks that it is there.
+func fakeTofu(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tofu")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil { //nolint:gosec // an executable stand-in
+		t.Fatal(err)
+	}
+	return p
+}
+
+// buildArgs builds the agent as `outpost-agent args...` would, without
+// starting it, and returns it with its log.
+func buildArgs(t *testing.T, args ...string) (kinds []string, rec *reconciling, logs string, err error) {
+	t.Helper()
+	f := &flags{}
+	fl := pflag.NewFlagSet("outpost-agent", pflag.ContinueOnError)
+	f.bind(fl)
+	if err := fl.Parse(append([]string{"--hub", "https://hub.invalid", "--log-level", "debug"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	a, rec, err := build(f, &buf)
+	if err != nil {
+		return nil, nil, buf.String(), err
+	}
+	return a.Kinds(), rec, buf.String(), nil
+}
+
+func TestTerraformFlagsParse(t *testing.T) {
+	f := &flags{}
+	fl := pflag.NewFlagSet("outpost-agent", pflag.ContinueOnError)
+	f.bind(fl)
+	err := fl.Parse([]string{"--tofu", "/opt/tofu", "--terraform-namespace", "tf-state", "--terraform-work-root", "/run/tf",
+		"--terraform-plugin-cache", "/var/cache/tf", "--terraform-env", "AWS_PROFILE", "--terraform-env", "ARM_TENANT_ID",
+		"--terraform-drift-interval", "15m", "--terraform-fence-duration", "2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.terraform
+	if got.tofu != "/opt/tofu" || got.namespace != "tf-state" || got.workRoot != "/run/tf" || got.pluginCache != "/var/cache/tf" ||
+		!slices.Equal(got.env, []string{"AWS_PROFILE", "ARM_TENANT_ID"}) || got.driftInterval != 15*time.Minute || got.fenceDuration != 2*time.Minute {
+		t.Fatalf("terraform flags = %+v", got)
+	}
+	t.Run("the drift interval defaults to an hour", func(t *testing.T) {
+		f := &flags{}
+		fl := pflag.NewFlagSet("outpost-agent", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if f.terraform.driftInterval != time.Hour {
+			t.Fatalf("drift interval = %v", f.terraform.driftInterval)
+		}
+	})
+	t.Run("only the named variables that are set reach the CLI", func(t *testing.T) {
+		tf := terraformFlags{env: []string{"AWS_PROFILE", "UNSET"}}
+		got := tf.cliEnv(func(name string) (string, bool) {
+			if name == "AWS_PROFILE" {
+				return "prod", true
+			}
+			return "", false
+		})
+		if !slices.Contains(got, "AWS_PROFILE=prod") || slices.ContainsFunc(got, func(kv string) bool { return strings.HasPrefix(kv, "UNSET=") }) {
+			t.Fatalf("env = %v", got)
+		}
+	})
+}
+
+func TestTerraformTasksAreOffered(t *testing.T) {
+	isolate(t)
+	t.Setenv("OUTPOST_TOFU", "")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := kubetest.WriteKubeconfig(kubeconfig, kenv.Config); err != nil {
+		t.Fatal(err)
+	}
+	ns := kenv.Namespace(t, "tf-agent")
+	tofu := fakeTofu(t)
+	_, defaultErr := os.Stat(defaultTofuPath)
+	tests := []struct {
+		name      string
+		args      []string
+		want      bool
+		wantLog   string
+		skipIfDef bool
+	}{
+		{"with --tofu and a cluster terraform tasks are offered", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--replica-id", "r1"}, true, "terraform configured", false},
+		{"with --tofu and --no-reconcile terraform tasks are still offered", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--no-reconcile"}, true, "terraform configured", false},
+		{"without --tofu and no default binary terraform tasks are not offered, and the log says why", []string{"--kubeconfig", kubeconfig, "--namespace", ns}, false, "no OpenTofu binary", true},
+		{"without a cluster terraform tasks are not offered, and the log says why", []string{"--tofu", tofu}, false, "no Kubernetes cluster configured to keep the state in", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skipIfDef && defaultErr == nil {
+				t.Skipf("%s exists on this machine", defaultTofuPath)
+			}
+			kinds, _, logs, err := buildArgs(t, tt.args...)
+			if err != nil {
+				t.Fatalf("build: %v\n%s", err, logs)
+			}
+			if got := slices.Contains(kinds, taskspec.KindTerraform); got != tt.want {
+				t.Fatalf("kinds = %v, terraform offered %t, want %t\n%s", kinds, got, tt.want, logs)
+			}
+			if !strings.Contains(logs, tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
+			}
+		})
+	}
+}
+
+func TestTerraformFlagsAreChecked(t *testing.T) {
+	isolate(t)
+	t.Setenv("OUTPOST_TOFU", "")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := kubetest.WriteKubeconfig(kubeconfig, kenv.Config); err != nil {
+		t.Fatal(err)
+	}
+	tofu := fakeTofu(t)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"a relative OpenTofu path is refused", []string{"--kubeconfig", kubeconfig, "--tofu", "tofu"}, "want an absolute path"},
+		{"a missing OpenTofu binary is named", []string{"--kubeconfig", kubeconfig, "--tofu", "/nonexistent/tofu"}, "/nonexistent/tofu"},
+		{"a state namespace without a cluster is refused", []string{"--tofu", tofu, "--terraform-namespace", "tf"}, "needs a cluster"},
+		{"an invalid state namespace is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-namespace", "Bad_NS"}, "Bad_NS"},
+		{"a missing work root is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-work-root", "/nonexistent/work"}, "--terraform-work-root"},
+		{"a negative drift interval is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-drift-interval", "-1m"}, "--terraform-drift-interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, logs, err := buildArgs(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one naming %q\n%s", err, tt.wantErr, logs)
+			}
+		})
+	}
+}
