@@ -25,7 +25,7 @@ func (e *Executor) moduleArchive(ctx context.Context, t executor.Task, s *tasksp
 	case s.Artifact != "":
 		return executor.ReadArtifact(ctx, t, s.Artifact, e.opts.MaxModuleBytes)
 	case strings.HasPrefix(s.URL, "oci://"):
-		return e.pull(ctx, t, s)
+		return e.pullModule(ctx, t, s)
 	default:
 		return e.download(ctx, s.URL)
 	}

@@ -78,8 +78,8 @@ func isModuleLayer(mediaType string) bool {
 	return false
 }
 
-// pull returns the module archive of the OCI artifact s.URL names.
-func (e *Executor) pull(ctx context.Context, t executor.Task, s *taskspec.Terraform) ([]byte, error) {
+// pullModule returns the module archive of the OCI artifact s.URL names.
+func (e *Executor) pullModule(ctx context.Context, t executor.Task, s *taskspec.Terraform) ([]byte, error) {
 	ref, err := taskspec.ParseOCIModuleRef(s.URL)
 	if err != nil {
 		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrModule, err))
@@ -94,7 +94,7 @@ func (e *Executor) pull(ctx context.Context, t executor.Task, s *taskspec.Terraf
 	client := &auth.Client{
 		Client: e.opts.HTTPClient,
 		Cache:  auth.NewCache(),
-		Header: http.Header{"User-Agent": {"outpost"}},
+		Header: http.Header{"User-Agent": {"outpost-agent"}},
 	}
 	if s.Password != "" {
 		cred, err := e.registryCredential(ctx, t, s)
@@ -125,7 +125,7 @@ func (e *Executor) pull(ctx context.Context, t executor.Task, s *taskspec.Terraf
 	// verifies the digest; the limit here makes the bound plain.
 	data, err := content.ReadAll(io.LimitReader(rc, layer.Size+1), layer)
 	if err != nil {
-		return nil, layerError(ctx, s.URL, layer, err)
+		return nil, registryLayerError(ctx, s.URL, layer, err)
 	}
 	e.opts.Logger.Info("terraform module pulled", logTask, t.ID, logModuleSource, s.URL, logModuleDigest, desc.Digest.String())
 	return data, nil
@@ -183,7 +183,7 @@ func moduleLayer(source string, desc ocispec.Descriptor, raw []byte, limit int64
 func (e *Executor) registryCredential(ctx context.Context, t executor.Task, s *taskspec.Terraform) (auth.Credential, error) {
 	user := s.Username
 	if strings.HasPrefix(user, vault.Scheme) {
-		v, err := e.resolveSecret(ctx, t, "username", user)
+		v, err := e.resolveRegistrySecret(ctx, t, "username", user)
 		if err != nil {
 			return auth.Credential{}, err
 		}
@@ -194,16 +194,17 @@ func (e *Executor) registryCredential(ctx context.Context, t executor.Task, s *t
 		// error message.
 		return auth.Credential{}, executor.Terminal(fmt.Errorf("%w: password: must be a vault reference (vault://<provider>/<path>/<key>), never the password itself", ErrModule))
 	}
-	pass, err := e.resolveSecret(ctx, t, "password", s.Password)
+	pass, err := e.resolveRegistrySecret(ctx, t, "password", s.Password)
 	if err != nil {
 		return auth.Credential{}, err
 	}
 	return auth.Credential{Username: user, Password: pass}, nil
 }
 
-// resolveSecret resolves the vault reference raw of field and registers the
-// value with the task's redactor before anything can report it.
-func (e *Executor) resolveSecret(ctx context.Context, t executor.Task, field, raw string) (string, error) {
+// resolveRegistrySecret resolves the vault reference raw of field and
+// registers the value with the task's redactor before anything can report
+// it.
+func (e *Executor) resolveRegistrySecret(ctx context.Context, t executor.Task, field, raw string) (string, error) {
 	ref, err := vault.ParseRef(raw)
 	if err != nil {
 		return "", executor.Terminal(fmt.Errorf("%w: %s: %w", ErrModule, field, err))
@@ -236,17 +237,17 @@ func registryError(ctx context.Context, source, what string, err error) error {
 		return executor.Terminal(fmt.Errorf("%w: %s: %s: larger than the %d bytes the agent accepts", ErrModule, source, what, maxManifestBytes))
 	}
 	if resp, ok := errors.AsType[*errcode.ErrorResponse](err); ok {
-		return statusError(source, what, resp.StatusCode)
+		return registryStatusError(source, what, resp.StatusCode)
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
-		return statusError(source, what, http.StatusNotFound)
+		return registryStatusError(source, what, http.StatusNotFound)
 	}
 	return fmt.Errorf("%w: %s: %s: %w", ErrModule, source, what, err)
 }
 
-// statusError describes a registry's status: client errors are terminal,
-// except timeouts and rate limits.
-func statusError(source, what string, status int) error {
+// registryStatusError describes a registry's status: client errors are
+// terminal, except timeouts and rate limits.
+func registryStatusError(source, what string, status int) error {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return executor.Terminal(fmt.Errorf("%w: %s: %s: the registry refused the credentials (%d); check username and password", ErrModule, source, what, status))
@@ -260,9 +261,10 @@ func statusError(source, what string, status int) error {
 	return err
 }
 
-// layerError explains a failure to read the layer: content that does not
-// match its descriptor is terminal, a broken transfer may be retried.
-func layerError(ctx context.Context, source string, layer ocispec.Descriptor, err error) error {
+// registryLayerError explains a failure to read the layer: content that
+// does not match its descriptor is terminal, a broken transfer may be
+// retried.
+func registryLayerError(ctx context.Context, source string, layer ocispec.Descriptor, err error) error {
 	what := "layer " + layer.Digest.String()
 	switch {
 	case errors.Is(err, content.ErrMismatchedDigest):

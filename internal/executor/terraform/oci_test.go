@@ -39,6 +39,7 @@ type ociRegistry struct {
 	requests int
 	blobGets []string
 	tamper   map[string][]byte
+	status   int // when set, the answer to every request
 }
 
 // newOCIRegistry starts a registry over TLS, or plain HTTP when plain is
@@ -50,7 +51,12 @@ func newOCIRegistry(t *testing.T, plain bool, user, pass string) *ociRegistry {
 	serve := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests++
+		status := r.status
 		r.mu.Unlock()
+		if status != 0 {
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
 		if r.user != "" {
 			if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.pass {
 				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
@@ -93,12 +99,7 @@ type blob struct {
 func (r *ociRegistry) push(t *testing.T, repository, tag string, layers ...blob) ocispec.Descriptor {
 	t.Helper()
 	ctx := t.Context()
-	repo, err := remote.NewRepository(r.host + "/" + repository)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.PlainHTTP = strings.HasPrefix(r.srv.URL, "http://")
-	repo.Client = &auth.Client{Client: r.srv.Client(), Credential: auth.StaticCredential(r.host, auth.Credential{Username: r.user, Password: r.pass})}
+	repo := r.repository(t, repository)
 	if _, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeEmptyJSON, ocispec.DescriptorEmptyJSON.Data); err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +122,44 @@ func (r *ociRegistry) push(t *testing.T, repository, tag string, layers ...blob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, raw)
-	if err := repo.PushReference(ctx, desc, bytes.NewReader(raw), tag); err != nil {
+	return r.pushManifest(t, repository, tag, ocispec.MediaTypeImageManifest, raw)
+}
+
+// pushManifest uploads raw as repository:tag's manifest of mediaType, with
+// a plain PUT: oras would refuse to push a malformed manifest.
+func (r *ociRegistry) pushManifest(t *testing.T, repository, tag, mediaType string, raw []byte) ocispec.Descriptor {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, r.srv.URL+"/v2/"+repository+"/manifests/"+tag, bytes.NewReader(raw))
+	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", mediaType)
+	if r.user != "" {
+		req.SetBasicAuth(r.user, r.pass)
+	}
+	resp, err := r.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusCreated {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		t.Fatalf("PUT manifest %s:%s: %s %s", repository, tag, resp.Status, body)
+	}
 	r.reset()
-	return desc
+	return content.NewDescriptorFromBytes(mediaType, raw)
+}
+
+// repository returns a client of repository with r's credentials.
+func (r *ociRegistry) repository(t *testing.T, repository string) *remote.Repository {
+	t.Helper()
+	repo, err := remote.NewRepository(r.host + "/" + repository)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.PlainHTTP = strings.HasPrefix(r.srv.URL, "http://")
+	repo.Client = &auth.Client{Client: r.srv.Client(), Credential: auth.StaticCredential(r.host, auth.Credential{Username: r.user, Password: r.pass})}
+	return repo
 }
 
 // reset forgets the requests seen so far.
@@ -299,6 +332,24 @@ func TestOCIModuleRefusals(t *testing.T) {
 	reg.mu.Lock()
 	reg.tamper[tamperedDigest] = bad
 	reg.mu.Unlock()
+	inner := reg.push(t, "modules/index", "inner", blob{ocispec.MediaTypeImageLayerGzip, mod})
+	index, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{inner}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.pushManifest(t, "modules/index", "v1", ocispec.MediaTypeImageIndex, index)
+	reg.pushManifest(t, "modules/garbled", "v1", ocispec.MediaTypeImageManifest, []byte("not a manifest"))
+	huge, err := json.Marshal(ocispec.Manifest{
+		Versioned:   specs.Versioned{SchemaVersion: 2},
+		MediaType:   ocispec.MediaTypeImageManifest,
+		Config:      ocispec.DescriptorEmptyJSON,
+		Layers:      []ocispec.Descriptor{content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, mod)},
+		Annotations: map[string]string{"padding": strings.Repeat("x", 4<<20)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.pushManifest(t, "modules/huge", "v1", ocispec.MediaTypeImageManifest, huge)
 
 	ref := func(repo string) string { return "oci://" + reg.host + "/modules/" + repo }
 	tests := []struct {
@@ -310,6 +361,9 @@ func TestOCIModuleRefusals(t *testing.T) {
 	}{
 		{"a two-layer artifact is refused naming its media types", ref("two:v1"), 0, terraform.ErrModule, "has 2 layers [" + ocispec.MediaTypeImageLayerGzip + ", application/tar+gzip]"},
 		{"a layer that is not a gzip'd tar is refused", ref("zip:v1"), 0, terraform.ErrModule, `media type "archive/zip"`},
+		{"an image index is refused", ref("index:v1"), 0, terraform.ErrModule, "is an image index"},
+		{"a manifest that is not JSON is refused", ref("garbled:v1"), 0, terraform.ErrModule, "the manifest is not valid JSON"},
+		{"a manifest over 4 MiB is refused", ref("huge:v1"), 0, terraform.ErrModule, "manifest: larger than the 4194304 bytes"},
 		{"an unknown tag is refused", ref("ok:v2"), 0, terraform.ErrModule, "not found (404)"},
 		{"an unknown repository is refused", ref("nothing:v1"), 0, terraform.ErrModule, "not found (404)"},
 		{"a layer over the size limit is refused", ref("ok:v1"), int64(len(mod)) - 1, terraform.ErrModule, "larger than the"},
@@ -326,6 +380,27 @@ func TestOCIModuleRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a registry failing with 503 may be retried", func(t *testing.T) {
+		failing := newOCIRegistry(t, false, "", "")
+		failing.push(t, "modules/ok", "v1", blob{ocispec.MediaTypeImageLayerGzip, mod})
+		failing.mu.Lock()
+		failing.status = http.StatusServiceUnavailable
+		failing.mu.Unlock()
+		ex := ociExecutor(t, failing, "/nonexistent/tofu", fakeVault{}, 0)
+		_, err := executeOCI(t, ex, map[string]any{"workspace": "retry", "url": "oci://" + failing.host + "/modules/ok:v1", "variables": map[string]any{"v": "x"}}, nil)
+		if !errors.Is(err, terraform.ErrModule) || executor.IsTerminal(err) || !strings.Contains(err.Error(), "unexpected status 503") {
+			t.Fatalf("error = %v, want a retryable ErrModule saying 503", err)
+		}
+	})
+	t.Run("an unreachable registry may be retried", func(t *testing.T) {
+		gone := newOCIRegistry(t, false, "", "")
+		gone.srv.Close()
+		ex := ociExecutor(t, gone, "/nonexistent/tofu", fakeVault{}, 0)
+		_, err := executeOCI(t, ex, map[string]any{"workspace": "retry", "url": "oci://" + gone.host + "/modules/ok:v1", "variables": map[string]any{"v": "x"}}, nil)
+		if !errors.Is(err, terraform.ErrModule) || executor.IsTerminal(err) {
+			t.Fatalf("error = %v, want a retryable ErrModule", err)
+		}
+	})
 	t.Run("a layer over the size limit is not downloaded", func(t *testing.T) {
 		reg.reset()
 		ex := ociExecutor(t, reg, "/nonexistent/tofu", fakeVault{}, int64(len(mod))-1)
