@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -18,6 +20,8 @@ const (
 	maxDriftFields   = 64
 	maxDriftFieldLen = 512
 	maxDriftErrorLen = 4096
+	// maxDriftAddressLen bounds a Terraform resource address.
+	maxDriftAddressLen = 1024
 )
 
 func (s *agentService) GetDesiredState(ctx context.Context, req *connect.Request[outpostv1.GetDesiredStateRequest]) (*connect.Response[outpostv1.GetDesiredStateResponse], error) {
@@ -54,6 +58,14 @@ func checkDrift(m *outpostv1.ReportDriftRequest) ([]store.ObjectDrift, error) {
 	}
 	out := make([]store.ObjectDrift, 0, len(m.GetObjects()))
 	for i, o := range m.GetObjects() {
+		if o.GetAddress() != "" {
+			d, err := checkResourceDrift(i, o)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, d)
+			continue
+		}
 		if o.GetKind() == "" || o.GetName() == "" || len(o.GetGroup()) > 253 || len(o.GetKind()) > 63 ||
 			len(o.GetVersion()) > 63 || len(o.GetNamespace()) > 63 || len(o.GetName()) > 253 {
 			return nil, invalid("drift report: object %d: kind and name are required, within Kubernetes' lengths", i)
@@ -72,6 +84,42 @@ func checkDrift(m *outpostv1.ReportDriftRequest) ([]store.ObjectDrift, error) {
 		})
 	}
 	return out, nil
+}
+
+// checkResourceDrift validates drift object i, a Terraform resource named
+// by its address, and returns it as stored.
+func checkResourceDrift(i int, o *outpostv1.ObjectDrift) (store.ObjectDrift, error) {
+	a := o.GetAddress()
+	switch {
+	case len(a) > maxDriftAddressLen:
+		return store.ObjectDrift{}, invalid("drift report: object %d: address longer than %d bytes", i, maxDriftAddressLen)
+	case !printable(a):
+		return store.ObjectDrift{}, invalid("drift report: object %d: address %q: want printable UTF-8 without control characters", i, truncate(a, 64))
+	case o.GetGroup() != "" || o.GetVersion() != "" || o.GetKind() != "" || o.GetNamespace() != "" || o.GetName() != "":
+		return store.ObjectDrift{}, invalid("drift report: object %d: a resource address goes without group, version, kind, namespace and name", i)
+	case len(o.GetFields()) > maxDriftFields:
+		return store.ObjectDrift{}, invalid("drift report: object %d: at most %d fields", i, maxDriftFields)
+	}
+	for _, f := range o.GetFields() {
+		if len(f) > maxDriftFieldLen {
+			return store.ObjectDrift{}, invalid("drift report: object %d: field longer than %d bytes", i, maxDriftFieldLen)
+		}
+	}
+	return store.ObjectDrift{Address: a, Deleted: o.GetDeleted(), Fields: o.GetFields()}, nil
+}
+
+// printable reports whether s is valid UTF-8 of printable characters
+// (spaces allowed, control characters not).
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *agentService) ReportDrift(ctx context.Context, req *connect.Request[outpostv1.ReportDriftRequest]) (*connect.Response[outpostv1.ReportDriftResponse], error) {

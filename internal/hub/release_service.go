@@ -31,18 +31,32 @@ const (
 	failedTaskWindow = 24 * time.Hour
 )
 
+// releaseModes maps explicit modes; RELEASE_MODE_UNSPECIFIED takes the
+// kind's default (store.DefaultMode).
 var releaseModes = map[outpostv1.ReleaseMode]store.ReleaseMode{
-	outpostv1.ReleaseMode_RELEASE_MODE_UNSPECIFIED: store.ModeCorrect,
-	outpostv1.ReleaseMode_RELEASE_MODE_CORRECT:     store.ModeCorrect,
-	outpostv1.ReleaseMode_RELEASE_MODE_DETECT:      store.ModeDetect,
+	outpostv1.ReleaseMode_RELEASE_MODE_CORRECT: store.ModeCorrect,
+	outpostv1.ReleaseMode_RELEASE_MODE_DETECT:  store.ModeDetect,
 }
 
 var releaseSyncs = map[store.ReleaseSync]outpostv1.ReleaseSync{
-	store.SyncPending:  outpostv1.ReleaseSync_RELEASE_SYNC_PENDING,
-	store.SyncInSync:   outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC,
-	store.SyncDrifted:  outpostv1.ReleaseSync_RELEASE_SYNC_DRIFTED,
-	store.SyncFailed:   outpostv1.ReleaseSync_RELEASE_SYNC_FAILED,
-	store.SyncDeleting: outpostv1.ReleaseSync_RELEASE_SYNC_DELETING,
+	store.SyncPending:          outpostv1.ReleaseSync_RELEASE_SYNC_PENDING,
+	store.SyncInSync:           outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC,
+	store.SyncDrifted:          outpostv1.ReleaseSync_RELEASE_SYNC_DRIFTED,
+	store.SyncFailed:           outpostv1.ReleaseSync_RELEASE_SYNC_FAILED,
+	store.SyncDeleting:         outpostv1.ReleaseSync_RELEASE_SYNC_DELETING,
+	store.SyncAwaitingApproval: outpostv1.ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL,
+}
+
+// releaseMode returns the mode m asks for a release of kind.
+func releaseMode(m outpostv1.ReleaseMode, kind string) (store.ReleaseMode, error) {
+	if m == outpostv1.ReleaseMode_RELEASE_MODE_UNSPECIFIED {
+		return store.DefaultMode(kind), nil
+	}
+	mode, ok := releaseModes[m]
+	if !ok {
+		return "", invalid("unknown release mode %v", m)
+	}
+	return mode, nil
 }
 
 func modeToProto(m store.ReleaseMode) outpostv1.ReleaseMode {
@@ -142,9 +156,34 @@ func (h *helmRelease) removal() taskspec.Spec {
 
 func (h *helmRelease) conflictKey() string { return h.ConflictKey() }
 
+// terraformRelease is a terraform release: the module applied to the
+// workspace named after the release.
+type terraformRelease struct{ taskspec.Terraform }
+
+func (tf *terraformRelease) forRevision(int64) taskspec.Spec { s := tf.Terraform; return &s }
+
+// removal destroys the workspace's resources without waiting for an
+// approval: deleting the release is the operator's explicit destroy.
+func (tf *terraformRelease) removal() taskspec.Spec {
+	s := tf.Terraform
+	s.Action, s.Approval, s.ApprovedPlan = taskspec.TerraformDestroy, "", ""
+	return &s
+}
+
+func (tf *terraformRelease) conflictKey() string { return tf.ConflictKey() }
+
+// approved returns the spec of the task that applies the plan whose
+// digest an operator approved.
+func (tf *terraformRelease) approved(digest string) taskspec.Spec {
+	s := tf.Terraform
+	s.ApprovedPlan = digest
+	return &s
+}
+
 // decodeReleaseSpec decodes and validates the spec of a release of kind,
 // filling in what the hub decides: a manifests release's name and revision,
-// a helm release's action.
+// a helm release's action, a terraform release's workspace (one workspace
+// per release, named after it).
 func decodeReleaseSpec(name, kind string, raw []byte) (releaseSpec, error) {
 	var rs releaseSpec
 	switch kind {
@@ -174,13 +213,45 @@ func decodeReleaseSpec(name, kind string, raw []byte) (releaseSpec, error) {
 			h.Release = name
 		}
 		rs = h
+	case taskspec.KindTerraform:
+		tf := &terraformRelease{}
+		if err := decodeLoose(raw, &tf.Terraform); err != nil {
+			return nil, err
+		}
+		if err := fillTerraformRelease(name, &tf.Terraform); err != nil {
+			return nil, err
+		}
+		rs = tf
 	default:
-		return nil, invalid("release kind %q: want %s or %s", truncate(kind, 32), taskspec.KindManifests, taskspec.KindHelm)
+		return nil, invalid("release kind %q: want %s, %s or %s", truncate(kind, 32), taskspec.KindManifests, taskspec.KindHelm, taskspec.KindTerraform)
 	}
 	if err := rs.Validate(); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("spec: %w", err))
 	}
 	return rs, nil
+}
+
+// fillTerraformRelease checks what a terraform release's spec may say and
+// fills in the rest: it applies (destroy is deleting the release), on the
+// workspace named after the release, and carries no approval.
+func fillTerraformRelease(name string, s *taskspec.Terraform) error {
+	switch a := s.EffectiveAction(); a {
+	case taskspec.TerraformApply:
+	case taskspec.TerraformDestroy:
+		return invalid("spec.action %q: a release applies its module; delete the release to destroy its resources", a)
+	case taskspec.TerraformPlan:
+		return invalid("spec.action %q: a release applies its module; set approval: always to review every plan before it is applied", a)
+	default:
+		return invalid("spec.action %q: a release applies its module; leave the action empty", truncate(a, 32))
+	}
+	if s.Workspace != "" && s.Workspace != name {
+		return invalid("spec.workspace %q: one workspace per release, named after it; leave it empty or set it to %q", truncate(s.Workspace, 64), name)
+	}
+	if s.ApprovedPlan != "" {
+		return invalid("spec.approved_plan: set by the hub when an operator approves a plan (outpost release approve); leave it empty")
+	}
+	s.Action, s.Workspace = "", name
+	return nil
 }
 
 // decodeLoose decodes a spec strictly (bounded, no unknown fields) without
@@ -271,9 +342,9 @@ func (s *operatorService) ApplyRelease(ctx context.Context, req *connect.Request
 	if err := checkReleaseName(m.GetName()); err != nil {
 		return nil, err
 	}
-	mode, ok := releaseModes[m.GetMode()]
-	if !ok {
-		return nil, invalid("unknown release mode %v", m.GetMode())
+	mode, err := releaseMode(m.GetMode(), m.GetKind())
+	if err != nil {
+		return nil, err
 	}
 	ignore, err := checkIgnore(m.GetIgnore())
 	if err != nil {
@@ -541,6 +612,7 @@ func releaseToProto(envName string, r store.Release) *outpostv1.Release {
 	for _, d := range r.Drift {
 		p.Drift = append(p.Drift, &outpostv1.ObjectDrift{
 			Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name, Deleted: d.Deleted, Fields: d.Fields,
+			Address: d.Address,
 		})
 	}
 	return p
@@ -560,6 +632,8 @@ func revisionToProto(envName string, r store.ReleaseRevision) *outpostv1.Release
 		CreatedBy:      r.CreatedBy,
 		CreatedAt:      ts(r.CreatedAt),
 		RolledBackFrom: r.RolledBackFrom,
+		Plan:           planToProto(r.Plan),
+		Outputs:        r.Outputs,
 	}
 	for _, ig := range r.Ignore {
 		p.Ignore = append(p.Ignore, &outpostv1.IgnoreRule{Group: ig.Group, Kind: ig.Kind, Paths: ig.Paths})
@@ -567,7 +641,77 @@ func revisionToProto(envName string, r store.ReleaseRevision) *outpostv1.Release
 	return p
 }
 
-// ApproveRelease is being built with terraform releases (issue 8).
-func (s *operatorService) ApproveRelease(context.Context, *connect.Request[outpostv1.ApproveReleaseRequest]) (*connect.Response[outpostv1.ApproveReleaseResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("approve release: not available yet"))
+func planToProto(p *store.PlanSummary) *outpostv1.PlanSummary {
+	if p == nil {
+		return nil
+	}
+	out := &outpostv1.PlanSummary{
+		Add: clampInt32(p.Add), Change: clampInt32(p.Change), Destroy: clampInt32(p.Destroy),
+		HasChanges: p.HasChanges, Digest: p.Digest,
+	}
+	for _, r := range p.Resources {
+		out.Resources = append(out.Resources, &outpostv1.ResourceChange{Address: r.Address, Action: r.Action})
+	}
+	return out
+}
+
+// ApproveRelease lets the plan a terraform release awaits be applied: a
+// new task for the same revision whose spec carries the approved digest,
+// so the agent applies its fresh plan only if it is the one reviewed.
+func (s *operatorService) ApproveRelease(ctx context.Context, req *connect.Request[outpostv1.ApproveReleaseRequest]) (*connect.Response[outpostv1.ApproveReleaseResponse], error) {
+	c, err := s.h.authOperator(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	if m.GetRevision() < 1 {
+		return nil, invalid("revision: want the revision awaiting approval (1 or more), got %d", m.GetRevision())
+	}
+	digest := m.GetPlanDigest()
+	if !taskspec.IsPlanDigest(digest) {
+		return nil, invalid("plan_digest %q: want %s followed by 64 lower-case hex digits, as the plan awaiting approval shows it", truncate(digest, 80), taskspec.PlanDigestPrefix)
+	}
+	env, rel, err := s.release(ctx, c, m.GetEnvironment(), m.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if rel.Kind != taskspec.KindTerraform {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("release %s is a %s release: only terraform releases have plans to approve", rel.Name, rel.Kind))
+	}
+	rev, err := s.revision(ctx, env, rel, m.GetRevision())
+	if err != nil {
+		return nil, err
+	}
+	rs, err := decodeReleaseSpec(rel.Name, rev.Kind, rev.Spec)
+	if err != nil {
+		return nil, err
+	}
+	tf, ok := rs.(*terraformRelease)
+	if !ok {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("release %s revision %d: not a terraform spec", rel.Name, rev.Revision))
+	}
+	if err := s.checkArtifacts(ctx, c, rev.Artifacts); err != nil {
+		return nil, err
+	}
+	sync := rel.Sync
+	rel, task, err := s.h.store.ApproveRelease(ctx, store.ApproveReleaseParams{
+		Tenant: c.token.Tenant, EnvironmentID: env.ID, Name: rel.Name, Revision: rev.Revision, PlanDigest: digest,
+		Actor: c.actor(), Now: s.h.opts.Now(),
+		// The store checked that the revision is still rev: revisions
+		// never change, so rev's spec is the one to approve.
+		Task: func(r store.ReleaseRevision) (store.Task, error) {
+			return s.releaseTask(r, rs, tf.approved(digest), r.Artifacts)
+		},
+	})
+	switch {
+	case errors.Is(err, store.ErrPlanChanged):
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+			"approve release %s: the plan changed since you reviewed it (revision %d, plan %s): review the new plan (outpost release approve %s shows it)", m.GetName(), m.GetRevision(), digest, m.GetName()))
+	case errors.Is(err, store.ErrNotAwaitingApproval):
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("approve release %s: no plan is awaiting approval (the release is %s)", m.GetName(), sync))
+	case err != nil:
+		return nil, storeError(fmt.Sprintf("approve release %s", m.GetName()), err)
+	}
+	s.h.metrics.enqueued.Inc()
+	return connect.NewResponse(&outpostv1.ApproveReleaseResponse{Release: releaseToProto(env.Name, rel), TaskId: task.ID}), nil
 }
