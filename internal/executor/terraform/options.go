@@ -101,7 +101,18 @@ type Options struct {
 	// the agent's environment reaches the CLI, except
 	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT when KubeBackend
 	// uses the in-cluster configuration.
+	//
+	// Long-lived keys are refused (AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AZURE_CLIENT_SECRET,
+	// ARM_CLIENT_SECRET, ARM_ACCESS_KEY, GOOGLE_CREDENTIALS, and a
+	// GOOGLE_APPLICATION_CREDENTIALS file of type service_account) with
+	// ErrStoredCredentials. EnvFrom(IdentityEnvNames, os.LookupEnv) builds
+	// it from the agent's environment.
 	Env []string
+	// PluginCacheDir, an absolute path, is the CLI's provider plugin cache
+	// (plugin_cache_dir in the CLI configuration file, which holds nothing
+	// else). Empty means no cache: providers are downloaded by each run.
+	PluginCacheDir string
 	// HTTPClient fetches module archives from URLs; nil means a client
 	// with the system's roots and proxy settings.
 	HTTPClient *http.Client
@@ -167,6 +178,14 @@ func (o *Options) Validate() error {
 	for _, k := range []string{envCheckpoint, envCLIConfig, envHome, envDataDir, envWorkspace} {
 		if _, ok := env[k]; ok {
 			return fmt.Errorf("terraform: options: Env sets %s, which the executor controls", k)
+		}
+	}
+	if err := checkIdentityEnv(env); err != nil {
+		return fmt.Errorf("terraform: options: %w", err)
+	}
+	if o.PluginCacheDir != "" {
+		if err := checkPluginCacheDir(o.PluginCacheDir); err != nil {
+			return fmt.Errorf("terraform: options: %w", err)
 		}
 	}
 	if o.MaxModuleBytes < 0 || o.MaxFileBytes < 0 || o.MaxTotalBytes < 0 {

@@ -403,7 +403,7 @@ func (e *Executor) writeBackend(dir, workspace string) error {
 // of the executor's settings and Options.Env.
 func (e *Executor) cli(root, dir string) (*tfexec.Terraform, error) {
 	cfg := filepath.Join(root, cliConfig)
-	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+	if err := os.WriteFile(cfg, cliConfigContent(e.opts.PluginCacheDir), 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrWorkDir, err)
 	}
 	tf, err := tfexec.NewTerraform(dir, e.opts.TofuPath)

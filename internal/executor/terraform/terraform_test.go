@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/outposthq/outpost/internal/archive"
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/terraform"
@@ -434,6 +436,12 @@ func TestOptionsValidate(t *testing.T) {
 		{"variables cannot be smuggled through Env", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, Env: []string{"TF_VAR_x=1"}}, "TF_VAR_x"},
 		{"Env cannot replace the CLI configuration", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, Env: []string{"TF_CLI_CONFIG_FILE=/x"}}, "TF_CLI_CONFIG_FILE"},
 		{"Env entries need a value", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, Env: []string{"AWS_ROLE_ARN"}}, "Env[0]"},
+		{"a backend needs a client for the fence", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, KubeBackend: &terraform.BackendConfig{Namespace: "outpost"}, Holder: "agent-0"}, "Kube is required"},
+		{"a backend needs the replica's name", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, KubeBackend: &terraform.BackendConfig{Namespace: "outpost"}, Kube: fake.NewClientset()}, "Holder"},
+		{"a replica's name has no slash", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, KubeBackend: &terraform.BackendConfig{Namespace: "outpost"}, Kube: fake.NewClientset(), Holder: "a/b"}, "Holder"},
+		{"a fence lasts at least a second", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, FenceDuration: time.Millisecond}, "FenceDuration"},
+		{"the plugin cache is an absolute path", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, PluginCacheDir: "cache"}, "PluginCacheDir"},
+		{"the plugin cache path cannot inject configuration", terraform.Options{TofuPath: "/bin/tofu", Vault: fakeVault{}, PluginCacheDir: "/x\"\ncredentials \"h\" {"}, "PluginCacheDir"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
