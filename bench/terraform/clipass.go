@@ -37,7 +37,7 @@ func (b *bench) cliPass(ctx context.Context) (*pass, error) {
 	if err != nil {
 		return nil, err
 	}
-	hub0, _ := procstat.CPUTime(b.hub.PID())
+	hub0 := b.hubCPU()
 	busy := procstat.StartBusy()
 	fmt.Fprintf(os.Stderr, "tofu CLI: applying %d modules one after another …\n", len(modules))
 	t0 := time.Now()
@@ -57,12 +57,20 @@ func (b *bench) cliPass(ctx context.Context) (*pass, error) {
 	}
 	p.wall = time.Since(t0)
 	p.busy, p.load = busy.Share(), procstat.LoadAverage()
-	hub1, _ := procstat.CPUTime(b.hub.PID())
-	p.hubCPU = hub1 - hub0
+	p.hubCPU = b.hubCPU() - hub0
 	if p.cost, err = b.meter.Since(ctx, before); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "tofu CLI: %d modules in %s (p50 %s per module; load %s)\n",
 		p.modules, stats.Secs(p.wall), stats.Secs(p.latency.Median()), p.load)
 	return p, b.cleanState(ctx, b.cfg.cliNamespace, workspaces...)
+}
+
+// hubCPU returns the hub's CPU time so far; 0 without a hub (-agent=false).
+func (b *bench) hubCPU() time.Duration {
+	if b.hub == nil {
+		return 0
+	}
+	d, _ := procstat.CPUTime(b.hub.PID())
+	return d
 }

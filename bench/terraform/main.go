@@ -62,6 +62,7 @@
 //	make bench-terraform
 //	go run ./bench/terraform -modules 20 -resources 5
 //	go run ./bench/terraform -modules 40 -concurrency 10
+//	go run ./bench/terraform -agent=false -results ''   # the CLI loop alone, no hub or agent
 //
 // Results are printed as markdown and appended to -results
 // (bench/RESULTS.md) with the command, date, machine and its load.
@@ -85,6 +86,7 @@ type config struct {
 	cliNamespace   string
 	results        string
 	binDir         string
+	agent          bool
 	cli            bool
 	sample         time.Duration
 	timeout        time.Duration
@@ -102,6 +104,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.cliNamespace, "cli-namespace", "bench-tf-cli", "namespace of the CLI's state Secrets")
 	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "markdown file the results are appended to (empty: none)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
+	fs.BoolVar(&c.agent, "agent", true, "run the agent's pass (-agent=false measures the CLI loop alone, without hub or agent; no ratio then)")
 	fs.BoolVar(&c.cli, "cli", true, "run the CLI loop's pass (-cli=false measures the agent alone; no ratio then)")
 	fs.DurationVar(&c.sample, "sample", 200*time.Millisecond, "how often memory is sampled while a side runs")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "stop the whole benchmark after this long")
@@ -110,6 +113,8 @@ func parseFlags(args []string) (config, error) {
 		return c, err
 	}
 	switch {
+	case !c.agent && !c.cli:
+		return c, errors.New("-agent=false and -cli=false: nothing to measure")
 	case c.modules < 1 || c.modules > 500:
 		return c, errors.New("-modules must be between 1 and 500")
 	case c.resources < 1 || c.resources > 500:

@@ -103,7 +103,7 @@ func render(cfg config, res *results) string {
 
 	m := res.module
 	details := []string{
-		fmt.Sprintf("kube-apiserver %s; outpost-agent %s; OpenTofu %s (hack/tofu.sh), the same binary on both sides", res.serverVersion, agentVersion(res), res.tofuVersion),
+		fmt.Sprintf("kube-apiserver %s; outpost-agent %s; OpenTofu %s (hack/tofu.sh), the same binary on both sides", res.serverVersion, agentVersion(cfg, res), res.tofuVersion),
 		fmt.Sprintf("module: %d terraform_data resources with inputs from 3 variables, no provisioners, one output; %d files, %.1f KiB, %.1f KiB packed inline in each task; nothing downloaded (built-in provider)",
 			m.Resources, len(m.Files), float64(m.bytes())/1024, float64(len(m.Archive))/1024),
 		fmt.Sprintf("state: the kubernetes backend of the same API server for both sides, a Secret and a lock Lease per workspace (agent: namespace %s, through --terraform-namespace; CLI: namespace %s, through an override file), deleted after each pass; every pass starts from empty state and creates every resource",
@@ -136,7 +136,10 @@ func kibQuantile(kib []int64, q float64) int64 {
 	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
-func agentVersion(res *results) string {
+func agentVersion(cfg config, res *results) string {
+	if !cfg.agent {
+		return "not run (-agent=false)"
+	}
 	for _, p := range res.passes {
 		if p.agent && p.agentVersion != "" {
 			return p.agentVersion

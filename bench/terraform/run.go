@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	hubBin := filepath.Join(cfg.binDir, "outpost-hub")
 	b.agentBin = filepath.Join(cfg.binDir, "outpost-agent")
 	for _, bin := range []string{hubBin, b.agentBin} {
-		if _, err := os.Stat(bin); err != nil {
+		if _, err := os.Stat(bin); err != nil && cfg.agent {
 			return fmt.Errorf("%s is not built: run make build", bin)
 		}
 	}
@@ -147,21 +147,22 @@ func run(ctx context.Context, cfg config, args []string) error {
 	if err := kubetest.WriteKubeconfig(b.kubeconfig, b.env.Config); err != nil {
 		return err
 	}
-	hubDir := filepath.Join(tmp, "hub")
-	if err := os.MkdirAll(hubDir, 0o700); err != nil {
-		return err
-	}
-	if b.hub, err = outpostproc.StartHub(ctx, outpostproc.HubOptions{Bin: hubBin, Dir: hubDir}); err != nil {
-		return err
-	}
-	defer func() { _ = b.hub.Stop() }()
 	b.meter = apicost.NewMeter(b.env)
-
-	p, err := b.agentPass(ctx)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+	if cfg.agent {
+		hubDir := filepath.Join(tmp, "hub")
+		if err := os.MkdirAll(hubDir, 0o700); err != nil {
+			return err
+		}
+		if b.hub, err = outpostproc.StartHub(ctx, outpostproc.HubOptions{Bin: hubBin, Dir: hubDir}); err != nil {
+			return err
+		}
+		defer func() { _ = b.hub.Stop() }()
+		p, err := b.agentPass(ctx)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		res.passes = append(res.passes, p)
 	}
-	res.passes = append(res.passes, p)
 	if cfg.cli {
 		p, err := b.cliPass(ctx)
 		if err != nil {
