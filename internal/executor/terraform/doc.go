@@ -8,5 +8,58 @@
 // to a plan file, summarizes that plan, applies exactly it, and reports the
 // outputs with the sensitive ones redacted. Sensitive input variables are
 // resolved from vault references and reach the CLI through an in-memory
-// file, never through its command line, its environment or the disk.
+// file, never through its command line, its environment or the disk. The
+// CLI's environment is made only of the executor's settings and
+// Options.Env, which takes workload-identity settings (IdentityEnvNames)
+// and refuses long-lived cloud keys.
+//
+// # Approval
+//
+// The plan summary lists each changed resource with its action (create,
+// update, delete, replace) and a digest of that list: sha256 over the
+// addresses and actions in plan order and whether it is a destroy plan,
+// never over values, which can be secrets. When the task's approval policy
+// holds the plan (destroy: anything deleted or replaced; always: any
+// change) and the digest is not the task's approved plan, nothing is
+// applied: the task succeeds with AwaitingApproval, and the same task with
+// that digest approved applies a plan that does the same.
+//
+// # Fencing
+//
+// A run killed in the middle of an apply (the agent's pod deleted, the
+// node lost, kill -9) leaves the backend's state lock behind: the Lease
+// lock-tfstate-default-<workspace> whose holder is the lock ID. Breaking a
+// lock is only safe when its holder is provably no longer running, which
+// the lock itself cannot tell. So with the kubernetes backend every run
+// first claims a second Lease, the fence outpost-tf-<workspace>, held by
+// Options.Holder and the task's ID:
+//
+//   - A fence another run renewed less than its duration ago refuses the
+//     run with the retryable ErrFenced; an expired or released one is taken
+//     over, with optimistic concurrency on its resourceVersion.
+//   - The run renews the fence every third of Options.FenceDuration. When
+//     it finds the fence deleted or taken, or no renewal succeeded for two
+//     thirds of the duration, it cancels its own context, which kills the
+//     CLI (terraform-exec also sets the parent-death signal, so a killed
+//     agent takes its CLI along), and fails with the retryable
+//     ErrFenceLost.
+//   - So a run that holds the fence knows every earlier holder has stopped
+//     its CLI, and a state lock it meets is abandoned: it force-unlocks
+//     that lock, logging who held it for which operation since when, and
+//     runs the command once more.
+//   - The fence is deleted when the run ends, with preconditions on its UID
+//     and resourceVersion so that a successor's fence is never removed.
+//
+// Without the kubernetes backend (local state, for tests) there is no
+// fence and a locked state is never broken: the run fails with the
+// retryable ErrStateLocked naming the lock's holder.
+//
+// # Errors
+//
+// Errors are terminal (executor.Terminal) when no retry can fix them: an
+// invalid spec, a refused module archive, an unresolvable variable, and
+// configuration errors the CLI reports (ErrConfig: invalid HCL,
+// unsupported arguments, undeclared references, missing required
+// variables). A locked state, a fenced workspace, an unreachable backend,
+// a deadline or a network failure are retryable.
 package terraform

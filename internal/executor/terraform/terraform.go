@@ -89,8 +89,10 @@ const (
 )
 
 // Executor runs terraform tasks with the CLI at Options.TofuPath. It is
-// safe for concurrent use; tasks on the same workspace must be serialized
-// by the caller (the conflict key "tf/<workspace>").
+// safe for concurrent use. Tasks on the same workspace should be
+// serialized by the caller (the conflict key "tf/<workspace>"); with the
+// kubernetes backend a fence Lease also keeps two runs, on any replicas,
+// from running the CLI on one workspace at once.
 type Executor struct {
 	opts Options
 }
@@ -106,10 +108,12 @@ func New(opts Options) (*Executor, error) {
 }
 
 // Execute runs the task: decode and validate its spec, unpack its module
-// into a private directory removed afterwards, then init, plan, and (for
-// apply and destroy) apply that plan and read the outputs. An invalid spec,
-// a refused archive, an unresolvable variable and a missing backend are
-// terminal; failures of the CLI may be retried (apply is idempotent).
+// into a private directory removed afterwards, claim the workspace's fence
+// (with the kubernetes backend), then init, plan, and (for apply and
+// destroy) apply that plan and read the outputs, unless the approval
+// policy holds the plan. An invalid spec, a refused archive, an
+// unresolvable variable, a missing backend and a configuration error are
+// terminal; other failures may be retried (apply is idempotent).
 func (e *Executor) Execute(ctx context.Context, t executor.Task) (json.RawMessage, error) {
 	var s taskspec.Terraform
 	if err := taskspec.Decode(t.Spec, &s); err != nil {
