@@ -106,7 +106,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
 	fs.BoolVar(&c.agent, "agent", true, "run the agent's pass (-agent=false measures the CLI loop alone, without hub or agent; no ratio then)")
 	fs.BoolVar(&c.cli, "cli", true, "run the CLI loop's pass (-cli=false measures the agent alone; no ratio then)")
-	fs.DurationVar(&c.sample, "sample", 200*time.Millisecond, "how often memory is sampled while a side runs")
+	fs.DurationVar(&c.sample, "sample", 100*time.Millisecond, "how often memory is sampled while a side runs")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "stop the whole benchmark after this long")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp directory (modules, kubeconfig, hub and agent logs)")
 	if err := fs.Parse(args); err != nil {
