@@ -70,8 +70,7 @@ bench-secrets: build testbins ## Benchmark secret set → Secret → workload ro
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) run ./bench/secrets
 
 .PHONY: bench-terraform
-bench-terraform: build testbins ## Benchmark 20 terraform applies run in parallel by the agent against a sequential tofu init && apply loop, and the agent's memory (builds OpenTofu; see bench/RESULTS.md)
-	./hack/tofu.sh >/dev/null
+bench-terraform: build testbins tofu ## Benchmark 20 terraform applies run in parallel by the agent against a sequential tofu init && apply loop, and the agent's memory (builds OpenTofu; see bench/RESULTS.md)
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" $(GO) run ./bench/terraform
 
 $(TOOLS)/buf:
