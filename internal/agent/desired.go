@@ -13,6 +13,7 @@ import (
 
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/internal/agent/reconcile"
+	"github.com/outposthq/outpost/internal/agent/tfdrift"
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/manifests/bundle"
 	"github.com/outposthq/outpost/internal/taskspec"
@@ -28,34 +29,55 @@ type DesiredState interface {
 	Forget(name string)
 }
 
+// TerraformDesired is what the agent hands the terraform releases of its
+// desired state to: the drift checker. It keeps checking the last set it
+// was given while the hub is unreachable.
+type TerraformDesired interface {
+	// SetDesired replaces the terraform releases.
+	SetDesired(rels []tfdrift.Release)
+	// Forget stops checking one release.
+	Forget(name string)
+}
+
 // forgetRemoved stops the reconciler from keeping a release this task is
-// about to remove (a manifests delete, a helm uninstall), before any of its
-// objects go. It runs under the task's locks, which the reconciler takes
-// to correct the release, so no correction slips in between.
+// about to remove (a manifests delete, a helm uninstall), and the drift
+// checker from checking one a terraform destroy removes, before any of its
+// objects or resources go. It runs under the task's locks, which the
+// reconciler takes to correct a release and the checker to check one, so
+// no correction slips in between.
 func (a *Agent) forgetRemoved(task *outpostv1.Task) {
-	if a.opts.Desired == nil {
-		return
-	}
-	var removes bool
+	var forget func(name string)
 	switch task.GetKind() {
 	case taskspec.KindManifests:
 		var spec taskspec.Manifests
-		removes = taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.Delete
+		if a.opts.Desired != nil && taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.Delete {
+			forget = a.opts.Desired.Forget
+		}
 	case taskspec.KindHelm:
 		var spec taskspec.Helm
-		removes = taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.EffectiveAction() == taskspec.HelmUninstall
+		if a.opts.Desired != nil && taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.EffectiveAction() == taskspec.HelmUninstall {
+			forget = a.opts.Desired.Forget
+		}
+	case taskspec.KindTerraform:
+		var spec taskspec.Terraform
+		if a.opts.Terraform != nil && taskspec.DecodeStrict(task.GetSpec(), &spec) == nil && spec.EffectiveAction() == taskspec.TerraformDestroy {
+			forget = a.opts.Terraform.Forget
+		}
 	}
-	if !removes {
+	if forget == nil {
 		return
 	}
 	for _, key := range task.GetConflictKeys() {
 		if name, ok := strings.CutPrefix(key, reconcile.LockKey("")); ok {
-			a.opts.Desired.Forget(name)
+			forget(name)
 		}
 	}
 }
 
-var _ DesiredState = (*reconcile.Reconciler)(nil)
+var (
+	_ DesiredState     = (*reconcile.Reconciler)(nil)
+	_ TerraformDesired = (*tfdrift.Checker)(nil)
+)
 
 // RefreshDesired asks the agent to fetch the desired state from the hub
 // again (the reconciler found it stale). It never blocks.
@@ -119,7 +141,16 @@ func (a *Agent) fetchDesired(ctx context.Context) error {
 // artifact cannot be downloaded, otherwise that fails the whole state.
 func (a *Agent) applyDesired(ctx context.Context, msg *outpostv1.GetDesiredStateResponse, partial bool) error {
 	rels := make([]reconcile.Release, 0, len(msg.GetReleases()))
+	var tfRels []tfdrift.Release
 	for _, d := range msg.GetReleases() {
+		if d.GetRevision().GetKind() == taskspec.KindTerraform {
+			if a.opts.Terraform == nil {
+				a.opts.Logger.Debug("terraform release not checked for drift: this agent runs no terraform drift checker", "release", d.GetName())
+				continue
+			}
+			tfRels = append(tfRels, a.terraformRelease(d))
+			continue
+		}
 		rel, err := a.desiredRelease(ctx, d)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -134,8 +165,28 @@ func (a *Agent) applyDesired(ctx context.Context, msg *outpostv1.GetDesiredState
 		rels = append(rels, rel)
 	}
 	a.opts.Desired.SetDesired(rels)
-	a.opts.Logger.Debug("desired state loaded", "releases", len(rels))
+	if a.opts.Terraform != nil {
+		a.opts.Terraform.SetDesired(tfRels)
+	}
+	a.opts.Logger.Debug("desired state loaded", "releases", len(rels), "terraform_releases", len(tfRels))
 	return nil
+}
+
+// terraformRelease turns a hub release of kind terraform into the drift
+// checker's form. Its checks download the module artifact, if any, as the
+// task that applied it did. A terraform release runs in the detect mode
+// unless the hub says correct.
+func (a *Agent) terraformRelease(d *outpostv1.DesiredRelease) tfdrift.Release {
+	rev := d.GetRevision()
+	rel := tfdrift.Release{
+		Name: d.GetName(), Revision: rev.GetRevision(), Mode: reconcile.ModeDetect,
+		TaskID: d.GetTaskId(), Spec: rev.GetSpec(), Artifacts: rev.GetArtifacts(),
+		Fetcher: &artifactFetcher{client: a.client, taskID: d.GetTaskId()},
+	}
+	if rev.GetMode() == outpostv1.ReleaseMode_RELEASE_MODE_CORRECT {
+		rel.Mode = reconcile.ModeCorrect
+	}
+	return rel
 }
 
 // keepDesired saves msg in the DesiredCache when it differs from what was
@@ -240,7 +291,7 @@ func (a *Agent) ReportDrift(ctx context.Context, d reconcile.Drift) error {
 	}
 	for _, o := range d.Objects[:min(len(d.Objects), maxDriftObjects)] {
 		req.Objects = append(req.Objects, &outpostv1.ObjectDrift{
-			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: boundFields(o.Fields),
+			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: boundFields(o.Fields), Address: o.Address,
 		})
 	}
 	_, err := a.client.ReportDrift(ctx, connect.NewRequest(req))

@@ -79,6 +79,10 @@ type Options struct {
 	// reconciler): at start, after each reconnect, on every notice from
 	// the hub and on RefreshDesired.
 	Desired DesiredState
+	// Terraform, when set with Desired, receives the terraform releases
+	// of the desired state (the drift checker), which the reconciler does
+	// not handle; without it they are left out.
+	Terraform TerraformDesired
 	// DesiredCache, when set with Desired, keeps the last desired state
 	// fetched, for a restart while the hub is unreachable.
 	DesiredCache DesiredCache

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/outposthq/outpost/internal/agent"
 	"github.com/outposthq/outpost/internal/agent/reconcile"
+	"github.com/outposthq/outpost/internal/agent/tfdrift"
 	"github.com/outposthq/outpost/internal/kube"
 )
 
@@ -36,6 +38,9 @@ func (r *reconcileFlags) bind(fl *pflag.FlagSet) {
 type reconciling struct {
 	rec    *reconcile.Reconciler
 	leader reconcile.LeaderOptions
+	// drift checks the terraform releases under the same leadership; nil
+	// when the agent runs no terraform or the interval is 0.
+	drift *tfdrift.Checker
 	// sink forwards reports and refresh requests to the agent, which is
 	// built after the reconciler.
 	sink *agentSink
@@ -103,7 +108,29 @@ func (r *reconcileFlags) setup(cluster *kube.Cluster, client kubernetes.Interfac
 // attach gives the reconciler the agent it reports to.
 func (r *reconciling) attach(a *agent.Agent) { r.sink.a = a }
 
-// run reconciles while this replica holds the leader Lease, until ctx ends.
+// run reconciles, and checks the terraform releases, while this replica
+// holds the leader Lease, until ctx ends.
 func (r *reconciling) run(ctx context.Context) error {
-	return reconcile.RunWhenLeader(ctx, r.leader, r.rec.Start)
+	return reconcile.RunWhenLeader(ctx, r.leader, func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return r.rec.Start(gctx) })
+		if r.drift != nil {
+			g.Go(func() error { return r.drift.Start(gctx) })
+		}
+		return g.Wait()
+	})
+}
+
+// checkTerraform adds the drift checker of terraform releases, run by exec
+// every interval and reporting like the reconciler.
+func (r *reconciling) checkTerraform(exec tfdrift.Executor, interval time.Duration, newRedactor func() tfdrift.Redactor, log *slog.Logger) error {
+	d, err := tfdrift.New(tfdrift.Options{
+		Executor: exec, Reporter: r.sink, Lock: r.sink, NewRedactor: newRedactor,
+		Interval: interval, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	r.drift = d
+	return nil
 }

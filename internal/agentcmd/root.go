@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/internal/agent"
+	"github.com/outposthq/outpost/internal/agent/tfdrift"
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/httpcall"
 	"github.com/outposthq/outpost/internal/redact"
@@ -188,8 +189,20 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	var tfDesired agent.TerraformDesired // nil without a drift checker
 	if tfExec != nil {
 		executors[taskspec.KindTerraform] = tfExec
+		switch {
+		case rec == nil:
+		case f.terraform.driftInterval == 0:
+			log.Info("terraform releases are not checked for drift: --terraform-drift-interval is 0")
+		default:
+			newRedactor := func() tfdrift.Redactor { return redact.NewChild(proc) }
+			if err := rec.checkTerraform(tfExec, f.terraform.driftInterval, newRedactor, log); err != nil {
+				return nil, nil, err
+			}
+			tfDesired = rec.drift
+		}
 	}
 	a, err := agent.New(agent.Options{
 		HubURL:             f.hub,
@@ -206,6 +219,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		EnvironmentKeys:    keys,
 		KeyRefreshInterval: f.kube.keyRefresh,
 		Desired:            desired,
+		Terraform:          tfDesired,
 		DesiredCache:       desiredCache,
 	})
 	if err != nil {

@@ -98,22 +98,27 @@ func TestTerraformTasksAreOffered(t *testing.T) {
 		name      string
 		args      []string
 		want      bool
+		wantDrift bool
 		wantLog   string
 		skipIfDef bool
 	}{
-		{"with --tofu and a cluster terraform tasks are offered", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--replica-id", "r1"}, true, "terraform configured", false},
-		{"with --tofu and --no-reconcile terraform tasks are still offered", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--no-reconcile"}, true, "terraform configured", false},
-		{"without --tofu and no default binary terraform tasks are not offered, and the log says why", []string{"--kubeconfig", kubeconfig, "--namespace", ns}, false, "no OpenTofu binary", true},
-		{"without a cluster terraform tasks are not offered, and the log says why", []string{"--tofu", tofu}, false, "no Kubernetes cluster configured to keep the state in", false},
+		{"with --tofu and a cluster terraform tasks are offered and releases checked for drift", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--replica-id", "r1"}, true, true, "terraform configured", false},
+		{"with --no-reconcile terraform tasks are offered but releases not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--no-reconcile"}, true, false, "terraform configured", false},
+		{"with a drift interval of 0 releases are not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--terraform-drift-interval", "0"}, true, false, "--terraform-drift-interval is 0", false},
+		{"without --tofu and no default binary terraform tasks are not offered, and the log says why", []string{"--kubeconfig", kubeconfig, "--namespace", ns}, false, false, "no OpenTofu binary", true},
+		{"without a cluster terraform tasks are not offered, and the log says why", []string{"--tofu", tofu}, false, false, "no Kubernetes cluster configured to keep the state in", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.skipIfDef && defaultErr == nil {
 				t.Skipf("%s exists on this machine", defaultTofuPath)
 			}
-			kinds, _, logs, err := buildArgs(t, tt.args...)
+			kinds, rec, logs, err := buildArgs(t, tt.args...)
 			if err != nil {
 				t.Fatalf("build: %v\n%s", err, logs)
+			}
+			if drift := rec != nil && rec.drift != nil; drift != tt.wantDrift {
+				t.Errorf("drift checker built %t, want %t", drift, tt.wantDrift)
 			}
 			if got := slices.Contains(kinds, taskspec.KindTerraform); got != tt.want {
 				t.Fatalf("kinds = %v, terraform offered %t, want %t\n%s", kinds, got, tt.want, logs)

@@ -57,12 +57,20 @@ type ObjectDrift struct {
 	// Fields are the owned fields whose live value differs or is missing,
 	// as JSON pointers; list elements are named by their keys, as in
 	// /spec/template/spec/containers/[name=app]/image. Values are never
-	// reported: they may be secret.
+	// reported: they may be secret. For a Terraform resource, its
+	// planned action (create, update, delete or replace).
 	Fields []string
+	// Address is a Terraform resource's address (terraform releases,
+	// whose objects have no group, kind or name).
+	Address string
 }
 
-// String names the object as Kind namespace/name.
+// String names the object as Kind namespace/name, or a Terraform
+// resource by its address.
 func (o ObjectDrift) String() string {
+	if o.Address != "" {
+		return o.Address
+	}
 	if o.Namespace == "" {
 		return o.Kind + " " + o.Name
 	}
