@@ -30,8 +30,8 @@ const (
 
 // Log keys of the fence.
 const (
-	logHolder  = "holder"
-	logExpires = "expires"
+	logHolder = "holder"
+	logLease  = "lease"
 )
 
 // fence is a run's exclusive claim on a workspace: a Lease
@@ -232,9 +232,9 @@ func (f *fence) release() {
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
 	case apierrors.IsConflict(err):
-		f.log.Warn("terraform fence changed hands before its release; left to its holder", "lease", f.name)
+		f.log.Warn("terraform fence changed hands before its release; left to its holder", logLease, f.name)
 	default:
 		// It expires on its own after its duration.
-		f.log.Warn("terraform fence release failed; it expires on its own", "lease", f.name, "error", err.Error())
+		f.log.Warn("terraform fence release failed; it expires on its own", logLease, f.name, "error", err.Error())
 	}
 }

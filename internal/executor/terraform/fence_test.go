@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	coordinationclientv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/outposthq/outpost/internal/executor"
@@ -130,36 +134,95 @@ func TestExecuteFence(t *testing.T) {
 			t.Fatalf("fence after the run: %v, want it deleted", err)
 		}
 	})
-	t.Run("a run whose fence is deleted stops its CLI and fails retryably", func(t *testing.T) {
-		opts := a.options(t, "agent-0", 2*time.Second)
-		ex, err := terraform.New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		slow := tarGz(t, entry{name: "main.tf", body: waiting})
-		raw := taskSpec(t, spec(slow, map[string]any{"ticks": 1500}, map[string]any{"workspace": "lost"}))
-		done := make(chan error, 1)
-		go func() {
-			_, err := ex.Execute(t.Context(), executor.Task{ID: "t-lost", Spec: raw})
-			done <- err
-		}()
-		waitFor(t, "the apply to hold the state lock", func() bool { return a.applyLocked(t, "lost") })
-		if err := a.env.Client.CoordinationV1().Leases(a.ns).Delete(t.Context(), "outpost-tf-lost", metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		var runErr error
-		select {
-		case runErr = <-done:
-		case <-time.After(time.Minute):
-			t.Fatal("the run went on after its fence was deleted")
-		}
-		if !errors.Is(runErr, terraform.ErrFenceLost) || executor.IsTerminal(runErr) || !strings.Contains(runErr.Error(), "fencing lost") {
-			t.Fatalf("error = %v, want a retryable ErrFenceLost", runErr)
-		}
-		if left, _ := os.ReadDir(opts.WorkRoot); len(left) != 0 {
-			t.Fatalf("the working directory was not removed: %v", left)
-		}
-	})
+	lose := []struct {
+		name   string
+		lose   func(t *testing.T, fail *atomic.Bool, lease string)
+		reason string
+	}{
+		{"a run whose fence is deleted stops its CLI and fails retryably", func(t *testing.T, _ *atomic.Bool, lease string) {
+			if err := a.env.Client.CoordinationV1().Leases(a.ns).Delete(t.Context(), lease, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, "was deleted"},
+		{"a run whose fence is taken stops its CLI and fails retryably", func(t *testing.T, _ *atomic.Bool, lease string) {
+			l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), lease, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Spec.HolderIdentity = ptr.To("agent-thief/t7")
+			if _, err := a.env.Client.CoordinationV1().Leases(a.ns).Update(t.Context(), l, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, `held by "agent-thief/t7"`},
+		{"a run that cannot renew its fence for two thirds of its duration stops its CLI", func(_ *testing.T, fail *atomic.Bool, _ string) {
+			fail.Store(true)
+		}, "no renewal of Lease"},
+	}
+	for i, tt := range lose {
+		t.Run(tt.name, func(t *testing.T) {
+			fail := new(atomic.Bool)
+			opts := a.options(t, "agent-0", 2*time.Second)
+			opts.Kube = failingLeases{Interface: opts.Kube, fail: fail}
+			ex, err := terraform.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := fmt.Sprintf("lost-%d", i)
+			slow := tarGz(t, entry{name: "main.tf", body: waiting})
+			raw := taskSpec(t, spec(slow, map[string]any{"ticks": 1500}, map[string]any{"workspace": ws}))
+			done := make(chan error, 1)
+			go func() {
+				_, err := ex.Execute(t.Context(), executor.Task{ID: "t-lost", Spec: raw})
+				done <- err
+			}()
+			waitFor(t, "the apply to hold the state lock", func() bool { return a.applyLocked(t, ws) })
+			tt.lose(t, fail, "outpost-tf-"+ws)
+			var runErr error
+			select {
+			case runErr = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("the run went on after its fence was lost")
+			}
+			if !errors.Is(runErr, terraform.ErrFenceLost) || executor.IsTerminal(runErr) || !strings.Contains(runErr.Error(), "fencing lost") || !strings.Contains(runErr.Error(), tt.reason) {
+				t.Fatalf("error = %v, want a retryable ErrFenceLost saying %q", runErr, tt.reason)
+			}
+			if left, _ := os.ReadDir(opts.WorkRoot); len(left) != 0 {
+				t.Fatalf("the working directory was not removed: %v", left)
+			}
+		})
+	}
+}
+
+// failingLeases is a client whose Lease updates fail while fail is set, as
+// when the API server is out of reach.
+type failingLeases struct {
+	kubernetes.Interface
+	fail *atomic.Bool
+}
+
+func (f failingLeases) CoordinationV1() coordinationclientv1.CoordinationV1Interface {
+	return failingCoordination{CoordinationV1Interface: f.Interface.CoordinationV1(), fail: f.fail}
+}
+
+type failingCoordination struct {
+	coordinationclientv1.CoordinationV1Interface
+	fail *atomic.Bool
+}
+
+func (f failingCoordination) Leases(namespace string) coordinationclientv1.LeaseInterface {
+	return failingLeaseClient{LeaseInterface: f.CoordinationV1Interface.Leases(namespace), fail: f.fail}
+}
+
+type failingLeaseClient struct {
+	coordinationclientv1.LeaseInterface
+	fail *atomic.Bool
+}
+
+func (f failingLeaseClient) Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	if f.fail.Load() {
+		return nil, errors.New("dial tcp: connection refused (injected)")
+	}
+	return f.LeaseInterface.Update(ctx, l, opts)
 }
 
 // TestExecuteAfterKill kills an agent (this test binary, re-executed as a

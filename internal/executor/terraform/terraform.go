@@ -70,6 +70,9 @@ const (
 	logElapsed   = "elapsed"
 	logApproval  = "approval"
 	logDigest    = "digest"
+	logAdd       = "add"
+	logChange    = "change"
+	logDestroy   = "destroy"
 )
 
 // Redacted replaces a sensitive output's value and any secret in an error.
@@ -250,7 +253,7 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 			// Nothing is applied and the state is left as it was; the
 			// operator approves this digest and the task runs again.
 			r.log.Info("terraform plan held for approval", logApproval, s.Approval, logDigest, res.Plan.Digest,
-				"add", res.Plan.Add, "change", res.Plan.Change, "destroy", res.Plan.Destroy)
+				logAdd, res.Plan.Add, logChange, res.Plan.Change, logDestroy, res.Plan.Destroy)
 			res.AwaitingApproval = true
 			return res, nil
 		}
