@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/logfmt"
@@ -16,6 +17,10 @@ const (
 	msgReported = "reported"
 	msgPhase    = "terraform phase"
 )
+
+// throttledMark is in the line client-go logs when its client-side rate
+// limiter held a request for more than a second.
+const throttledMark = "client-side throttling"
 
 // taskRecord is what the executor logged about one task's CLI commands.
 type taskRecord struct {
@@ -76,4 +81,26 @@ func readAgentLog(path string, offset int64, ids map[string]bool) (map[string]*t
 		}
 	}
 	return records, reported, sc.Err()
+}
+
+// countThrottled counts the lines of the log from offset in which
+// client-go says its rate limiter held a request for over a second.
+func countThrottled(path string, offset int64) (int, error) {
+	f, err := os.Open(path) //nolint:gosec // the benchmark's own temp dir
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), throttledMark) {
+			n++
+		}
+	}
+	return n, sc.Err()
 }

@@ -44,12 +44,12 @@ func (b *bench) agentPass(ctx context.Context) (*pass, error) {
 	c := b.cfg.concurrency
 	a, err := outpostproc.StartAgent(ctx, outpostproc.AgentOptions{
 		Bin: b.agentBin, Dir: dir, Hub: b.hub, Environment: environment, Kubeconfig: b.kubeconfig,
-		Args: []string{
+		Args: append([]string{
 			"--concurrency", strconv.Itoa(c),
 			"--tofu", b.cfg.tofu,
 			"--terraform-namespace", b.cfg.agentNamespace,
 			"--terraform-work-root", work,
-		},
+		}, b.cfg.agentArgs...),
 	})
 	if err != nil {
 		return nil, err
@@ -129,6 +129,9 @@ func (b *bench) agentPass(ctx context.Context) (*pass, error) {
 	records, err := waitReported(ctx, a.Child, logStart, ids)
 	p.samples = sampler.stop()
 	if err != nil {
+		return nil, err
+	}
+	if p.throttled, err = countThrottled(a.LogPath, logStart); err != nil {
 		return nil, err
 	}
 

@@ -62,6 +62,7 @@
 //	make bench-terraform
 //	go run ./bench/terraform -modules 20 -resources 5
 //	go run ./bench/terraform -modules 40 -concurrency 10
+//	go run ./bench/terraform -agent-args '--kube-qps 1000 --kube-burst 2000'
 //	go run ./bench/terraform -agent=false -results ''   # the CLI loop alone, no hub or agent
 //
 // Results are printed as markdown and appended to -results
@@ -71,6 +72,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/benchmain"
@@ -86,6 +88,7 @@ type config struct {
 	cliNamespace   string
 	results        string
 	binDir         string
+	agentArgs      []string
 	agent          bool
 	cli            bool
 	sample         time.Duration
@@ -104,6 +107,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.cliNamespace, "cli-namespace", "bench-tf-cli", "namespace of the CLI's state Secrets")
 	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "markdown file the results are appended to (empty: none)")
 	fs.StringVar(&c.binDir, "bin-dir", "bin", "directory holding outpost-hub and outpost-agent (make build)")
+	agentArgs := fs.String("agent-args", "", "extra outpost-agent flags, space-separated, such as '--kube-qps 1000 --kube-burst 2000' (default: none, the agent as users run it)")
 	fs.BoolVar(&c.agent, "agent", true, "run the agent's pass (-agent=false measures the CLI loop alone, without hub or agent; no ratio then)")
 	fs.BoolVar(&c.cli, "cli", true, "run the CLI loop's pass (-cli=false measures the agent alone; no ratio then)")
 	fs.DurationVar(&c.sample, "sample", 100*time.Millisecond, "how often memory is sampled while a side runs")
@@ -112,6 +116,7 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.agentArgs = strings.Fields(*agentArgs)
 	switch {
 	case !c.agent && !c.cli:
 		return c, errors.New("-agent=false and -cli=false: nothing to measure")

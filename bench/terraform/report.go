@@ -117,6 +117,7 @@ func render(cfg config, res *results) string {
 			p.name(), 100*p.busy, p.load, perModule(p.cost, p.modules)))
 	}
 	if agent != nil {
+		details = append(details, fmt.Sprintf("agent's Kubernetes client: %d requests held over 1 s by client-go's client-side rate limiter while applying (its \"Waited before sending request\" log lines)", agent.throttled))
 		details = append(details, fmt.Sprintf("agent process: `outpost-agent %s`", strings.Join(outpostproc.RedactArgs(agent.agentArgs), " ")))
 	}
 	for _, d := range details {

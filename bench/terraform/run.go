@@ -67,6 +67,9 @@ type pass struct {
 	tofuRSS      []int64
 	agentArgs    []string
 	agentVersion string
+	// throttled counts the agent's requests its own Kubernetes client held
+	// for over a second (client-go's rate limiter logs each).
+	throttled int
 }
 
 // bench is what every pass shares.
