@@ -13,6 +13,20 @@
 // Options.Env, which takes workload-identity settings (IdentityEnvNames)
 // and refuses long-lived cloud keys.
 //
+// # Module sources
+//
+// A module comes inline, as a hub artifact, from an https URL, or from an
+// OCI registry (oci://host/repository:tag or @sha256:<digest>). An OCI
+// artifact has exactly one layer, a gzip'd tar (OCI layer tar+gzip,
+// application/tar+gzip, Flux content or a Docker gzip layer), pulled
+// through the agent's HTTP client (plain HTTP only with plain_http), its
+// size checked against Options.MaxModuleBytes before the download and its
+// digest verified. Registry credentials are vault references, registered
+// with the task's redactor and never reported. Every archive then passes
+// the same extraction rules as charts (internal/archive). Unknown
+// references, refused credentials and malformed or oversized artifacts are
+// terminal; network failures and 5xx answers may be retried.
+//
 // # Approval
 //
 // The plan summary lists each changed resource with its action (create,
