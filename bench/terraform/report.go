@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -111,6 +112,13 @@ func render(cfg config, res *results) string {
 		"per module: the executor's CLI time, from the start of its init to the end of its output (its \"terraform phase\" records) for the agent, which runs five commands (init, plan to a file, show that plan, apply it, output); init plus apply -auto-approve for the CLI, two commands; wall of the agent side is first enqueue → last finished_at at the hub",
 		fmt.Sprintf("memory: sampled every %v while the agent applied (VmRSS of the agent; Rss and Pss of /proc/<pid>/smaps_rollup summed over the agent and its tofu children); RSS sums count the tofu binary's shared pages once per process, PSS shares them out", cfg.sample),
 		"CPU: the agent process's own, and its reaped children's (the tofu processes) from /proc/<pid>/stat; the CLI's from each tofu process's rusage",
+	}
+	if agent != nil && cli != nil && agent.modules > 0 && cli.modules > 0 {
+		perAgent, perCLI := agent.childCPU/time.Duration(agent.modules), cli.clientCPU/time.Duration(cli.modules)
+		cpus := runtime.NumCPU()
+		details = append(details, fmt.Sprintf("tofu CPU per module: %s under the agent (five commands) against %s for the CLI (two), %.1f×; on %d CPUs the agent's %d modules need at least %s of wall for tofu alone (modules × tofu CPU ÷ CPUs), against the CLI loop's %s",
+			stats.Secs(perAgent), stats.Secs(perCLI), stats.Ratio(perAgent, perCLI), cpus, agent.modules,
+			stats.Secs(time.Duration(agent.modules)*perAgent/time.Duration(cpus)), stats.Secs(cli.wall)))
 	}
 	for _, p := range res.passes {
 		details = append(details, fmt.Sprintf("%s: machine %.0f%% busy (all processes: kube-apiserver, etcd, hub, agent, tofu, and anything else on the machine), load average %s at its end; API requests per module: %s",
