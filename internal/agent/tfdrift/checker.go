@@ -313,13 +313,15 @@ func (c *Checker) deliver(ctx context.Context, name string) {
 		}
 		d := e.pending[0]
 		c.mu.Unlock()
+		// The backoff counts from the attempt, however long it took.
+		at := c.opts.Clock.Now()
 		err := c.opts.Reporter.ReportDrift(ctx, d)
 		c.mu.Lock()
 		switch {
 		case c.releases[name] != e:
 			// Forgotten meanwhile: its reports went with it.
 		case err != nil:
-			e.retryAt = c.opts.Clock.Now().Add(c.opts.ReportBackoff.Delay(e.failures))
+			e.retryAt = at.Add(c.opts.ReportBackoff.Delay(e.failures))
 			e.failures++
 		default:
 			e.failures, e.retryAt = 0, time.Time{}
