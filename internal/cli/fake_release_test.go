@@ -260,8 +260,18 @@ func normalizeReleaseSpec(name, kind string, spec []byte) ([]byte, error) {
 		}
 		s.Action = ""
 		return json.Marshal(s)
+	case taskspec.KindTerraform:
+		var s taskspec.Terraform
+		if err := taskspec.DecodeStrict(spec, &s); err != nil {
+			return nil, err
+		}
+		if s.Action != "" || (s.Workspace != "" && s.Workspace != name) || s.ApprovedPlan != "" {
+			return nil, fmt.Errorf("spec: a terraform release applies on its own workspace, unapproved")
+		}
+		s.Workspace = name
+		return json.Marshal(s)
 	}
-	return nil, fmt.Errorf("release kind %q: want manifests or helm", kind)
+	return nil, fmt.Errorf("release kind %q: want manifests, helm or terraform", kind)
 }
 
 func (h *fakeHub) GetRelease(_ context.Context, req *connect.Request[v1.GetReleaseRequest]) (*connect.Response[v1.GetReleaseResponse], error) {

@@ -56,8 +56,12 @@ type fakeHub struct {
 	applied         []*v1.ApplyReleaseRequest
 	releaseProgress map[string][]v1.ReleaseSync
 	deleted         []string
-	keys            map[string][]*v1.EnvironmentKey
-	secrets         map[string][]*v1.SecretInfo
+	approvals       []*v1.ApproveReleaseRequest
+	// replanBeforeApproval makes ApproveRelease find a new plan stored
+	// since the CLI read it, as when the agent planned again meanwhile.
+	replanBeforeApproval bool
+	keys                 map[string][]*v1.EnvironmentKey
+	secrets              map[string][]*v1.SecretInfo
 }
 
 var _ outpostv1connect.OperatorServiceHandler = (*fakeHub)(nil)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ func (a *app) newReleaseCommand() *cobra.Command {
 		Aliases: []string{"releases", "rel"},
 		Short:   "Apply, inspect, diff, roll back and delete releases (desired state kept by agents)",
 		Long: `A release is named desired state of one environment: a bundle of Kubernetes
-manifests or a Helm chart with values. Each apply whose content differs from
+manifests, a Helm chart with values, or a Terraform module with variables. Each apply whose content differs from
 the newest revision makes a new revision; the environment's agent applies it
 and then keeps the environment at it, correcting drift (mode correct) or only
 reporting it (mode detect).
@@ -41,13 +42,13 @@ A release file (outpost release apply -f release.yaml):
     name: shop              # DNS-1123 label, at most 53 characters
     environment: prod       # or --env
   spec:
-    mode: correct           # correct (default) or detect
+    mode: correct           # correct (default; detect for terraform) or detect
     ignore:                 # fields another controller owns
       - group: apps
         kind: Deployment
         paths: ["/spec/replicas"]
     description: "1.4.2"    # recorded with the revision
-    manifests:              # exactly one of manifests and helm
+    manifests:              # exactly one of manifests, helm and terraform
       namespace: shop       # for namespaced objects that name none
       files: [deploy/]      # relative to the release file; directories give
                             # their *.yaml, *.yml and *.json, sorted
@@ -74,13 +75,30 @@ A release file (outpost release apply -f release.yaml):
     #   skipCRDs: false
     #   disableHooks: false
     #   adopt: false
+    # terraform:                      # applied to the workspace named after the release
+    #   module: ./infra               # local directory (packed here), or
+    #   # url: oci://registry.example/modules/infra:1.2.0   # https:// or oci://, or
+    #   # artifact: sha256:…          # an uploaded module archive
+    #   path: envs/prod               # the module's directory inside the archive
+    #   username: deploy              # oci:// registries only
+    #   password: vault://k8s/registry/password   # vault references only
+    #   variables:                    # plain values, any YAML
+    #     region: eu-west-1
+    #     sizes: [2, 4]
+    #   sensitiveVariables:           # secrets: vault references only
+    #     db_password: vault://k8s/db/password
+    #   approval: destroy             # never (default), destroy or always: hold such
+    #                                 # plans for outpost release approve
+    #   timeout: 30m
+    #   parallelism: 10
 
 Several releases may share one file as YAML documents separated by ---.
-Unknown fields are errors. Applying the same file twice makes no new revision.`,
+Unknown fields are errors. Applying the same file twice makes no new revision.
+Deleting a terraform release destroys its workspace's resources.`,
 	}
 	cmd.AddCommand(a.newReleaseApplyCommand(), a.newReleaseListCommand(), a.newReleaseGetCommand(),
 		a.newReleaseHistoryCommand(), a.newReleaseDiffCommand(), a.newReleaseRollbackCommand(),
-		a.newReleaseDeleteCommand())
+		a.newReleaseDeleteCommand(), a.newReleaseApproveCommand())
 	return cmd
 }
 
@@ -220,7 +238,8 @@ func (a *app) newReleaseListCommand() *cobra.Command {
 		Short: "List releases with their revision and sync state",
 		Long: `list shows each release: the revision wanted (the newest) and the one last
 applied, and where it stands: pending (not applied yet), in-sync, drifted
-(the environment differs), failed (the last apply failed) or deleting.`,
+(the environment differs), failed (the last apply failed), awaiting-approval
+(a terraform plan waits for outpost release approve) or deleting.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			client, _, err := a.dial()
@@ -324,16 +343,36 @@ func (a *app) newReleaseGetCommand() *cobra.Command {
 			if err != nil {
 				return apiError("get release "+args[0], err)
 			}
-			return a.printMessage(res.Msg, func(w io.Writer) { a.releaseDetail(w, res.Msg.GetRelease(), res.Msg.GetRevision()) })
+			rel, rev := res.Msg.GetRelease(), res.Msg.GetRevision()
+			applied := appliedRevisionOf(rel, rev)
+			if a.format == formatTable && rel.GetKind() == taskspec.KindTerraform && applied == nil && rel.GetAppliedRevision() > 0 {
+				// The outputs are the applied revision's.
+				got, err := client.GetReleaseRevision(cmd.Context(), connect.NewRequest(&v1.GetReleaseRevisionRequest{Environment: env, Name: args[0], Revision: rel.GetAppliedRevision()}))
+				if err != nil {
+					return apiError(fmt.Sprintf("get release %s revision %d", args[0], rel.GetAppliedRevision()), err)
+				}
+				applied = got.Msg.GetRevision()
+			}
+			return a.printMessage(res.Msg, func(w io.Writer) { a.releaseDetail(w, rel, rev, applied) })
 		},
 	}
 	ref.bind(cmd)
 	return cmd
 }
 
-// releaseDetail is the `release get` view: one field per line, then the
-// drifted objects with their fields.
-func (a *app) releaseDetail(w io.Writer, r *v1.Release, rev *v1.ReleaseRevision) {
+// appliedRevisionOf returns rev when it is r's applied revision.
+func appliedRevisionOf(r *v1.Release, rev *v1.ReleaseRevision) *v1.ReleaseRevision {
+	if rev != nil && r.GetAppliedRevision() > 0 && rev.GetRevision() == r.GetAppliedRevision() {
+		return rev
+	}
+	return nil
+}
+
+// releaseDetail is the `release get` view: one field per line, then a
+// terraform release's plan (of the wanted revision) and outputs (of
+// applied, the applied revision, nil when unknown), then the drifted
+// objects with their fields.
+func (a *app) releaseDetail(w io.Writer, r *v1.Release, rev, applied *v1.ReleaseRevision) {
 	field := func(name, value string) {
 		if value != "" && value != "-" {
 			row(w, name+":", value)
@@ -365,6 +404,18 @@ func (a *app) releaseDetail(w io.Writer, r *v1.Release, rev *v1.ReleaseRevision)
 	field("ERROR", r.GetLastError())
 	field("CREATED", a.when(r.GetCreatedAt()))
 	field("UPDATED", a.when(r.GetUpdatedAt()))
+	if plan := rev.GetPlan(); plan != nil {
+		field("PLAN", fmt.Sprintf("revision %d: %s (digest %s)", rev.GetRevision(), planCounts(plan), shortDigest(plan.GetDigest())))
+		for _, line := range planLines(plan) {
+			row(w, "", line)
+		}
+	}
+	if outputs := applied.GetOutputs(); len(outputs) > 0 {
+		field("OUTPUTS", fmt.Sprintf("revision %d", applied.GetRevision()))
+		for _, line := range outputLines(outputs) {
+			row(w, "", line)
+		}
+	}
 	drift := r.GetDrift()
 	if len(drift) == 0 {
 		return
@@ -399,6 +450,13 @@ func revisionOrNone(n int64) string {
 // driftString renders one drifted object as
 // "Deployment shop/web: spec.replicas, spec.template...".
 func driftString(d *v1.ObjectDrift) string {
+	if addr := d.GetAddress(); addr != "" {
+		what := strings.Join(d.GetFields(), ", ")
+		if what == "" {
+			what = "changed"
+		}
+		return strings.ReplaceAll(safeText(addr)+": "+safeText(what), "\t", " ")
+	}
 	name := d.GetName()
 	if ns := d.GetNamespace(); ns != "" {
 		name = ns + "/" + name
@@ -465,11 +523,22 @@ func (a *app) newReleaseHistoryCommand() *cobra.Command {
 			if err != nil {
 				return apiError("release history "+args[0], err)
 			}
+			revs := res.Msg.GetRevisions()
+			// Plans are terraform's: other releases keep their columns.
+			plans := slices.ContainsFunc(revs, func(r *v1.ReleaseRevision) bool { return r.GetPlan() != nil })
 			return a.printMessage(res.Msg, func(w io.Writer) {
-				row(w, "REVISION", "CREATED", "BY", "DIGEST", "MODE", "DESCRIPTION")
-				for _, r := range res.Msg.GetRevisions() {
-					row(w, strconv.FormatInt(r.GetRevision(), 10), a.when(r.GetCreatedAt()), orDash(r.GetCreatedBy()),
-						orDash(shortDigest(r.GetDigest())), modeName(r.GetMode()), orDash(revisionDescription(r)))
+				head := []string{"REVISION", "CREATED", "BY", "DIGEST", "MODE"}
+				if plans {
+					head = append(head, "PLAN")
+				}
+				row(w, append(head, "DESCRIPTION")...)
+				for _, r := range revs {
+					cols := []string{strconv.FormatInt(r.GetRevision(), 10), a.when(r.GetCreatedAt()), orDash(r.GetCreatedBy()),
+						orDash(shortDigest(r.GetDigest())), modeName(r.GetMode())}
+					if plans {
+						cols = append(cols, planShort(r.GetPlan()))
+					}
+					row(w, append(cols, orDash(revisionDescription(r)))...)
 				}
 			})
 		},
@@ -534,7 +603,8 @@ func (a *app) newReleaseDeleteCommand() *cobra.Command {
 		Use:   "delete NAME [--env NAME] [--yes] [--wait [--timeout D]]",
 		Short: "Delete a release and remove its objects from the environment",
 		Long: `delete removes a release: the agent prunes every object the release owns
-(a helm release is uninstalled), then the release is gone. On a terminal it
+(a helm release is uninstalled, a terraform release's workspace destroyed,
+without waiting for an approval), then the release is gone. On a terminal it
 asks first; elsewhere pass --yes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -624,7 +694,7 @@ func (a *app) waitReleaseAndReport(ctx context.Context, client outpostv1connect.
 	switch {
 	case errors.Is(err, ErrReleaseWaitTimeout):
 		return &ExitError{Code: ExitTimeout, Err: err}
-	case errors.Is(err, ErrReleaseFailed):
+	case errors.Is(err, ErrReleaseFailed), errors.Is(err, ErrReleaseAwaitingApproval):
 		return &ExitError{Code: ExitFailure, Err: err}
 	case err != nil:
 		return err
@@ -664,6 +734,10 @@ func (a *app) waitRelease(ctx context.Context, client outpostv1connect.OperatorS
 			switch last.GetSync() {
 			case v1.ReleaseSync_RELEASE_SYNC_FAILED:
 				return last, fmt.Errorf("%w: %s: %s; see `outpost release get %s --env %s`", ErrReleaseFailed, name, orDash(last.GetLastError()), name, env)
+			case v1.ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL:
+				if !deleting {
+					return last, fmt.Errorf("%w: %s revision %d: %s; review it with `outpost release approve %s --env %s`", ErrReleaseAwaitingApproval, name, last.GetRevision(), orDash(last.GetLastError()), name, env)
+				}
 			case v1.ReleaseSync_RELEASE_SYNC_IN_SYNC, v1.ReleaseSync_RELEASE_SYNC_DRIFTED:
 				if !deleting && last.GetAppliedRevision() >= revision {
 					return last, nil

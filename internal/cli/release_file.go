@@ -54,6 +54,7 @@ type releaseSpec struct {
 	Description string            `yaml:"description"`
 	Manifests   *releaseManifests `yaml:"manifests"`
 	Helm        *releaseHelm      `yaml:"helm"`
+	Terraform   *releaseTerraform `yaml:"terraform"`
 }
 
 type releaseIgnore struct {
@@ -125,6 +126,7 @@ var sectionOf = map[string]string{
 	"cli.releaseIgnore":    "spec.ignore",
 	"cli.releaseManifests": "spec.manifests",
 	"cli.releaseHelm":      "spec.helm",
+	"cli.releaseTerraform": "spec.terraform",
 }
 
 // preparedRelease is one release of a release file, read, built and
@@ -140,6 +142,7 @@ type preparedRelease struct {
 	ignore      []*v1.IgnoreRule
 	manifests   *manifestsTask
 	helm        *helmTask
+	terraform   *terraformTask
 }
 
 // summary says what was built, for a note: "Release web (prod): 3
@@ -164,6 +167,8 @@ func (r *preparedRelease) summary() string {
 		return head + "chart " + r.helm.spec.Chart.Repository + "."
 	case r.helm != nil:
 		return head + "chart " + r.helm.spec.Chart.Name + " from " + r.helm.spec.Chart.Repository + "."
+	case r.terraform != nil:
+		return head + r.terraform.summary()
 	}
 	return head + r.kind + "."
 }
@@ -201,6 +206,14 @@ func (r *preparedRelease) request() (*v1.ApplyReleaseRequest, []pendingUpload, e
 		if c := r.helm.chart; c != nil && r.helm.upload {
 			req.Artifacts = []string{c.digest}
 			uploads = append(uploads, pendingUpload{what: "the chart archive", data: c.archive, digest: c.digest})
+		}
+	case r.terraform != nil:
+		req.Spec = r.terraform.encoded
+		if d := r.terraform.spec.Artifact; d != "" {
+			req.Artifacts = []string{d}
+		}
+		if m := r.terraform.module; m != nil {
+			uploads = append(uploads, pendingUpload{what: "the module archive", data: m.archive, digest: m.digest})
 		}
 	}
 	return req, uploads, nil
@@ -301,7 +314,7 @@ func parseReleaseFile(name string, data []byte) ([]releaseDoc, error) {
 
 func (d *releaseDoc) isZero() bool {
 	return d.APIVersion == "" && d.Kind == "" && d.Metadata == (releaseMetadata{}) &&
-		d.Spec.Mode == "" && len(d.Spec.Ignore) == 0 && d.Spec.Description == "" && d.Spec.Manifests == nil && d.Spec.Helm == nil
+		d.Spec.Mode == "" && len(d.Spec.Ignore) == 0 && d.Spec.Description == "" && d.Spec.Manifests == nil && d.Spec.Helm == nil && d.Spec.Terraform == nil
 }
 
 var (
@@ -360,7 +373,7 @@ func (a *app) prepareRelease(d releaseDoc, source, dir, envFlag string) (*prepar
 	default:
 		return nil, fmt.Errorf("release %s names no environment: set metadata.environment or pass --env", name)
 	}
-	mode, err := parseReleaseMode(d.Spec.Mode)
+	mode, err := parseReleaseMode(d.Spec.Mode, d.Spec.Terraform != nil)
 	if err != nil {
 		return nil, fmt.Errorf("spec.mode: %w", err)
 	}
@@ -375,9 +388,12 @@ func (a *app) prepareRelease(d releaseDoc, source, dir, envFlag string) (*prepar
 		}
 		p.ignore = append(p.ignore, r)
 	}
-	switch m, h := d.Spec.Manifests, d.Spec.Helm; {
-	case m != nil && h != nil:
-		return nil, errors.New("spec has both manifests and helm: a release is one or the other; split it into two releases")
+	switch m, h, tf := d.Spec.Manifests, d.Spec.Helm, d.Spec.Terraform; {
+	case (m != nil) && (h != nil) || (m != nil || h != nil) && tf != nil:
+		return nil, errors.New("spec has more than one of manifests, helm and terraform: a release is one of them; split it into several releases")
+	case tf != nil:
+		p.kind = taskspec.KindTerraform
+		p.terraform, err = prepareReleaseTerraform(name, tf, dir)
 	case m != nil:
 		p.kind = taskspec.KindManifests
 		p.manifests, err = prepareReleaseManifests(name, m, dir)
@@ -385,7 +401,7 @@ func (a *app) prepareRelease(d releaseDoc, source, dir, envFlag string) (*prepar
 		p.kind = taskspec.KindHelm
 		p.helm, err = prepareReleaseHelm(name, h, dir)
 	default:
-		return nil, errors.New("spec needs manifests (namespace, files or bundle) or helm (chart, namespace, values)")
+		return nil, errors.New("spec needs manifests (namespace, files or bundle), helm (chart, namespace, values) or terraform (module, variables)")
 	}
 	if err != nil {
 		return nil, err
@@ -404,8 +420,13 @@ func checkReleaseName(name string) error {
 	return nil
 }
 
-// parseReleaseMode reads "correct" (the default) or "detect".
-func parseReleaseMode(s string) (v1.ReleaseMode, error) {
+// parseReleaseMode reads "correct" or "detect"; the default is correct,
+// detect for terraform (correcting drift would apply changes nobody
+// reviewed).
+func parseReleaseMode(s string, terraform bool) (v1.ReleaseMode, error) {
+	if s == "" && terraform {
+		return v1.ReleaseMode_RELEASE_MODE_DETECT, nil
+	}
 	switch strings.ToLower(s) {
 	case "", "correct":
 		return v1.ReleaseMode_RELEASE_MODE_CORRECT, nil

@@ -47,12 +47,12 @@ func TestReleaseFileRefusals(t *testing.T) {
 		{
 			name:    "a release with both manifests and helm is refused",
 			content: releaseHeader + "spec:\n  helm: {chart: ./chart, namespace: shop}\n  manifests:\n" + bundle,
-			want:    []string{"both manifests and helm"},
+			want:    []string{"more than one of manifests, helm and terraform"},
 		},
 		{
-			name:    "a release with neither manifests nor helm is refused",
+			name:    "a release with neither manifests, helm nor terraform is refused",
 			content: releaseHeader + "spec:\n  mode: detect\n",
-			want:    []string{"spec needs manifests", "or helm"},
+			want:    []string{"spec needs manifests", "helm", "or terraform"},
 		},
 		{
 			name:    "an unknown mode is refused with the modes there are",
@@ -144,6 +144,41 @@ func TestReleaseFileRefusals(t *testing.T) {
 			name:    "a file that does not parse is reported with its line",
 			content: releaseHeader + "spec:\n  manifests: [\n",
 			want:    []string{"release.yaml:7:", "did not find expected node content"},
+		},
+		{
+			name:    "a terraform release with helm too is refused",
+			content: releaseHeader + "spec:\n  helm: {chart: oci://r.example/c/web, namespace: shop}\n  terraform: {url: https://example.com/m.tar.gz}\n",
+			want:    []string{"more than one of manifests, helm and terraform"},
+		},
+		{
+			name:    "a terraform release with two module sources is refused",
+			content: releaseHeader + "spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    artifact: sha256:" + strings.Repeat("a", 64) + "\n",
+			want:    []string{"spec.terraform: give exactly one of module"},
+		},
+		{
+			name:    "a terraform release on another workspace is refused",
+			content: releaseHeader + "spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    workspace: other\n",
+			want:    []string{`spec.terraform.workspace "other"`, "one workspace"},
+		},
+		{
+			name:    "a secret given as a sensitive variable is refused without repeating it",
+			content: releaseHeader + "spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    sensitiveVariables: {db_password: hunter2}\n",
+			want:    []string{"sensitive_variables.db_password", "vault reference"},
+		},
+		{
+			name:    "an unknown approval policy is refused",
+			content: releaseHeader + "spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    approval: sometimes\n",
+			want:    []string{`approval "sometimes"`},
+		},
+		{
+			name:    "a module directory without .tf files is refused",
+			content: releaseHeader + "spec:\n  terraform:\n    module: .\n",
+			want:    []string{"spec.terraform.module .", "not a Terraform module"},
+		},
+		{
+			name:    "an unknown terraform field is named with its section",
+			content: releaseHeader + "spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    backend: s3\n",
+			want:    []string{`unknown field "backend" in spec.terraform`},
 		},
 		{
 			name:    "an empty file holds no release",
