@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func (t *terraformFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&t.namespace, "terraform-namespace", "", "namespace of the terraform state Secrets, lock Leases and fence Leases (default: the agent's --namespace)")
 	fl.StringVar(&t.workRoot, "terraform-work-root", "", "directory of the terraform runs' private working directories (default: the system's temporary directory); plan files hold variable values, sensitive ones included, so mount an in-memory emptyDir (medium: Memory) there")
 	fl.StringVar(&t.pluginCache, "terraform-plugin-cache", "", "directory shared by terraform runs to cache provider plugins (default: none, each run downloads its providers)")
-	fl.StringArrayVar(&t.env, "terraform-env", nil, "name of an environment variable passed to OpenTofu besides the workload-identity and proxy variables (repeatable)")
+	fl.StringArrayVar(&t.env, "terraform-env", nil, "name of an environment variable passed to OpenTofu besides the workload-identity and proxy variables (AWS_ROLE_ARN, AZURE_CLIENT_ID, HTTPS_PROXY...); long-lived cloud keys are refused (repeatable)")
 	fl.DurationVar(&t.driftInterval, "terraform-drift-interval", defaultDriftInterval, "how often each terraform release is planned to detect drift, while this replica reconciles; 0 disables")
 	fl.DurationVar(&t.fenceDuration, "terraform-fence-duration", terraform.DefaultFenceDuration, "how long the fence Lease of a terraform run that stopped renewing it keeps other runs of its workspace waiting")
 }
@@ -117,16 +118,23 @@ func (t *terraformFlags) setup(c *terraformCluster, resolver *vault.Resolver, lo
 			return nil, fmt.Errorf("%s %s: want an existing directory", dir.flag, dir.path)
 		}
 	}
+	pluginCache := t.pluginCache
+	if pluginCache != "" {
+		if pluginCache, err = filepath.Abs(pluginCache); err != nil {
+			return nil, fmt.Errorf("--terraform-plugin-cache: %w", err)
+		}
+	}
 	exec, err := terraform.New(terraform.Options{
-		TofuPath:      tofu,
-		KubeBackend:   backend,
-		Kube:          c.client,
-		Holder:        c.holder,
-		FenceDuration: t.fenceDuration,
-		WorkRoot:      t.workRoot,
-		Vault:         resolver,
-		Env:           t.cliEnv(os.LookupEnv),
-		Logger:        log,
+		TofuPath:       tofu,
+		KubeBackend:    backend,
+		Kube:           c.client,
+		Holder:         c.holder,
+		FenceDuration:  t.fenceDuration,
+		WorkRoot:       t.workRoot,
+		Vault:          resolver,
+		Env:            terraform.EnvFrom(t.envNames(), os.LookupEnv),
+		PluginCacheDir: pluginCache,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -162,14 +170,15 @@ func (t *terraformFlags) backend(c *terraformCluster) (*terraform.BackendConfig,
 	return b, nil
 }
 
-// cliEnv returns the variables passed to OpenTofu: those of --terraform-env
-// that are set, as NAME=VALUE.
-func (t *terraformFlags) cliEnv(lookup func(string) (string, bool)) []string {
-	var out []string
-	for _, name := range t.env {
-		if v, ok := lookup(name); ok {
-			out = append(out, name+"="+v)
+// envNames returns the names of the variables of the agent's environment
+// passed to OpenTofu: the executor's workload-identity and proxy
+// variables, then those of --terraform-env.
+func (t *terraformFlags) envNames() []string {
+	names := slices.Clone(terraform.IdentityEnvNames)
+	for _, n := range t.env {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
-	return out
+	return names
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/outposthq/outpost/internal/executor/terraform"
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 	"github.com/outposthq/outpost/internal/taskspec"
 )
@@ -70,16 +71,11 @@ func TestTerraformFlagsParse(t *testing.T) {
 			t.Fatalf("drift interval = %v", f.terraform.driftInterval)
 		}
 	})
-	t.Run("only the named variables that are set reach the CLI", func(t *testing.T) {
-		tf := terraformFlags{env: []string{"AWS_PROFILE", "UNSET"}}
-		got := tf.cliEnv(func(name string) (string, bool) {
-			if name == "AWS_PROFILE" {
-				return "prod", true
-			}
-			return "", false
-		})
-		if !slices.Contains(got, "AWS_PROFILE=prod") || slices.ContainsFunc(got, func(kv string) bool { return strings.HasPrefix(kv, "UNSET=") }) {
-			t.Fatalf("env = %v", got)
+	t.Run("the named variables are passed beside the workload-identity ones, once each", func(t *testing.T) {
+		tf := terraformFlags{env: []string{"AWS_PROFILE", "AWS_ROLE_ARN"}}
+		got := tf.envNames()
+		if !slices.Contains(got, "AWS_PROFILE") || !slices.Contains(got, "AZURE_CLIENT_ID") || len(got) != len(terraform.IdentityEnvNames)+1 {
+			t.Fatalf("names = %v, want the identity names and AWS_PROFILE once", got)
 		}
 	})
 }
@@ -133,6 +129,7 @@ func TestTerraformTasksAreOffered(t *testing.T) {
 func TestTerraformFlagsAreChecked(t *testing.T) {
 	isolate(t)
 	t.Setenv("OUTPOST_TOFU", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-key")
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := kubetest.WriteKubeconfig(kubeconfig, kenv.Config); err != nil {
 		t.Fatal(err)
@@ -148,6 +145,7 @@ func TestTerraformFlagsAreChecked(t *testing.T) {
 		{"a state namespace without a cluster is refused", []string{"--tofu", tofu, "--terraform-namespace", "tf"}, "needs a cluster"},
 		{"an invalid state namespace is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-namespace", "Bad_NS"}, "Bad_NS"},
 		{"a missing work root is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-work-root", "/nonexistent/work"}, "--terraform-work-root"},
+		{"a long-lived cloud key is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-env", "AWS_SECRET_ACCESS_KEY"}, "AWS_SECRET_ACCESS_KEY"},
 		{"a negative drift interval is refused", []string{"--kubeconfig", kubeconfig, "--tofu", tofu, "--terraform-drift-interval", "-1m"}, "--terraform-drift-interval"},
 	}
 	for _, tt := range tests {
