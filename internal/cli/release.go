@@ -113,12 +113,14 @@ func (a *app) newReleaseApplyCommand() *cobra.Command {
 		Long: `apply reads a release file (see ` + "`outpost release --help`" + ` for the format), builds
 each release's task spec exactly as ` + "`outpost task run`" + ` builds it from flags
 (bundles joined in file order, chart directories packed reproducibly, values
-merged as helm does), uploads what is too large to travel inline, and sends it
-to the hub. Content equal to the newest revision makes no new revision.
+merged as helm does; terraform module directories are packed reproducibly too,
+without local state, provider caches, .git and *.tfvars files), uploads what is
+too large to travel inline, and sends it to the hub. Content equal to the newest revision makes no new revision.
 
 Everything is read and checked before the hub is contacted. With --wait, apply
 waits until every release is applied (in sync or drifted) and exits 1 if one
-failed, 2 if --timeout passed first.
+failed or stopped at a terraform plan awaiting approval, 2 if --timeout passed
+first.
 
   outpost release apply -f release.yaml --wait
   ./render-releases.sh | outpost release apply -f - --env staging`,

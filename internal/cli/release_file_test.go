@@ -220,6 +220,7 @@ func FuzzParseReleaseFile(f *testing.F) {
 	f.Add([]byte(releaseHeader + "spec:\n  manifests:\n    files: [a.yaml]\n"))
 	f.Add([]byte(releaseHeader + "spec:\n  helm: {chart: x, namespace: y, set: [a=b]}\n---\n"))
 	f.Add([]byte("a: &a [x]\nb: [*a, *a]\n"))
+	f.Add([]byte(releaseHeader + "spec:\n  terraform:\n    module: infra\n    variables: {a: [1, {b: c}]}\n    sensitiveVariables: {p: vault://k/p/x}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		docs, err := parseReleaseFile("fuzz.yaml", data)
 		if err == nil && len(docs) == 0 {

@@ -128,6 +128,18 @@ func TestReleaseApplyTerraform(t *testing.T) {
 	})
 }
 
+func TestReleaseApplyTerraformWaitStopsAtAHeldPlan(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t).login()
+	h.hub.scriptRelease("prod", "net", v1.ReleaseSync_RELEASE_SYNC_PENDING, v1.ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL)
+	path := writeRelease(t, h.dir, "release.yaml", terraformHeader+"spec:\n  terraform:\n    url: https://example.com/m.tar.gz\n    approval: always\n")
+	r := h.run("release", "apply", "-f", path, "--wait", "--timeout", "5s")
+	if got := ExitCode(r.err); got != ExitFailure {
+		t.Fatalf("exit code %d (%v), want %d", got, r.err, ExitFailure)
+	}
+	assertErrorContains(t, r.err, "release awaits approval: net revision 1", "outpost release approve net --env prod")
+}
+
 func TestReleaseApplyTerraformSources(t *testing.T) {
 	t.Parallel()
 	uploaded := "sha256:" + strings.Repeat("c", 64)
