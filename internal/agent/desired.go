@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -287,11 +288,11 @@ func (a *Agent) desiredRelease(ctx context.Context, d *outpostv1.DesiredRelease)
 func (a *Agent) ReportDrift(ctx context.Context, d reconcile.Drift) error {
 	req := &outpostv1.ReportDriftRequest{
 		Release: d.Release, Revision: d.Revision, Corrected: d.Corrected,
-		Error: a.opts.NewRedactor().String(d.Error), ObservedAt: timestamppb.New(d.Time),
+		Error: bound(a.opts.NewRedactor().String(d.Error), maxDriftErrorLen), ObservedAt: timestamppb.New(d.Time),
 	}
 	for _, o := range d.Objects[:min(len(d.Objects), maxDriftObjects)] {
 		req.Objects = append(req.Objects, &outpostv1.ObjectDrift{
-			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: boundFields(o.Fields), Address: o.Address,
+			Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Deleted: o.Deleted, Fields: boundFields(o.Fields), Address: bound(o.Address, maxDriftAddressLen),
 		})
 	}
 	_, err := a.client.ReportDrift(ctx, connect.NewRequest(req))
@@ -308,10 +309,25 @@ func (a *Agent) ReportDrift(ctx context.Context, d reconcile.Drift) error {
 
 // The hub's bounds on a drift report; a larger drift is summarised to fit.
 const (
-	maxDriftObjects  = 1000
-	maxDriftFields   = 64
-	maxDriftFieldLen = 512
+	maxDriftObjects    = 1000
+	maxDriftFields     = 64
+	maxDriftFieldLen   = 512
+	maxDriftErrorLen   = 4096
+	maxDriftAddressLen = 1024
 )
+
+// bound shortens s to at most n bytes, cut at a character boundary and
+// marked with "…": an OpenTofu error may run to several kilobytes.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
 
 // boundFields fits an object's drifted fields into the hub's bounds: long
 // paths are shortened, and past the limit the last entry counts the rest.
@@ -322,7 +338,7 @@ func boundFields(fields []string) []string {
 			return append(out, fmt.Sprintf("(and %d more fields)", len(fields)-i))
 		}
 		if len(f) > maxDriftFieldLen {
-			f = f[:maxDriftFieldLen-len("…")] + "…"
+			f = bound(f, maxDriftFieldLen)
 		}
 		out = append(out, f)
 	}

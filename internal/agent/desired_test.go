@@ -158,3 +158,24 @@ func TestTerraformDestroyForgetsTheRelease(t *testing.T) {
 		}
 	})
 }
+
+func TestBoundKeepsReportsWithinTheHubsLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		n    int
+		want string
+	}{
+		{"a short text passes unchanged", "tofu: plan failed", 4096, "tofu: plan failed"},
+		{"a long text is cut and marked", strings.Repeat("e", 5000), 4096, strings.Repeat("e", 4096-len("…")) + "…"},
+		{"a cut never splits a character", strings.Repeat("é", 10), 8, "éé…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := bound(tt.in, tt.n)
+			if got != tt.want || len(got) > tt.n {
+				t.Fatalf("bound = %q (%d bytes), want %q", got, len(got), tt.want)
+			}
+		})
+	}
+}
