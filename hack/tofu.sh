@@ -26,7 +26,7 @@ case "${1:-}" in
     ;;
 esac
 
-runs() { [ -x "$1" ] && "$1" version 2>/dev/null | head -1 | grep -qx "OpenTofu ${TOFU_VERSION}"; }
+runs() { [ -x "$1" ] && [ "$("$1" version 2>/dev/null | sed -n 1p)" = "OpenTofu ${TOFU_VERSION}" ]; }
 
 if ! runs "$out"; then
   echo "tofu: building OpenTofu $TOFU_VERSION from the module proxy (first time on this machine: about 6 minutes)" >&2
