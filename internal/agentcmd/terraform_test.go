@@ -1,7 +1,7 @@
 package agentcmd
 
 import (
-	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,8 +28,8 @@ func fakeTofu(t *testing.T) string {
 }
 
 // buildArgs builds the agent as `outpost-agent args...` would, without
-// starting it, and returns it with its log.
-func buildArgs(t *testing.T, args ...string) (kinds []string, rec *reconciling, logs string, err error) {
+// starting it, and returns the kinds it offers, its reconciler and its log.
+func buildArgs(t *testing.T, args ...string) (kinds []string, rec *reconciling, logs *syncBuffer, err error) {
 	t.Helper()
 	f := &flags{}
 	fl := pflag.NewFlagSet("outpost-agent", pflag.ContinueOnError)
@@ -37,12 +37,12 @@ func buildArgs(t *testing.T, args ...string) (kinds []string, rec *reconciling, 
 	if err := fl.Parse(append([]string{"--hub", "https://hub.invalid", "--log-level", "debug"}, args...)); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	a, rec, err := build(f, &buf)
+	logs = &syncBuffer{}
+	a, rec, err := build(f, logs)
 	if err != nil {
-		return nil, nil, buf.String(), err
+		return nil, nil, logs, err
 	}
-	return a.Kinds(), rec, buf.String(), nil
+	return a.Kinds(), rec, logs, nil
 }
 
 func TestTerraformFlagsParse(t *testing.T) {
@@ -109,7 +109,8 @@ func TestTerraformTasksAreOffered(t *testing.T) {
 			if tt.skipIfDef && defaultErr == nil {
 				t.Skipf("%s exists on this machine", defaultTofuPath)
 			}
-			kinds, rec, logs, err := buildArgs(t, tt.args...)
+			kinds, rec, logBuf, err := buildArgs(t, tt.args...)
+			logs := logBuf.String()
 			if err != nil {
 				t.Fatalf("build: %v\n%s", err, logs)
 			}
@@ -155,5 +156,41 @@ func TestTerraformFlagsAreChecked(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %q\n%s", err, tt.wantErr, logs)
 			}
 		})
+	}
+}
+
+func TestTheDriftCheckerRunsWhileLeading(t *testing.T) {
+	isolate(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := kubetest.WriteKubeconfig(kubeconfig, kenv.Config); err != nil {
+		t.Fatal(err)
+	}
+	ns := kenv.Namespace(t, "tf-lead")
+	_, rec, logs, err := buildArgs(t, "--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", fakeTofu(t), "--replica-id", "r1")
+	if err != nil || rec == nil || rec.drift == nil {
+		t.Fatalf("build: %v, reconciler %v\n%s", err, rec, logs)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- rec.run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(logs.String(), "terraform drift checker started") {
+		select {
+		case err := <-done:
+			t.Fatalf("the reconciler stopped: %v\n%s", err, logs)
+		case <-deadline:
+			t.Fatalf("the drift checker did not start within 30s of leading:\n%s", logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(logs.String(), "reconciler started") {
+		t.Errorf("the checker runs but the reconciler does not:\n%s", logs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "terraform drift checker stopped") {
+		t.Errorf("the checker did not stop with the leadership:\n%s", logs)
 	}
 }
