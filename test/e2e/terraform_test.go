@@ -271,7 +271,7 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		slow.Archive = tarGzFiles(t, moduleFiles(20))
 		id := r.terraformTask(t, "tf-killed", slow, 5)
 		eventually(t, 2*time.Minute, "the apply holds the state lock", func() bool {
-			return r.stateLocked(t, "slow") && r.h.task(t, id).GetState() == outpostv1.TaskState_TASK_STATE_RUNNING
+			return r.stateLocked(t, "slow") && r.h.task(t, id).GetState() == outpostv1.TaskState_TASK_STATE_LEASED
 		})
 		// The provisioner's sleep runs; kill the agent in the middle of it.
 		time.Sleep(2 * time.Second)
@@ -323,4 +323,238 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		})
 		assertNotInDir(t, filepath.Dir(r.h.db), password)
 	})
+}
+
+// releaseModule is a module for a terraform release: its volume is
+// replaced whenever generation changes, a destroy the approval policy
+// holds.
+const releaseModule = `variable "size" {
+  type = number
+}
+
+variable "generation" {
+  type = number
+}
+
+variable "password" {
+  type      = string
+  sensitive = true
+}
+
+resource "terraform_data" "db" {
+  input = { size = var.size }
+}
+
+resource "terraform_data" "volume" {
+  triggers_replace = [var.generation]
+  input            = "volume-${var.generation}"
+}
+
+output "size" {
+  value = terraform_data.db.output.size
+}
+
+output "volume" {
+  value = terraform_data.volume.output
+}
+
+output "dsn" {
+  value     = "postgres://app:${var.password}@db:5432/app"
+  sensitive = true
+}
+`
+
+// writeTerraformRelease writes release "db" of the module with the given
+// variables, approval required for destroys, in the default (detect) mode.
+func writeTerraformRelease(t *testing.T, dir string, size, generation int) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "module"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "module", "main.tf"), []byte(releaseModule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := `apiVersion: outpost.dev/v1
+kind: Release
+metadata:
+  name: db
+  environment: prod
+spec:
+  terraform:
+    module: ./module
+    approval: destroy
+    variables:
+      size: ` + strconv.Itoa(size) + `
+      generation: ` + strconv.Itoa(generation) + `
+    sensitiveVariables:
+      password: vault://k8s/db-creds/password
+`
+	path := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// editState rewrites the state Secret of workspace through edit, as a
+// person with access to the Secret (or a provider's own drift) would.
+func (r *kubeRig) editState(t *testing.T, workspace string, edit func(state map[string]any)) {
+	t.Helper()
+	s, ok := r.stateSecret(t, workspace)
+	if !ok {
+		t.Fatalf("no state Secret for %s", workspace)
+	}
+	var state map[string]any
+	if err := json.Unmarshal(stateJSON(t, s), &state); err != nil {
+		t.Fatal(err)
+	}
+	edit(state)
+	state["serial"] = state["serial"].(float64) + 1
+	doc, err := json.Marshal(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Data["tfstate"] = buf.Bytes()
+	if _, err := r.env.Client.CoreV1().Secrets(r.agentNS).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTerraformReleases keeps a terraform release through its life: the
+// plan and outputs on the hub, drift found by the scheduled plan, a
+// replacement held for approval and applied once approved, and deletion
+// destroying what it made.
+func TestTerraformReleases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver, a hub and an agent running OpenTofu")
+	}
+	r := startTerraformRig(t)
+	const password = "tf-release-password-8d21be44f0"
+	if _, err := r.env.Client.CoreV1().Secrets(r.agentNS).Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-creds"},
+		Data:       map[string][]byte{"password": []byte(password)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	r.cli(t, "", "release", "apply", "-f", writeTerraformRelease(t, dir, 1, 1), "--wait", "--timeout", "3m")
+	t.Run("the release is applied in detect mode with its plan and outputs on the hub", func(t *testing.T) {
+		rel := r.release(t, "db")
+		if rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC || rel.GetAppliedRevision() != 1 || rel.GetMode() != outpostv1.ReleaseMode_RELEASE_MODE_DETECT {
+			t.Fatalf("release %v at applied revision %d in mode %v (%s), want in sync at 1 in detect mode", rel.GetSync(), rel.GetAppliedRevision(), rel.GetMode(), rel.GetLastError())
+		}
+		rev := r.revision(t, "db", 1)
+		if p := rev.GetPlan(); p.GetAdd() != 2 || p.GetDestroy() != 0 || len(p.GetResources()) != 2 {
+			t.Fatalf("plan %v, want two resources added", p)
+		}
+		var outputs map[string]json.RawMessage
+		if err := json.Unmarshal(rev.GetOutputs(), &outputs); err != nil {
+			t.Fatalf("outputs %s: %v", rev.GetOutputs(), err)
+		}
+		if string(outputs["size"]) != "1" || string(outputs["volume"]) != `"volume-1"` || string(outputs["dsn"]) != `"[REDACTED]"` {
+			t.Fatalf("outputs %s, want size 1, volume-1 and dsn redacted", rev.GetOutputs())
+		}
+		out := r.cli(t, "", "release", "get", "db", "--env", "prod")
+		if !strings.Contains(out, "volume-1") {
+			t.Fatalf("release get does not show the outputs:\n%s", out)
+		}
+	})
+	t.Run("a changed state is found by the scheduled plan and reported, not corrected, in detect mode", func(t *testing.T) {
+		r.editState(t, "db", func(state map[string]any) {
+			for _, res := range state["resources"].([]any) {
+				res := res.(map[string]any)
+				if res["name"] == "db" {
+					attrs := res["instances"].([]any)[0].(map[string]any)["attributes"].(map[string]any)
+					attrs["input"] = map[string]any{"value": map[string]any{"size": 9}, "type": []any{"object", map[string]any{"size": "number"}}}
+				}
+			}
+		})
+		eventually(t, 90*time.Second, "the release is reported drifted", func() bool {
+			return r.release(t, "db").GetSync() == outpostv1.ReleaseSync_RELEASE_SYNC_DRIFTED
+		})
+		rel := r.release(t, "db")
+		if len(rel.GetDrift()) != 1 || rel.GetDrift()[0].GetAddress() != "terraform_data.db" || rel.GetDriftCorrected() {
+			t.Fatalf("drift %v (corrected %v), want terraform_data.db not corrected", rel.GetDrift(), rel.GetDriftCorrected())
+		}
+		if got := r.h.auditActions(t, "release.drift_detected")["db"]; got != 1 {
+			t.Fatalf("%d release.drift_detected events for db, want 1 (one per episode)", got)
+		}
+	})
+	t.Run("a plan that replaces a resource waits for approval and is applied once approved", func(t *testing.T) {
+		out, err := runCLI(t, r.cliConfig, "", "release", "apply", "-f", writeTerraformRelease(t, dir, 1, 2), "--wait", "--timeout", "3m")
+		if err == nil || !strings.Contains(out, "approve") {
+			t.Fatalf("apply --wait = %v:\n%s\nwant it to stop at the plan awaiting approval", err, out)
+		}
+		rel := r.release(t, "db")
+		if rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL || rel.GetAppliedRevision() != 1 {
+			t.Fatalf("release %v at applied revision %d, want awaiting approval with revision 1 applied", rel.GetSync(), rel.GetAppliedRevision())
+		}
+		held := r.revision(t, "db", 2).GetPlan()
+		if held.GetDestroy() != 1 || !hasChange(held, "terraform_data.volume", "replace") {
+			t.Fatalf("held plan %v, want terraform_data.volume replaced", held)
+		}
+		if s, _ := r.stateSecret(t, "db"); !bytes.Contains(stateJSON(t, s), []byte("volume-1")) {
+			t.Fatal("the held plan changed the state")
+		}
+		r.cli(t, "", "release", "approve", "db", "--env", "prod", "--yes", "--wait", "--timeout", "3m")
+		rel = r.release(t, "db")
+		if rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC || rel.GetAppliedRevision() != 2 {
+			t.Fatalf("release %v at applied revision %d (%s), want in sync at 2", rel.GetSync(), rel.GetAppliedRevision(), rel.GetLastError())
+		}
+		if s, _ := r.stateSecret(t, "db"); !bytes.Contains(stateJSON(t, s), []byte("volume-2")) {
+			t.Fatal("the approved plan did not replace the volume")
+		}
+		for _, action := range []string{"release.approval_required", "release.approved"} {
+			if r.h.auditActions(t, action)["db"] != 1 {
+				t.Fatalf("no %s audit event for db", action)
+			}
+		}
+	})
+	t.Run("deleting the release destroys its resources", func(t *testing.T) {
+		r.cli(t, "", "release", "delete", "db", "--env", "prod", "--yes", "--wait", "--timeout", "3m")
+		if _, err := r.h.operator.GetRelease(t.Context(), connect.NewRequest(&outpostv1.GetReleaseRequest{Environment: "prod", Name: "db"})); connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("get release after delete: %v, want NotFound", err)
+		}
+		if s, ok := r.stateSecret(t, "db"); ok && bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+			t.Fatal("the state still holds resources after the release was deleted")
+		}
+	})
+	t.Run("the sensitive value reaches no revision, log, audit event or hub database", func(t *testing.T) {
+		if strings.Contains(r.agent.out.String(), password) {
+			t.Fatal("the agent's log holds the password")
+		}
+		r.h.auditEvents(t, "", func(e *outpostv1.AuditEvent) {
+			if strings.Contains(e.String(), password) {
+				t.Fatalf("audit event %s holds the password", e.GetAction())
+			}
+		})
+		assertNotInDir(t, filepath.Dir(r.h.db), password)
+	})
+}
+
+func (r *kubeRig) revision(t *testing.T, name string, rev int64) *outpostv1.ReleaseRevision {
+	t.Helper()
+	resp, err := r.h.operator.GetReleaseRevision(t.Context(), connect.NewRequest(&outpostv1.GetReleaseRevisionRequest{Environment: "prod", Name: name, Revision: rev}))
+	if err != nil {
+		t.Fatalf("get revision %d of %s: %v", rev, name, err)
+	}
+	return resp.Msg.GetRevision()
+}
+
+func hasChange(p *outpostv1.PlanSummary, address, action string) bool {
+	for _, c := range p.GetResources() {
+		if c.GetAddress() == address && c.GetAction() == action {
+			return true
+		}
+	}
+	return false
 }
