@@ -6,7 +6,9 @@
 // removed afterwards, points the module at the state backend the agent is
 // configured with (the kubernetes backend, one state per workspace), plans
 // to a plan file, summarizes that plan, applies exactly it, and reports the
-// outputs with the sensitive ones redacted. Sensitive input variables are
+// outputs with the sensitive ones redacted. The summary and the outputs
+// come from the machine-readable UI (-json) of plan and apply, so a run
+// costs init, plan and apply, and no show or output command. Sensitive input variables are
 // resolved from vault references and reach the CLI through an in-memory
 // file, never through its command line, its environment or the disk. The
 // CLI's environment is made only of the executor's settings and

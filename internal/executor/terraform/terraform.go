@@ -220,28 +220,23 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 	}); err != nil {
 		return nil, err
 	}
+	// The plan's machine-readable UI lists its changes, so no show -json
+	// reads the plan file back; the file is still written, so exactly
+	// this plan is applied.
 	if err := r.phase(ctx, "plan", func(ctx context.Context) error {
-		changes, err := tf.Plan(ctx, tfexec.Out(planFile), tfexec.VarFile(varFile),
+		var changes planStream
+		st := newUIStream(r.redact, changes.message)
+		defer tf.SetStdout(nil)
+		hasChanges, err := tf.PlanJSON(ctx, st, tfexec.Out(planFile), tfexec.VarFile(varFile),
 			tfexec.Parallelism(s.EffectiveParallelism()), tfexec.Destroy(action == taskspec.TerraformDestroy))
-		res.Plan.HasChanges = changes
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	if err := r.phase(ctx, "show", func(ctx context.Context) error {
-		p, err := tf.ShowPlanFile(ctx, planFile)
 		if err != nil {
+			return st.failed(err)
+		}
+		if err := st.finish(); err != nil {
 			return err
 		}
-		for _, rc := range p.ResourceChanges {
-			if rc == nil || rc.Change == nil {
-				continue
-			}
-			a := rc.Change.Actions
-			addChange(&res.Plan, rc.Address, a.Replace(), a.Create(), a.Update(), a.Delete())
-		}
-		res.Plan.Digest = planDigest(res.Plan.Resources, action == taskspec.TerraformDestroy)
-		return nil
+		res.Plan.HasChanges = hasChanges
+		return changes.summarize(&res.Plan, action == taskspec.TerraformDestroy)
 	}); err != nil {
 		return nil, err
 	}
@@ -259,9 +254,28 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 		}
 		r.log.Info("terraform plan approved", logApproval, s.Approval, logDigest, res.Plan.Digest)
 	}
+	// The apply's machine-readable UI ends with the outputs, so no output
+	// command reads them; a plan without changes is not applied, and
+	// only then are they read from the state.
+	var outputs map[string]outputStream
 	if res.Plan.HasChanges {
 		if err := r.phase(ctx, "apply", func(ctx context.Context) error {
-			return tf.Apply(ctx, tfexec.DirOrPlan(planFile), tfexec.Parallelism(s.EffectiveParallelism()))
+			outputs = nil
+			st := newUIStream(r.redact, func(m *uiMessage) {
+				if m.Type == msgOutputs && m.Outputs != nil {
+					outputs = m.Outputs
+				}
+			})
+			defer tf.SetStdout(nil)
+			if err := tf.ApplyJSON(ctx, st, tfexec.DirOrPlan(planFile), tfexec.Parallelism(s.EffectiveParallelism())); err != nil {
+				return st.failed(err)
+			}
+			// A stream cut short only loses the outputs, read below.
+			if err := st.finish(); err != nil {
+				outputs = nil
+				r.log.Warn("terraform apply output not read; reading the outputs from the state", "error", err.Error())
+			}
+			return nil
 		}); err != nil {
 			return nil, err
 		}
@@ -270,23 +284,30 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 	if action == taskspec.TerraformDestroy {
 		return res, nil
 	}
-	if err := r.phase(ctx, "output", func(ctx context.Context) error {
-		outs, err := tf.Output(ctx)
-		if err != nil {
-			return err
-		}
-		res.Outputs = make(map[string]json.RawMessage, len(outs))
-		for name, o := range outs {
-			if o.Sensitive {
-				res.Outputs[name] = json.RawMessage(`"` + Redacted + `"`)
-				continue
+	if outputs == nil {
+		if err := r.phase(ctx, "output", func(ctx context.Context) error {
+			outs, err := tf.Output(ctx)
+			if err != nil {
+				return err
 			}
-			res.Outputs[name] = o.Value
+			outputs = make(map[string]outputStream, len(outs))
+			for name, o := range outs {
+				outputs[name] = outputStream{Sensitive: o.Sensitive, Value: o.Value}
+			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
-		return nil
-	}); err != nil {
-		return nil, err
 	}
+	res.Outputs = make(map[string]json.RawMessage, len(outputs))
+	for name, o := range outputs {
+		if o.Sensitive {
+			res.Outputs[name] = json.RawMessage(`"` + Redacted + `"`)
+			continue
+		}
+		res.Outputs[name] = o.Value
+	}
+	clear(outputs)
 	return res, nil
 }
 
