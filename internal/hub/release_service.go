@@ -129,6 +129,9 @@ type releaseSpec interface {
 	forRevision(rev int64) taskspec.Spec
 	// removal returns the spec of the task that removes the release.
 	removal() taskspec.Spec
+	// removalNeedsArtifacts reports whether that task reads the
+	// revision's artifacts (a terraform destroy plans with the module).
+	removalNeedsArtifacts() bool
 	conflictKey() string
 }
 
@@ -144,6 +147,8 @@ func (m *manifestsRelease) removal() taskspec.Spec {
 	return &taskspec.Manifests{Release: m.Release, Namespace: m.Namespace, Delete: true}
 }
 
+func (m *manifestsRelease) removalNeedsArtifacts() bool { return false }
+
 func (m *manifestsRelease) conflictKey() string { return "manifests/" + m.Release }
 
 type helmRelease struct{ taskspec.Helm }
@@ -153,6 +158,8 @@ func (h *helmRelease) forRevision(int64) taskspec.Spec { s := h.Helm; return &s 
 func (h *helmRelease) removal() taskspec.Spec {
 	return &taskspec.Helm{Action: taskspec.HelmUninstall, Release: h.Release, Namespace: h.Namespace, TimeoutSeconds: h.TimeoutSeconds}
 }
+
+func (h *helmRelease) removalNeedsArtifacts() bool { return false }
 
 func (h *helmRelease) conflictKey() string { return h.ConflictKey() }
 
@@ -169,6 +176,8 @@ func (tf *terraformRelease) removal() taskspec.Spec {
 	s.Action, s.Approval, s.ApprovedPlan = taskspec.TerraformDestroy, "", ""
 	return &s
 }
+
+func (tf *terraformRelease) removalNeedsArtifacts() bool { return true }
 
 func (tf *terraformRelease) conflictKey() string { return tf.ConflictKey() }
 
@@ -519,9 +528,15 @@ func (s *operatorService) DeleteRelease(ctx context.Context, req *connect.Reques
 		return nil, err
 	}
 	// The newest revision names where the objects are (a helm release's
-	// namespace); the agent's inventory knows the rest. It is read here,
-	// since the task builder runs inside the store's transaction.
-	rev, err := s.revision(ctx, env, rel, rel.Revision)
+	// namespace); the agent's inventory knows the rest. A terraform
+	// release is destroyed with the module of its applied revision, whose
+	// configuration matches its state. It is read here, since the task
+	// builder runs inside the store's transaction.
+	number := rel.Revision
+	if rel.Kind == taskspec.KindTerraform && rel.AppliedRevision > 0 {
+		number = rel.AppliedRevision
+	}
+	rev, err := s.revision(ctx, env, rel, number)
 	if err != nil {
 		return nil, err
 	}
@@ -529,9 +544,13 @@ func (s *operatorService) DeleteRelease(ctx context.Context, req *connect.Reques
 	if err != nil {
 		return nil, err
 	}
+	var artifacts []string
+	if rs.removalNeedsArtifacts() {
+		artifacts = rev.Artifacts
+	}
 	rel, err = s.h.store.DeleteRelease(ctx, store.DeleteReleaseParams{
 		Tenant: c.token.Tenant, EnvironmentID: env.ID, Name: rel.Name, Actor: c.actor(), Now: s.h.opts.Now(),
-		Task: func(store.Release) (store.Task, error) { return s.releaseTask(rev, rs, rs.removal(), nil) },
+		Task: func(store.Release) (store.Task, error) { return s.releaseTask(rev, rs, rs.removal(), artifacts) },
 	})
 	if err != nil {
 		return nil, storeError(fmt.Sprintf("delete release %s", req.Msg.GetName()), err)
