@@ -204,6 +204,7 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	top := t
 	module := tarGzFiles(t, moduleFiles(0))
 	// logs keeps the output of agent processes the test killed.
 	var logs []string
@@ -280,7 +281,8 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		if !r.stateLocked(t, "slow") {
 			t.Fatal("after the kill the state lock is not held; the test interrupted nothing")
 		}
-		r.agent = r.startAgent(t, "")
+		// The new agent outlives this subtest: the ones after it need it.
+		r.agent = r.startAgentIn(top, "")
 		got := r.h.waitTask(t, id, 4*time.Minute, hubtest.Terminal)
 		if got.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED || got.GetAttempt() < 2 {
 			t.Fatalf("task %v at attempt %d (%s), want succeeded on a later attempt", got.GetState(), got.GetAttempt(), got.GetError())
@@ -288,6 +290,12 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		s, ok := r.stateSecret(t, "slow")
 		if !ok || !bytes.Contains(stateJSON(t, s), []byte(`"migration"`)) {
 			t.Fatal("the state after the retried attempt does not hold the slow resource")
+		}
+		if !strings.Contains(r.agent.out.String(), "force-unlocking it") {
+			t.Fatal("the new agent did not log that it broke the abandoned state lock")
+		}
+		if r.stateLocked(t, "slow") {
+			t.Fatal("the state is still locked after the retried attempt")
 		}
 	})
 	t.Run("destroy removes every resource from the state", func(t *testing.T) {
@@ -491,7 +499,7 @@ func TestTerraformReleases(t *testing.T) {
 	})
 	t.Run("a plan that replaces a resource waits for approval and is applied once approved", func(t *testing.T) {
 		out, err := runCLI(t, r.cliConfig, "", "release", "apply", "-f", writeTerraformRelease(t, dir, 1, 2), "--wait", "--timeout", "3m")
-		if err == nil || !strings.Contains(out, "approve") {
+		if err == nil || !strings.Contains(out+err.Error(), "outpost release approve db") {
 			t.Fatalf("apply --wait = %v:\n%s\nwant it to stop at the plan awaiting approval", err, out)
 		}
 		rel := r.release(t, "db")
