@@ -62,6 +62,10 @@ type kubeSetup struct {
 	// cluster and client reach the cluster, for the reconciler.
 	cluster *kube.Cluster
 	client  kubernetes.Interface
+	// taskClient is the client of tasks that call the API server a few
+	// times each (secret tasks, terraform fences), with the manifests
+	// executor's rate limit.
+	taskClient kubernetes.Interface
 	// vault holds the providers that read the cluster, by provider name.
 	vault map[string]vault.Provider
 	// newHelm builds the helm executor once the resolver, which needs the
@@ -99,10 +103,12 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 	if err != nil {
 		return kubeSetup{}, false, fmt.Errorf("kubernetes client: %w", err)
 	}
-	// Secret tasks get the manifests executor's rate limit, not
-	// client-go's default of 5 requests per second: a task makes about
-	// seven requests (keyring, Secret, workload lists, patches), so the
-	// default alone held each one for 0.8 s (bench/secrets).
+	// Secret and terraform tasks get the manifests executor's rate limit,
+	// not client-go's default of 5 requests per second: a secret task
+	// makes about seven requests (keyring, Secret, workload lists,
+	// patches), so the default alone held each one for 0.8 s
+	// (bench/secrets); a terraform task renews its fence Lease, and 20 at
+	// once were let through 5 a second (bench/terraform).
 	secretCfg := rest.CopyConfig(cluster.Config)
 	if secretCfg.QPS == 0 {
 		secretCfg.QPS, secretCfg.Burst = manifests.DefaultQPS, manifests.DefaultBurst
@@ -137,12 +143,13 @@ func (k *kubeFlags) setup(log *slog.Logger) (kubeSetup, bool, error) {
 	log.Info("kubernetes configured", "source", cluster.Source, "server", cluster.Config.Host,
 		"namespace", cluster.Namespace, "identity_secret", k.identitySecret, "environment_key_secret", k.keySecret)
 	return kubeSetup{
-		identity: agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
-		kinds:    map[string]executor.Executor{taskspec.KindManifests: exec, taskspec.KindSecret: keys},
-		keys:     keys,
-		cluster:  &cluster,
-		client:   client,
-		vault:    map[string]vault.Provider{k8ssecret.ProviderName: secrets},
+		identity:   agent.SecretIdentity{Client: client, Namespace: cluster.Namespace, Name: k.identitySecret},
+		kinds:      map[string]executor.Executor{taskspec.KindManifests: exec, taskspec.KindSecret: keys},
+		keys:       keys,
+		cluster:    &cluster,
+		client:     client,
+		taskClient: secretClient,
+		vault:      map[string]vault.Provider{k8ssecret.ProviderName: secrets},
 		newHelm: func(resolver *vault.Resolver, client *http.Client) (executor.Executor, error) {
 			return helm.New(helm.Options{
 				Config:          cluster.Config,

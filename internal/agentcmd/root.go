@@ -176,7 +176,7 @@ func build(f *flags, stderr io.Writer) (*agent.Agent, *reconciling, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		tf = &terraformCluster{cluster: k.cluster, kube: &f.kube, client: k.client, holder: holder}
+		tf = &terraformCluster{cluster: k.cluster, kube: &f.kube, client: k.taskClient, holder: holder}
 		if f.identityFileSet {
 			log.Info("keeping the identity in a file, as --identity-file asks, not in a Secret", "identity_file", f.identityFile)
 		} else {
