@@ -58,7 +58,7 @@ var storedKeys = []string{
 }
 
 // envGoogleCredentials names a Google credential configuration file.
-const envGoogleCredentials = "GOOGLE_APPLICATION_CREDENTIALS"
+const envGoogleCredentials = "GOOGLE_APPLICATION_CREDENTIALS" //nolint:gosec // a variable name, not a credential
 
 // maxCredentialConfigBytes caps the Google credential configuration read
 // to check its type.
@@ -102,7 +102,7 @@ func checkIdentityEnv(env map[string]string) error {
 // credentialType reads the "type" of a Google credential configuration
 // file. Nothing else of the file reaches an error.
 func credentialType(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // the agent's own configuration names the file
 	if err != nil {
 		return "", fmt.Errorf("cannot check the credential configuration: %w", err)
 	}
