@@ -25,7 +25,7 @@ const throttledMark = "client-side throttling"
 // taskRecord is what the executor logged about one task's CLI commands.
 type taskRecord struct {
 	start, end time.Time                // first command's start, last command's end
-	phases     map[string]time.Duration // elapsed by phase: init, plan, show, apply, output
+	phases     map[string]time.Duration // elapsed by phase: init, plan, apply, output
 }
 
 // cli is the time from the start of the first command to the end of the

@@ -37,8 +37,8 @@
 //     at a time (by default all of them). Wall = first EnqueueTask call →
 //     the last task's finished_at as the hub recorded it. Per module: the
 //     executor's CLI time, from the start of its init to the end of its
-//     last phase (its "terraform phase" records: init, plan, show, apply,
-//     output), and enqueue → finished, which includes the wait in the
+//     last phase (its "terraform phase" records: init, plan, apply, and
+//     output when nothing was applied), and enqueue → finished, which includes the wait in the
 //     queue and the hub's dispatch.
 //   - CLI: for each module in turn, `tofu init -input=false` then `tofu
 //     apply -auto-approve -input=false` in its directory, as a user's

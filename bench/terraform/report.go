@@ -17,7 +17,7 @@ import (
 )
 
 // agentPhases are the executor's CLI commands in the order it runs them.
-var agentPhases = []string{"init", "plan", "show", "apply", "output"}
+var agentPhases = []string{"init", "plan", "apply", "output"}
 
 // name says which side a pass was.
 func (p *pass) name() string {
@@ -51,8 +51,8 @@ func render(cfg config, res *results) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("| per module, p50 / p90 | init | plan | show | apply | output | enqueue → finished (p50 / max) |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| per module, p50 / p90 | init | plan | apply | output | enqueue → finished (p50 / max) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range res.passes {
 		cells := make([]string, 0, len(agentPhases))
 		for _, ph := range agentPhases {
@@ -109,14 +109,14 @@ func render(cfg config, res *results) string {
 			m.Resources, len(m.Files), float64(m.bytes())/1024, float64(len(m.Archive))/1024),
 		fmt.Sprintf("state: the kubernetes backend of the same API server for both sides, a Secret and a lock Lease per workspace (agent: namespace %s, through --terraform-namespace; CLI: namespace %s, through an override file), deleted after each pass; every pass starts from empty state and creates every resource",
 			cfg.agentNamespace, cfg.cliNamespace),
-		"per module: the executor's CLI time, from the start of its init to the end of its output (its \"terraform phase\" records) for the agent, which runs five commands (init, plan to a file, show that plan, apply it, output); init plus apply -auto-approve for the CLI, two commands; wall of the agent side is first enqueue → last finished_at at the hub",
+		"per module: the executor's CLI time, from the start of its init to the end of its output (its \"terraform phase\" records) for the agent, which runs three commands (init, plan -json to a file, apply that plan with -json, whose stream carries the outputs; output runs only when nothing was applied) besides tfexec's version check; init plus apply -auto-approve for the CLI, two commands; wall of the agent side is first enqueue → last finished_at at the hub",
 		fmt.Sprintf("memory: sampled every %v while the agent applied (VmRSS of the agent; Rss and Pss of /proc/<pid>/smaps_rollup summed over the agent and its tofu children); RSS sums count the tofu binary's shared pages once per process, PSS shares them out", cfg.sample),
 		"CPU: the agent process's own, and its reaped children's (the tofu processes) from /proc/<pid>/stat; the CLI's from each tofu process's rusage",
 	}
 	if agent != nil && cli != nil && agent.modules > 0 && cli.modules > 0 {
 		perAgent, perCLI := agent.childCPU/time.Duration(agent.modules), cli.clientCPU/time.Duration(cli.modules)
 		cpus := runtime.NumCPU()
-		details = append(details, fmt.Sprintf("tofu CPU per module: %s under the agent (five commands) against %s for the CLI (two), %.1f×; on %d CPUs the agent's %d modules need at least %s of wall for tofu alone (modules × tofu CPU ÷ CPUs), against the CLI loop's %s",
+		details = append(details, fmt.Sprintf("tofu CPU per module: %s under the agent (three commands and a version check) against %s for the CLI (two), %.1f×; on %d CPUs the agent's %d modules need at least %s of wall for tofu alone (modules × tofu CPU ÷ CPUs), against the CLI loop's %s",
 			stats.Secs(perAgent), stats.Secs(perCLI), stats.Ratio(perAgent, perCLI), cpus, agent.modules,
 			stats.Secs(time.Duration(agent.modules)*perAgent/time.Duration(cpus)), stats.Secs(cli.wall)))
 	}

@@ -42,7 +42,7 @@ type pass struct {
 	// latency is per module: the executor's CLI time (agent), or init and
 	// apply together (CLI).
 	latency stats.Sample
-	// phases split latency by command: init, plan, show, apply, output for
+	// phases split latency by command: init, plan, apply (and output) for
 	// the agent; init and apply for the CLI.
 	phases map[string]stats.Sample
 	// queued is per module from the hub's created_at to its finished_at
