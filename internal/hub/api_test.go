@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -508,6 +510,35 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("unexpected error: %v", err)
 		}
 	})
+}
+
+// TestUploadingAnArtifactAgainSucceeds uploads the same multi-chunk
+// artifact several times: the hub, which has it after the first, answers
+// each upload once the client has sent it all, so no client sees its
+// stream reset under it.
+func TestUploadingAnArtifactAgainSucceeds(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	data := bytes.Repeat([]byte("module archive bytes "), 200_000) // 4 MiB: several chunks
+	sum := sha256.Sum256(data)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	for i := range 5 {
+		up := h.Operator.UploadArtifact(t.Context())
+		if err := up.Send(&outpostv1.UploadArtifactRequest{Part: &outpostv1.UploadArtifactRequest_Header{Header: &outpostv1.ArtifactHeader{Digest: digest, Size: int64(len(data))}}}); err != nil {
+			t.Fatalf("upload %d: header: %v", i, err)
+		}
+		for off := 0; off < len(data); off += 256 << 10 {
+			if err := up.Send(&outpostv1.UploadArtifactRequest{Part: &outpostv1.UploadArtifactRequest_Chunk{Chunk: data[off:min(off+256<<10, len(data))]}}); err != nil {
+				t.Fatalf("upload %d: chunk at %d: %v", i, off, err)
+			}
+		}
+		res, err := up.CloseAndReceive()
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		if res.Msg.GetDigest() != digest || res.Msg.GetSize() != int64(len(data)) {
+			t.Fatalf("upload %d: stored %s (%d bytes), want %s", i, res.Msg.GetDigest(), res.Msg.GetSize(), digest)
+		}
+	}
 }
 
 func TestArtifactAccess(t *testing.T) {

@@ -389,13 +389,25 @@ func (s *operatorService) UploadArtifact(ctx context.Context, stream *connect.Cl
 	if hdr.GetSize() > s.h.opts.MaxArtifactBytes {
 		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("upload: artifact of %d bytes exceeds the %d-byte limit", hdr.GetSize(), s.h.opts.MaxArtifactBytes))
 	}
-	digest, size, err := s.h.store.PutBlob(ctx, c.token.Tenant, hdr.GetDigest(), &chunkReader{stream: stream}, s.h.opts.MaxArtifactBytes)
+	chunks := &chunkReader{stream: stream}
+	digest, size, err := s.h.store.PutBlob(ctx, c.token.Tenant, hdr.GetDigest(), chunks, s.h.opts.MaxArtifactBytes)
 	if err != nil {
 		var ce *connect.Error
 		if errors.As(err, &ce) {
 			return nil, ce
 		}
 		return nil, storeError("upload artifact", err)
+	}
+	// A blob the tenant already has is answered without reading its
+	// chunks. They are read out (bounded) before answering: a response
+	// sent while the client still sends ends the request stream under it,
+	// and the client then sees a reset instead of the answer.
+	if _, err := io.Copy(io.Discard, io.LimitReader(chunks, s.h.opts.MaxArtifactBytes+1)); err != nil {
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, connect.NewError(connect.CodeUnknown, fmt.Errorf("upload: %w", err))
 	}
 	if hdr.GetSize() > 0 && size != hdr.GetSize() {
 		return nil, invalid("upload: received %d bytes, header announced %d", size, hdr.GetSize())
