@@ -43,7 +43,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 3s)
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
 
 .PHONY: demo
-demo: build testbins ## Local kube-apiserver, hub on SQLite, an agent, a sample app deployed and shown (Ctrl-C stops it)
+demo: build testbins tofu ## Local kube-apiserver, hub on SQLite, an agent, a sample app deployed and shown (Ctrl-C stops it)
 	$(GO) build -o bin/ ./hack/demo
 	KUBEBUILDER_ASSETS="$$(./hack/testbins.sh --dir)" bin/demo
 

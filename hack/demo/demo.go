@@ -130,6 +130,7 @@ func (d *demo) walkThrough(ctx context.Context) error {
 		d.helmDeploy,
 		d.reconcileDrift,
 		d.sealedSecret,
+		d.terraformRelease,
 		d.runTask,
 		d.inspect,
 		d.checkSecret,

@@ -32,6 +32,24 @@ type options struct {
 	listen string
 	// once stops the demo after the walk-through instead of at Ctrl-C.
 	once bool
+	// tofu is the OpenTofu binary the agent runs terraform releases with.
+	tofu string
+}
+
+// tofuVersion is the OpenTofu release hack/tofu.sh builds (make tofu).
+const tofuVersion = "v1.11.6"
+
+// defaultTofu is where hack/tofu.sh puts the binary.
+func defaultTofu(getenv func(string) string) string {
+	cache := getenv("OUTPOST_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		cache = filepath.Join(home, ".cache", "outpost")
+	}
+	return filepath.Join(cache, "bin", "tofu-"+tofuVersion)
 }
 
 // parseOptions reads the command line and OUTPOST_DEMO_ONCE.
@@ -43,6 +61,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (o
 	fs.StringVar(&o.stateDir, "state-dir", "", "empty or new directory for the hub's database, TLS files, config, vault and logs (default: a new one under ~/.cache/outpost/demo)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "hub address; a free port is used instead when this one is taken")
 	fs.BoolVar(&o.once, "once", false, "stop after the walk-through instead of waiting for Ctrl-C (env "+envOnce+"=1)")
+	fs.StringVar(&o.tofu, "tofu", defaultTofu(getenv), "OpenTofu binary for the terraform release (make tofu builds it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -70,6 +89,12 @@ func (o options) Validate() error {
 		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			return fmt.Errorf("%s is not an executable: run `make build` first, or pass -bin DIR", path)
 		}
+	}
+	if !filepath.IsAbs(o.tofu) {
+		return fmt.Errorf("-tofu %q: want an absolute path", o.tofu)
+	}
+	if st, err := os.Stat(o.tofu); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable: run `make tofu` first, or pass -tofu PATH", o.tofu)
 	}
 	return nil
 }

@@ -209,6 +209,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 		"--bootstrap-token-file", d.path(bootstrapFile), "--environment", d.environment,
 		"--vault-file", d.path(vaultFile),
 		"--kubeconfig", d.path(agentKubeconfig), "--namespace", agentNamespace,
+		"--tofu", d.opts.tofu, "--terraform-drift-interval", terraformDriftInterval,
 	}
 	d.out.command(append([]string{d.binaryShown(agentBinary)}, args...)...)
 	if d.agent, err = startProcess("agent", d.path(agentLogFile), d.binary(agentBinary), d.env, args...); err != nil {
