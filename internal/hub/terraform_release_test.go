@@ -110,7 +110,7 @@ func TestTerraformReleaseLifecycle(t *testing.T) {
 	t.Run("a held plan leaves the release awaiting approval with the plan on its revision", func(t *testing.T) {
 		rel := getRelease(t, h, "prod", "infra")
 		if rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_AWAITING_APPROVAL || rel.GetAppliedRevision() != 0 ||
-			!strings.Contains(rel.GetLastError(), "plan destroys 1 resources; approve it with outpost release approve") {
+			!strings.Contains(rel.GetLastError(), "plan destroys 1 resource; approve it with outpost release approve") {
 			t.Fatalf("release sync %v applied %d error %q", rel.GetSync(), rel.GetAppliedRevision(), rel.GetLastError())
 		}
 		plan := getRevision(t, h, "infra", 1).GetPlan()

@@ -333,6 +333,9 @@ func awaitApproval(r ReleaseRow, t Task, env string, plan *PlanSummary, now time
 // approvalMessage tells the operator why a plan waits and what to do.
 func approvalMessage(name string, plan *PlanSummary) string {
 	approve := "approve it with outpost release approve " + name
+	if plan.Destroy == 1 {
+		return "plan destroys 1 resource; " + approve
+	}
 	if plan.Destroy > 0 {
 		return fmt.Sprintf("plan destroys %d resources; %s", plan.Destroy, approve)
 	}

@@ -41,6 +41,7 @@ func TestApprovalMessage(t *testing.T) {
 		want string
 	}{
 		{"a plan that destroys names the count", PlanSummary{Add: 1, Destroy: 3}, "plan destroys 3 resources; approve it with outpost release approve infra"},
+		{"a plan that destroys one says so in the singular", PlanSummary{Add: 1, Destroy: 1}, "plan destroys 1 resource; approve it with outpost release approve infra"},
 		{"a plan that only adds counts every change", PlanSummary{Add: 2, Change: 1}, "plan adds 2, changes 1 and destroys 0 resources; approve it with outpost release approve infra"},
 	}
 	for _, tt := range tests {
