@@ -53,6 +53,12 @@
 //   - CPU: the agent process's, its reaped tofu children's, the hub's, and
 //     kube-apiserver's and etcd's, with the API requests of each side.
 //
+// Built-in resources are created at once, so tofu's own CPU is all there
+// is to measure and a machine's cores bound what parallel applies gain.
+// Real providers mostly wait on their cloud's API; -provider-latency gives
+// each resource a local-exec provisioner that sleeps that long, so both
+// sides wait as they would.
+//
 // Each side first applies one warm-up module (not measured): page cache,
 // the agent's first task. Between passes the benchmark deletes the state
 // Secrets and lock Leases of the pass, and the order is agent, then CLI.
@@ -62,6 +68,7 @@
 //	make bench-terraform
 //	go run ./bench/terraform -modules 20 -resources 5
 //	go run ./bench/terraform -modules 40 -concurrency 10
+//	go run ./bench/terraform -provider-latency 2s   # resources that take as long as a cloud API
 //	go run ./bench/terraform -agent-args '--kube-qps 1000 --kube-burst 2000'
 //	go run ./bench/terraform -agent=false -results ''   # the CLI loop alone, no hub or agent
 //
@@ -82,6 +89,7 @@ import (
 type config struct {
 	modules        int
 	resources      int
+	latency        time.Duration
 	concurrency    int
 	tofu           string
 	agentNamespace string
@@ -101,6 +109,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("terraform", flag.ContinueOnError)
 	fs.IntVar(&c.modules, "modules", 20, "modules each side applies, one workspace each")
 	fs.IntVar(&c.resources, "resources", 5, "terraform_data resources per module")
+	fs.DurationVar(&c.latency, "provider-latency", 0, "time each resource takes to create, as a cloud API would (a local-exec provisioner sleeping it; default none)")
 	fs.IntVar(&c.concurrency, "concurrency", 20, "the agent's --concurrency (default: every module at once)")
 	fs.StringVar(&c.tofu, "tofu", "", "OpenTofu binary both sides run (default: the one hack/tofu.sh builds)")
 	fs.StringVar(&c.agentNamespace, "agent-namespace", "bench-tf-agent", "namespace of the agent's state Secrets (--terraform-namespace)")
@@ -124,6 +133,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-modules must be between 1 and 500")
 	case c.resources < 1 || c.resources > 500:
 		return c, errors.New("-resources must be between 1 and 500")
+	case c.latency < 0 || c.latency > time.Minute:
+		return c, errors.New("-provider-latency must be between 0 and 1m")
 	case c.concurrency < 1 || c.concurrency > 256:
 		return c, errors.New("-concurrency must be between 1 and 256")
 	case c.agentNamespace == c.cliNamespace:

@@ -36,8 +36,11 @@ type benchModule struct {
 	Archive []byte
 }
 
-// newModule generates module i of a run with resources resources.
-func newModule(i, resources int) (*benchModule, error) {
+// newModule generates module i of a run with resources resources. A
+// positive latency gives every resource a local-exec provisioner that
+// sleeps that long when it is created, standing in for the cloud API a
+// real provider would wait on.
+func newModule(i, resources int, latency time.Duration) (*benchModule, error) {
 	if resources < 1 {
 		return nil, fmt.Errorf("module %d: want at least one resource, got %d", i, resources)
 	}
@@ -48,7 +51,7 @@ func newModule(i, resources int) (*benchModule, error) {
 		Files: map[string]string{
 			"versions.tf":  versionsTF,
 			"variables.tf": variablesTF,
-			"main.tf":      mainTF(resources),
+			"main.tf":      mainTF(resources, latency),
 			"outputs.tf":   outputsTF(resources),
 		},
 	}
@@ -90,8 +93,13 @@ variable "labels" {
 `
 
 // mainTF declares n terraform_data resources, each with an input built from
-// the variables and a replacement trigger on the module's number.
-func mainTF(n int) string {
+// the variables and a replacement trigger on the module's number, and a
+// provisioner sleeping latency when latency is positive.
+func mainTF(n int, latency time.Duration) string {
+	provisioner := "\n"
+	if latency > 0 {
+		provisioner = fmt.Sprintf("\n  provisioner \"local-exec\" {\n    command = \"sleep %.3f\"\n  }\n", latency.Seconds())
+	}
 	var b strings.Builder
 	for r := range n {
 		if r > 0 {
@@ -104,9 +112,8 @@ func mainTF(n int) string {
     slot   = %d
     labels = merge(var.labels, { resource = "r%d" })
   }
-  triggers_replace = [var.index]
-}
-`, r, r, r, r)
+  triggers_replace = [var.index]%s}
+`, r, r, r, r, provisioner)
 	}
 	return b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/internal/taskspec"
 )
@@ -27,7 +28,7 @@ func TestNewModuleMakesAValidTaskOfItsResources(t *testing.T) {
 		{"many resources", 19, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := newModule(tc.index, tc.resources)
+			m, err := newModule(tc.index, tc.resources, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +57,7 @@ func TestNewModuleMakesAValidTaskOfItsResources(t *testing.T) {
 					t.Errorf("archive's %s differs from the module's", name)
 				}
 			}
-			again, err := newModule(tc.index, tc.resources)
+			again, err := newModule(tc.index, tc.resources, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,17 +69,17 @@ func TestNewModuleMakesAValidTaskOfItsResources(t *testing.T) {
 }
 
 func TestNewModuleRefusesNoResources(t *testing.T) {
-	if _, err := newModule(0, 0); err == nil {
-		t.Error("newModule(0, 0) succeeded, want an error")
+	if _, err := newModule(0, 0, 0); err == nil {
+		t.Error("newModule(0, 0, 0) succeeded, want an error")
 	}
 }
 
 func TestModulesDifferOnlyInTheirVariablesAndWorkspace(t *testing.T) {
-	a, err := newModule(1, 5)
+	a, err := newModule(1, 5, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newModule(2, 5)
+	b, err := newModule(2, 5, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,21 +102,23 @@ func TestModuleValidatesWithTheCLI(t *testing.T) {
 	if _, err := os.Stat(tofu); err != nil {
 		t.Skipf("no OpenTofu at %s (hack/tofu.sh builds it)", tofu)
 	}
-	m, err := newModule(3, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "module")
-	if err := m.writeDir(dir, nil); err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
-	for _, args := range [][]string{{"init", "-backend=false", "-input=false"}, {"validate"}} {
-		cmd := exec.CommandContext(t.Context(), tofu, args...)
-		cmd.Dir = dir
-		cmd.Env = []string{"HOME=" + home, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "PATH=" + os.Getenv("PATH")}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tofu %s: %v\n%s", strings.Join(args, " "), err, out)
+	for _, latency := range []time.Duration{0, 250 * time.Millisecond} {
+		m, err := newModule(3, 5, latency)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "module")
+		if err := m.writeDir(dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		home := t.TempDir()
+		for _, args := range [][]string{{"init", "-backend=false", "-input=false"}, {"validate"}} {
+			cmd := exec.CommandContext(t.Context(), tofu, args...)
+			cmd.Dir = dir
+			cmd.Env = []string{"HOME=" + home, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "PATH=" + os.Getenv("PATH")}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("latency %v: tofu %s: %v\n%s", latency, strings.Join(args, " "), err, out)
+			}
 		}
 	}
 }

@@ -105,8 +105,8 @@ func render(cfg config, res *results) string {
 	m := res.module
 	details := []string{
 		fmt.Sprintf("kube-apiserver %s; outpost-agent %s; OpenTofu %s (hack/tofu.sh), the same binary on both sides", res.serverVersion, agentVersion(cfg, res), res.tofuVersion),
-		fmt.Sprintf("module: %d terraform_data resources with inputs from 3 variables, no provisioners, one output; %d files, %.1f KiB, %.1f KiB packed inline in each task; nothing downloaded (built-in provider)",
-			m.Resources, len(m.Files), float64(m.bytes())/1024, float64(len(m.Archive))/1024),
+		fmt.Sprintf("module: %d terraform_data resources with inputs from 3 variables, %s, one output; %d files, %.1f KiB, %.1f KiB packed inline in each task; nothing downloaded (built-in provider)",
+			m.Resources, latencyNote(cfg.latency), len(m.Files), float64(m.bytes())/1024, float64(len(m.Archive))/1024),
 		fmt.Sprintf("state: the kubernetes backend of the same API server for both sides, a Secret and a lock Lease per workspace (agent: namespace %s, through --terraform-namespace; CLI: namespace %s, through an override file), deleted after each pass; every pass starts from empty state and creates every resource",
 			cfg.agentNamespace, cfg.cliNamespace),
 		"per module: the executor's CLI time, from the start of its init to the end of its output (its \"terraform phase\" records) for the agent, which runs three commands (init, plan -json to a file, apply that plan with -json, whose stream carries the outputs; output runs only when nothing was applied) besides tfexec's version check; init plus apply -auto-approve for the CLI, two commands; wall of the agent side is first enqueue → last finished_at at the hub",
@@ -186,4 +186,13 @@ func appendResults(ctx context.Context, cfg config, args []string, tables string
 	section := report.Section("terraform", args, procstat.Machine(ctx), procstat.LoadAverage(),
 		"everything on 127.0.0.1: kube-apiserver and etcd (envtest), an outpost-hub process (SQLite), one outpost-agent process running tofu processes, or tofu processes run one after another", tables)
 	return report.Append(cfg.results, section)
+}
+
+// latencyNote says how resources are created: at once, or after a
+// simulated provider latency.
+func latencyNote(latency time.Duration) string {
+	if latency <= 0 {
+		return "no provisioners (created at once)"
+	}
+	return fmt.Sprintf("each created after a local-exec provisioner sleeping %v (-provider-latency, standing in for a cloud API)", latency)
 }

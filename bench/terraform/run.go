@@ -122,7 +122,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 	}
 	// Module -1 is the warm-up; 0 … modules-1 are measured.
 	for i := -1; i < cfg.modules; i++ {
-		m, err := newModule(i+1, cfg.resources)
+		m, err := newModule(i+1, cfg.resources, cfg.latency)
 		if err != nil {
 			return err
 		}
