@@ -13,22 +13,11 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/bench/internal/procstat"
+	"github.com/outposthq/outpost/internal/tofutest"
 )
-
-// tofuVersion is the OpenTofu both sides run, as hack/tofu.sh builds it.
-const tofuVersion = "v1.11.6"
 
 // cliTimeout bounds one tofu command.
 const cliTimeout = 5 * time.Minute
-
-// defaultTofuPath is where hack/tofu.sh puts the CLI.
-func defaultTofuPath() string {
-	cache := os.Getenv("OUTPOST_CACHE")
-	if cache == "" {
-		cache = filepath.Join(os.Getenv("HOME"), ".cache", "outpost")
-	}
-	return filepath.Join(cache, "bin", "tofu-"+tofuVersion)
-}
 
 var errNoTofu = errors.New("the OpenTofu CLI is not built: run hack/tofu.sh (or make bench-terraform)")
 
@@ -54,7 +43,7 @@ func (c tofuCLI) env() []string {
 	return append(env, "HOME="+c.home, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "NO_PROXY=127.0.0.1")
 }
 
-// version fails unless the binary runs and reports tofuVersion.
+// version fails unless the binary runs and reports tofutest.Version.
 func (c tofuCLI) version(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ctx, c.bin, "version") //nolint:gosec // our own build
 	cmd.Env = c.env()
@@ -63,8 +52,8 @@ func (c tofuCLI) version(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%s does not run (%w); build it with hack/tofu.sh: %s", c.bin, err, strings.TrimSpace(string(out)))
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if first != "OpenTofu "+tofuVersion {
-		return "", fmt.Errorf("%s reports %q, want OpenTofu %s; rebuild it with hack/tofu.sh", c.bin, first, tofuVersion)
+	if first != "OpenTofu "+tofutest.Version {
+		return "", fmt.Errorf("%s reports %q, want OpenTofu %s; rebuild it with hack/tofu.sh", c.bin, first, tofutest.Version)
 	}
 	return strings.TrimPrefix(first, "OpenTofu "), nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/tofutest"
 )
 
 func TestNewModuleMakesAValidTaskOfItsResources(t *testing.T) {
@@ -98,7 +99,7 @@ func TestModulesDifferOnlyInTheirVariablesAndWorkspace(t *testing.T) {
 // validate` on a module written for the CLI, when hack/tofu.sh has built
 // the binary.
 func TestModuleValidatesWithTheCLI(t *testing.T) {
-	tofu := defaultTofuPath()
+	tofu := tofutest.Path()
 	if _, err := os.Stat(tofu); err != nil {
 		t.Skipf("no OpenTofu at %s (hack/tofu.sh builds it)", tofu)
 	}

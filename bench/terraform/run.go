@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/bench/internal/report"
 	"github.com/outposthq/outpost/bench/internal/stats"
 	"github.com/outposthq/outpost/internal/kube/kubetest"
+	"github.com/outposthq/outpost/internal/tofutest"
 )
 
 // agentNamespace is the agent's own namespace: its identity lives there.
@@ -96,7 +97,7 @@ func run(ctx context.Context, cfg config, args []string) error {
 		defer os.RemoveAll(tmp)
 	}
 	if cfg.tofu == "" {
-		cfg.tofu = defaultTofuPath()
+		cfg.tofu = tofutest.Path()
 	}
 	if _, err := os.Stat(cfg.tofu); err != nil {
 		return fmt.Errorf("%w (looked for %s)", errNoTofu, cfg.tofu)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/outposthq/outpost/internal/tofutest"
 )
 
 // Binaries the demo runs, found in the -bin directory.
@@ -36,22 +38,6 @@ type options struct {
 	tofu string
 }
 
-// tofuVersion is the OpenTofu release hack/tofu.sh builds (make tofu).
-const tofuVersion = "v1.11.6"
-
-// defaultTofu is where hack/tofu.sh puts the binary.
-func defaultTofu(getenv func(string) string) string {
-	cache := getenv("OUTPOST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		cache = filepath.Join(home, ".cache", "outpost")
-	}
-	return filepath.Join(cache, "bin", "tofu-"+tofuVersion)
-}
-
 // parseOptions reads the command line and OUTPOST_DEMO_ONCE.
 func parseOptions(args []string, getenv func(string) string, usage io.Writer) (options, error) {
 	var o options
@@ -61,7 +47,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (o
 	fs.StringVar(&o.stateDir, "state-dir", "", "empty or new directory for the hub's database, TLS files, config, vault and logs (default: a new one under ~/.cache/outpost/demo)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "hub address; a free port is used instead when this one is taken")
 	fs.BoolVar(&o.once, "once", false, "stop after the walk-through instead of waiting for Ctrl-C (env "+envOnce+"=1)")
-	fs.StringVar(&o.tofu, "tofu", defaultTofu(getenv), "OpenTofu binary for the terraform release (make tofu builds it)")
+	fs.StringVar(&o.tofu, "tofu", tofutest.Path(), "OpenTofu binary for the terraform release (make tofu builds it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -20,33 +20,8 @@ import (
 	outpostv1 "github.com/outposthq/outpost/gen/outpost/v1"
 	"github.com/outposthq/outpost/internal/hubtest"
 	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/tofutest"
 )
-
-// tofuVersion is the OpenTofu release hack/tofu.sh builds.
-const tofuVersion = "v1.11.6"
-
-// tofuBinary returns the OpenTofu binary hack/tofu.sh builds (`make test`
-// builds it first); without it the terraform tests skip, except under
-// CI=true where that is a failure.
-func tofuBinary(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("OUTPOST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache", "outpost")
-	}
-	p := filepath.Join(cache, "bin", "tofu-"+tofuVersion)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no OpenTofu binary at %s under CI=true; `make test` builds it with hack/tofu.sh", p)
-		}
-		t.Skipf("SKIPPING terraform end-to-end tests: no OpenTofu binary at %s; run hack/tofu.sh (make tofu) to build it", p)
-	}
-	return p
-}
 
 // startTerraformRig is startKubeRig with an agent that runs terraform
 // tasks: OpenTofu from hack/tofu.sh, state in the agent's namespace, a
@@ -54,7 +29,7 @@ func tofuBinary(t *testing.T) string {
 // checks every few seconds.
 func startTerraformRig(t *testing.T) *kubeRig {
 	t.Helper()
-	tofu := tofuBinary(t)
+	tofu := tofutest.Binary(t, "terraform end-to-end tests")
 	return startKubeRigWith(t, "", "--tofu", tofu, "--terraform-fence-duration", "3s", "--terraform-drift-interval", "3s")
 }
 

@@ -27,33 +27,9 @@ import (
 	"github.com/outposthq/outpost/internal/kube/kubetest"
 	"github.com/outposthq/outpost/internal/redact"
 	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/tofutest"
 	"github.com/outposthq/outpost/internal/vault"
 )
-
-// tofuVersion is the version hack/tofu.sh builds.
-const tofuVersion = "v1.11.6"
-
-// tofuPath returns the binary hack/tofu.sh builds. Where it is missing the
-// test is skipped loudly, except under CI=true, where that is a failure.
-func tofuPath(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("OUTPOST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache", "outpost")
-	}
-	p := filepath.Join(cache, "bin", "tofu-"+tofuVersion)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no OpenTofu binary at %s under CI=true; `make test` builds it with hack/tofu.sh", p)
-		}
-		t.Skipf("SKIPPING the terraform drift test: no OpenTofu binary at %s; run hack/tofu.sh (make tofu) to build it", p)
-	}
-	return p
-}
 
 // noVault resolves nothing: the module has no sensitive variables.
 type noVault struct{}
@@ -181,7 +157,7 @@ func (r chanReporter) ReportDrift(_ context.Context, d reconcile.Drift) error {
 // with its state in a real kube-apiserver, tampers with the state, and
 // has the checker detect the drift, then correct it.
 func TestDriftOfARealModule(t *testing.T) {
-	tofu := tofuPath(t)
+	tofu := tofutest.Binary(t, "the terraform drift test")
 	env, err := kubetest.Start()
 	if errors.Is(err, kubetest.ErrNoAssets) && os.Getenv("CI") != "true" {
 		t.Skipf("SKIPPING the terraform drift test: %v", err)

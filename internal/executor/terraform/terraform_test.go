@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,33 +21,15 @@ import (
 	"github.com/outposthq/outpost/internal/executor"
 	"github.com/outposthq/outpost/internal/executor/terraform"
 	"github.com/outposthq/outpost/internal/taskspec"
+	"github.com/outposthq/outpost/internal/tofutest"
 	"github.com/outposthq/outpost/internal/vault"
 )
 
-// tofuVersion is the version hack/tofu.sh builds.
-const tofuVersion = "v1.11.6"
-
 // tofuPath returns the binary hack/tofu.sh builds (`make test` builds it
-// first). Where it is missing the test is skipped loudly, except under
-// CI=true, where that is a failure.
+// first), skipping the test loudly where it is missing.
 func tofuPath(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("OUTPOST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache", "outpost")
-	}
-	p := filepath.Join(cache, "bin", "tofu-"+tofuVersion)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no OpenTofu binary at %s under CI=true; `make test` builds it with hack/tofu.sh", p)
-		}
-		t.Skipf("SKIPPING terraform executor tests: no OpenTofu binary at %s; run hack/tofu.sh (make tofu) to build it", p)
-	}
-	return p
+	return tofutest.Binary(t, "terraform executor tests")
 }
 
 // fakeVault resolves references from a map.
