@@ -145,7 +145,7 @@ func (b *bench) agentPass(ctx context.Context, c int) (*pass, error) {
 	}
 	p.peak, p.end = m.HWM, m.RSS
 
-	tasks, err := b.listTasks(ctx, environment, ids)
+	tasks, err := b.hub.Tasks(ctx, environment, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -199,30 +199,6 @@ func (b *bench) installTask(environment, id, release, namespace string) (*outpos
 		Id: id, Environment: environment, Kind: taskspec.KindHelm, Spec: raw,
 		ConflictKeys: []string{spec.ConflictKey()}, MaxAttempts: 1, Timeout: durationpb.New(taskTimeout),
 	}, nil
-}
-
-// listTasks returns the tasks of environment named in ids.
-func (b *bench) listTasks(ctx context.Context, environment string, ids map[string]bool) ([]*outpostv1.Task, error) {
-	var out []*outpostv1.Task
-	page := ""
-	for {
-		resp, err := b.hub.Operator.ListTasks(ctx, connect.NewRequest(&outpostv1.ListTasksRequest{Environment: environment, Limit: 500, PageToken: page}))
-		if err != nil {
-			return nil, fmt.Errorf("list tasks: %w", err)
-		}
-		for _, t := range resp.Msg.GetTasks() {
-			if ids[t.GetId()] {
-				out = append(out, t)
-			}
-		}
-		if page = resp.Msg.GetNextPageToken(); page == "" {
-			break
-		}
-	}
-	if len(out) != len(ids) {
-		return nil, fmt.Errorf("list tasks: found %d of %d tasks", len(out), len(ids))
-	}
-	return out, nil
 }
 
 // waitReported watches the agent's log from offset until it has reported

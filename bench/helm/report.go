@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/bench/internal/apicost"
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/report"
@@ -104,7 +101,7 @@ func render(cfg config, res *results) string {
 	}
 	for _, p := range res.passes {
 		details = append(details, fmt.Sprintf("%s: machine %.0f%% busy (all processes: kube-apiserver, etcd, hub, agent or helm, anything else), load average %s at its end; API requests per release: %s",
-			p.name(), 100*p.busy, p.load, perRelease(p.cost, p.releases)))
+			p.name(), 100*p.busy, p.load, p.cost.Per(p.releases)))
 	}
 	for _, p := range res.passes {
 		if p.agent {
@@ -129,29 +126,6 @@ func agentVersion(res *results) string {
 		}
 	}
 	return "?"
-}
-
-// perRelease lists the requests by verb and resource divided by releases,
-// most first.
-func perRelease(c apicost.Cost, releases int) string {
-	if releases == 0 {
-		return "—"
-	}
-	keys := slices.SortedFunc(maps.Keys(c.ByResource), func(a, b string) int {
-		if d := c.ByResource[b] - c.ByResource[a]; d != 0 {
-			return d
-		}
-		return strings.Compare(a, b)
-	})
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		v := float64(c.ByResource[k]) / float64(releases)
-		if v < 0.05 {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
-	}
-	return fmt.Sprintf("%.1f (%s)", float64(c.Total())/float64(releases), strings.Join(parts, ", "))
 }
 
 // appendResults appends a dated section with the command, machine and

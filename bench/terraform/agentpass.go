@@ -148,7 +148,7 @@ func (b *bench) agentPass(ctx context.Context) (*pass, error) {
 	}
 	p.peak, p.end = m.HWM, m.RSS
 
-	tasks, err := b.listTasks(ctx, ids)
+	tasks, err := b.hub.Tasks(ctx, environment, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -209,30 +209,6 @@ func applyTask(m *benchModule, id string) (*outpostv1.EnqueueTaskRequest, error)
 		Id: id, Environment: environment, Kind: taskspec.KindTerraform, Spec: raw,
 		ConflictKeys: []string{spec.ConflictKey()}, MaxAttempts: 1, Timeout: durationpb.New(taskTimeout),
 	}, nil
-}
-
-// listTasks returns the agent's environment's tasks named in ids.
-func (b *bench) listTasks(ctx context.Context, ids map[string]bool) ([]*outpostv1.Task, error) {
-	var out []*outpostv1.Task
-	page := ""
-	for {
-		resp, err := b.hub.Operator.ListTasks(ctx, connect.NewRequest(&outpostv1.ListTasksRequest{Environment: environment, Limit: 500, PageToken: page}))
-		if err != nil {
-			return nil, fmt.Errorf("list tasks: %w", err)
-		}
-		for _, t := range resp.Msg.GetTasks() {
-			if ids[t.GetId()] {
-				out = append(out, t)
-			}
-		}
-		if page = resp.Msg.GetNextPageToken(); page == "" {
-			break
-		}
-	}
-	if len(out) != len(ids) {
-		return nil, fmt.Errorf("list tasks: found %d of %d tasks", len(out), len(ids))
-	}
-	return out, nil
 }
 
 // waitReported watches the agent's log from offset until it has reported

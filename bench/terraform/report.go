@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/bench/internal/apicost"
 	"github.com/outposthq/outpost/bench/internal/outpostproc"
 	"github.com/outposthq/outpost/bench/internal/procstat"
 	"github.com/outposthq/outpost/bench/internal/report"
@@ -122,7 +120,7 @@ func render(cfg config, res *results) string {
 	}
 	for _, p := range res.passes {
 		details = append(details, fmt.Sprintf("%s: machine %.0f%% busy (all processes: kube-apiserver, etcd, hub, agent, tofu, and anything else on the machine), load average %s at its end; API requests per module: %s",
-			p.name(), 100*p.busy, p.load, perModule(p.cost, p.modules)))
+			p.name(), 100*p.busy, p.load, p.cost.Per(p.modules)))
 	}
 	if agent != nil {
 		details = append(details, fmt.Sprintf("agent's Kubernetes client: %d requests held over 1 s by client-go's client-side rate limiter while applying (its \"Waited before sending request\" log lines)", agent.throttled))
@@ -155,29 +153,6 @@ func agentVersion(cfg config, res *results) string {
 		}
 	}
 	return "?"
-}
-
-// perModule lists the requests by verb and resource divided by modules,
-// most first.
-func perModule(c apicost.Cost, modules int) string {
-	if modules == 0 {
-		return "—"
-	}
-	keys := slices.SortedFunc(maps.Keys(c.ByResource), func(a, b string) int {
-		if d := c.ByResource[b] - c.ByResource[a]; d != 0 {
-			return d
-		}
-		return strings.Compare(a, b)
-	})
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		v := float64(c.ByResource[k]) / float64(modules)
-		if v < 0.05 {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
-	}
-	return fmt.Sprintf("%.1f (%s)", float64(c.Total())/float64(modules), strings.Join(parts, ", "))
 }
 
 // appendResults appends a dated section with the command, machine and

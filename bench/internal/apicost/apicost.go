@@ -159,3 +159,27 @@ func (c Cost) Total() int {
 	}
 	return n
 }
+
+// Per lists the requests per unit (a release, a module): the total and
+// each verb and resource, most first, leaving out those under 0.05 per
+// unit, e.g. "30.2 (GET secrets 9.0, PUT leases 5.1)"; "—" without units.
+func (c Cost) Per(units int) string {
+	if units == 0 {
+		return "—"
+	}
+	keys := slices.SortedFunc(maps.Keys(c.ByResource), func(a, b string) int {
+		if d := c.ByResource[b] - c.ByResource[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := float64(c.ByResource[k]) / float64(units)
+		if v < 0.05 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
+	}
+	return fmt.Sprintf("%.1f (%s)", float64(c.Total())/float64(units), strings.Join(parts, ", "))
+}

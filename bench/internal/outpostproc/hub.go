@@ -217,6 +217,31 @@ func (h *Hub) WaitTask(ctx context.Context, agent *Child, id string, timeout tim
 	return nil, errors.New(msg)
 }
 
+// Tasks returns the tasks of environment named in ids, all of them or an
+// error.
+func (h *Hub) Tasks(ctx context.Context, environment string, ids map[string]bool) ([]*outpostv1.Task, error) {
+	var out []*outpostv1.Task
+	page := ""
+	for {
+		resp, err := h.Operator.ListTasks(ctx, connect.NewRequest(&outpostv1.ListTasksRequest{Environment: environment, Limit: 500, PageToken: page}))
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		for _, t := range resp.Msg.GetTasks() {
+			if ids[t.GetId()] {
+				out = append(out, t)
+			}
+		}
+		if page = resp.Msg.GetNextPageToken(); page == "" {
+			break
+		}
+	}
+	if len(out) != len(ids) {
+		return nil, fmt.Errorf("list tasks: found %d of %d tasks", len(out), len(ids))
+	}
+	return out, nil
+}
+
 // Ended reports whether a task in state s will not change any more.
 func Ended(s outpostv1.TaskState) bool {
 	switch s {
