@@ -666,7 +666,7 @@ func planToProto(p *store.PlanSummary) *outpostv1.PlanSummary {
 	}
 	out := &outpostv1.PlanSummary{
 		Add: clampInt32(p.Add), Change: clampInt32(p.Change), Destroy: clampInt32(p.Destroy),
-		HasChanges: p.HasChanges, Digest: p.Digest,
+		HasChanges: p.HasChanges, Digest: p.Digest, Omitted: clampInt32(p.Omitted),
 	}
 	for _, r := range p.Resources {
 		out.Resources = append(out.Resources, &outpostv1.ResourceChange{Address: r.Address, Action: r.Action})

@@ -299,6 +299,8 @@ type PlanSummary struct {
 	// Resources lists the resources that change, in plan order.
 	Resources  []PlanResource `json:"resources,omitempty"`
 	HasChanges bool           `json:"has_changes"`
+	// Omitted counts the changed resources left out of Resources.
+	Omitted int `json:"omitted,omitempty"`
 	// Digest identifies the plan's changes (addresses and actions).
 	Digest string `json:"digest,omitempty"`
 }

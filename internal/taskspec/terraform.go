@@ -135,8 +135,11 @@ type TerraformResult struct {
 	// was applied.
 	AwaitingApproval bool `json:"awaiting_approval,omitempty"`
 	// Outputs are the module's outputs after an apply, sensitive ones
-	// replaced by "[REDACTED]".
+	// replaced by "[REDACTED]", at most MaxTerraformOutputsBytes encoded.
 	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
+	// OutputsOmitted names the outputs left out to keep within
+	// MaxTerraformOutputsBytes.
+	OutputsOmitted []string `json:"outputs_omitted,omitempty"`
 	// Changed reports whether the run changed anything.
 	Changed bool `json:"changed"`
 }
@@ -152,10 +155,21 @@ type TerraformPlanSummary struct {
 	// HasChanges is the CLI's own verdict, which also counts changes of
 	// outputs alone.
 	HasChanges bool `json:"has_changes"`
-	// Digest identifies the plan's changes (addresses and actions, never
-	// values): what an operator approves.
+	// Omitted counts the changed resources left out of Resources, which
+	// is capped (MaxPlanResources); counts and Digest cover them all.
+	Omitted int `json:"omitted,omitempty"`
+	// Digest identifies the plan: its changes (addresses and actions),
+	// the module archive and the plain variables it was made from, never
+	// a value of a sensitive one. It is what an operator approves.
 	Digest string `json:"digest,omitempty"`
 }
+
+// MaxPlanResources caps TerraformPlanSummary.Resources.
+const MaxPlanResources = 1000
+
+// MaxTerraformOutputsBytes caps the encoded outputs of a result; larger
+// outputs are left out (TerraformResult.OutputsOmitted).
+const MaxTerraformOutputsBytes = 64 << 10
 
 // TerraformResourceChange is one resource a plan changes.
 type TerraformResourceChange struct {

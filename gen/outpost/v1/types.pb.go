@@ -827,7 +827,10 @@ type PlanSummary struct {
 	HasChanges bool `protobuf:"varint,5,opt,name=has_changes,json=hasChanges,proto3" json:"has_changes,omitempty"`
 	// Identifies the plan's changes (addresses and actions): what an
 	// operator approves.
-	Digest        string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
+	Digest string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Changed resources left out of resources, which is capped at 1000;
+	// the counts and the digest cover them.
+	Omitted       int32 `protobuf:"varint,7,opt,name=omitted,proto3" json:"omitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,6 +905,13 @@ func (x *PlanSummary) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *PlanSummary) GetOmitted() int32 {
+	if x != nil {
+		return x.Omitted
+	}
+	return 0
 }
 
 // ResourceChange is one resource a plan changes.
@@ -1382,7 +1392,7 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12(\n" +
 	"\x10rolled_back_from\x18\r \x01(\x03R\x0erolledBackFrom\x12+\n" +
 	"\x04plan\x18\x0e \x01(\v2\x17.outpost.v1.PlanSummaryR\x04plan\x12\x18\n" +
-	"\aoutputs\x18\x0f \x01(\fR\aoutputs\"\xc4\x01\n" +
+	"\aoutputs\x18\x0f \x01(\fR\aoutputs\"\xde\x01\n" +
 	"\vPlanSummary\x12\x10\n" +
 	"\x03add\x18\x01 \x01(\x05R\x03add\x12\x16\n" +
 	"\x06change\x18\x02 \x01(\x05R\x06change\x12\x18\n" +
@@ -1390,7 +1400,8 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\tresources\x18\x04 \x03(\v2\x1a.outpost.v1.ResourceChangeR\tresources\x12\x1f\n" +
 	"\vhas_changes\x18\x05 \x01(\bR\n" +
 	"hasChanges\x12\x16\n" +
-	"\x06digest\x18\x06 \x01(\tR\x06digest\"B\n" +
+	"\x06digest\x18\x06 \x01(\tR\x06digest\x12\x18\n" +
+	"\aomitted\x18\a \x01(\x05R\aomitted\"B\n" +
 	"\x0eResourceChange\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\"\xcf\x01\n" +
