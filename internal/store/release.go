@@ -24,6 +24,7 @@ const (
 	ActionReleaseDriftDetected     = "release.drift_detected"
 	ActionReleaseDriftCorrected    = "release.drift_corrected"
 	ActionReleaseInSync            = "release.in_sync"
+	ActionReleaseDriftCheckFailed  = "release.drift_check_failed"
 	ActionReleaseApprovalRequired  = "release.approval_required"
 	ActionReleaseApproved          = "release.approved"
 	ActionEnvironmentKeyRegistered = "environment.key_registered"
@@ -89,8 +90,10 @@ type ApplyAction int
 const (
 	// ApplyNothing: the newest revision has the same digest.
 	ApplyNothing ApplyAction = iota + 1
-	// ApplyRetry: same digest, but the release failed: a new task for the
-	// newest revision.
+	// ApplyRetry: same digest, but the release failed or has drifted: a
+	// new task for the newest revision (re-applying it is how an operator
+	// puts back what detect mode only reported, or gets a held terraform
+	// correction planned for approval).
 	ApplyRetry
 	// ApplyRevision: a new revision and its task.
 	ApplyRevision
@@ -111,7 +114,7 @@ func PlanApply(cur ReleaseRow, exists bool, newestDigest string, rev ReleaseRevi
 	if newestDigest != rev.Digest {
 		return ApplyRevision, nil
 	}
-	if cur.Sync == SyncFailed {
+	if cur.Sync == SyncFailed || cur.Sync == SyncDrifted {
 		return ApplyRetry, nil
 	}
 	return ApplyNothing, nil
@@ -265,7 +268,16 @@ func SettleRelease(cur ReleaseRow, t Task, env string, now time.Time) ReleaseCha
 		return ReleaseChange{Row: r, Remove: true, Event: &e, Wakeup: desiredWakeup(r.Release)}
 	case t.State == StateSucceeded && r.Kind == KindTerraform:
 		res := decodeTerraformResult(t.Result)
-		if res.AwaitingApproval && res.Plan != nil {
+		if res.Plan == nil {
+			// Every terraform task plans first and reports it; a result
+			// without a plan (cut off for size, or garbled) cannot say
+			// whether a plan was applied or is held, so nothing is
+			// assumed applied.
+			r.Sync = SyncFailed
+			r.LastError = "the agent's result of task " + t.ID + " carries no readable plan; apply the release again to plan it anew"
+			return ReleaseChange{Row: r, Write: true}
+		}
+		if res.AwaitingApproval {
 			return awaitApproval(r, t, env, res.Plan, now)
 		}
 		c := appliedRelease(r, t)
@@ -431,6 +443,12 @@ func RecordDrift(cur ReleaseRow, env string, p DriftParams) ReleaseChange {
 	owned := r.Sync == SyncInSync || r.Sync == SyncDrifted
 	var action string
 	switch {
+	case len(objects) == 0 && p.Error != "":
+		// The check itself failed (a plan that could not run, a list that
+		// was refused): nothing is known about the environment, so the
+		// drift last found stands and the release is not called in sync.
+		action = ActionReleaseDriftCheckFailed
+		objects = cur.Drift
 	case len(objects) == 0:
 		action = ActionReleaseInSync
 		if owned {

@@ -26,6 +26,8 @@ func TestPlanApply(t *testing.T) {
 		{"a new release gets its first revision", ReleaseRow{}, false, "", rev, ApplyRevision, nil},
 		{"the same digest changes nothing", cur, true, "d3", rev, ApplyNothing, nil},
 		{"the same digest retries a failed release", with(func(r *ReleaseRow) { r.Sync = SyncFailed }), true, "d3", rev, ApplyRetry, nil},
+		{"the same digest re-applies a drifted release", with(func(r *ReleaseRow) { r.Sync = SyncDrifted }), true, "d3", rev, ApplyRetry, nil},
+		{"the same digest waiting for approval changes nothing", with(func(r *ReleaseRow) { r.Sync = SyncAwaitingApproval }), true, "d3", rev, ApplyNothing, nil},
 		{"another digest is a new revision", cur, true, "d2", rev, ApplyRevision, nil},
 		{"another kind is refused", cur, true, "d2", ReleaseRevision{Release: "web", Kind: "helm", Digest: "d4"}, 0, ErrReleaseKindChanged},
 		{"a release being deleted refuses applies", with(func(r *ReleaseRow) { r.DeleteRequested = true; r.Sync = SyncDeleting }), true, "d3", rev, 0, ErrReleaseDeleting},
@@ -109,6 +111,26 @@ func TestRecordDriftRepeats(t *testing.T) {
 		}
 		r = c.Row
 	}
+	failed := RecordDrift(r, "prod", DriftParams{Release: "web", Revision: 1, Objects: drift, Now: now}).Row
+	t.Run("a failed check keeps the drift last found and is audited once", func(t *testing.T) {
+		c := RecordDrift(failed, "prod", DriftParams{Release: "web", Revision: 1, Error: "plan: backend unreachable", Now: now})
+		if c.Row.Sync != SyncDrifted || !sameDrift(c.Row.Drift, drift) || c.Row.LastError != "plan: backend unreachable" {
+			t.Fatalf("sync %s drift %v error %q; want still drifted with the error", c.Row.Sync, c.Row.Drift, c.Row.LastError)
+		}
+		if c.Event == nil || c.Event.Action != ActionReleaseDriftCheckFailed {
+			t.Fatalf("event %v, want %s", c.Event, ActionReleaseDriftCheckFailed)
+		}
+		again := RecordDrift(c.Row, "prod", DriftParams{Release: "web", Revision: 1, Error: "plan: backend unreachable", Now: now})
+		if again.Event != nil || again.Row.Sync != SyncDrifted {
+			t.Fatalf("the same failure again: event %v sync %s; want no event, still drifted", again.Event, again.Row.Sync)
+		}
+	})
+	t.Run("a failed check of an in-sync release does not call it in sync again", func(t *testing.T) {
+		c := RecordDrift(r, "prod", DriftParams{Release: "web", Revision: 1, Error: "list refused", Now: now})
+		if c.Row.LastError != "list refused" || c.Event == nil || c.Event.Action != ActionReleaseDriftCheckFailed {
+			t.Fatalf("error %q event %v", c.Row.LastError, c.Event)
+		}
+	})
 	pending := r
 	pending.Sync, pending.Revision = SyncPending, 2
 	if c := RecordDrift(pending, "prod", DriftParams{Release: "web", Revision: 1, Objects: drift, Now: now}); c.Row.Sync != SyncPending || c.Row.Drift == nil {

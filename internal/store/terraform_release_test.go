@@ -13,20 +13,25 @@ func FuzzSettleTerraformResult(f *testing.F) {
 	cur := ReleaseRow{Release: Release{Name: "infra", Kind: KindTerraform, Revision: 2, AppliedRevision: 1, Sync: SyncPending, TaskID: "t"}}
 	f.Fuzz(func(t *testing.T, result []byte) {
 		c := SettleRelease(cur, Task{ID: "t", State: StateSucceeded, Result: result}, "prod", time.Unix(1, 0))
-		if !c.Write || c.Result == nil || c.Result.Revision != 2 {
-			t.Fatalf("change %+v: want the release written and the result on revision 2", c)
+		if !c.Write {
+			t.Fatalf("change %+v: want the release written", c)
 		}
 		switch c.Row.Sync {
 		case SyncAwaitingApproval:
-			if c.Row.AppliedRevision != 1 || c.Result.Plan == nil || c.Result.Outputs != nil || c.Event == nil {
+			if c.Row.AppliedRevision != 1 || c.Result == nil || c.Result.Revision != 2 || c.Result.Plan == nil || c.Result.Outputs != nil || c.Event == nil {
 				t.Fatalf("held plan: %+v", c)
 			}
 		case SyncInSync:
-			if c.Row.AppliedRevision != 2 {
-				t.Fatalf("applied: %+v", c.Row)
+			if c.Row.AppliedRevision != 2 || c.Result == nil || c.Result.Revision != 2 || c.Result.Plan == nil {
+				t.Fatalf("applied: %+v", c)
 			}
 			if o := c.Result.Outputs; o != nil && o[0] != '{' {
 				t.Fatalf("outputs %q stored, want a JSON object or nothing", o)
+			}
+		case SyncFailed:
+			// No readable plan: nothing is assumed applied or held.
+			if c.Row.AppliedRevision != 1 || c.Result != nil || c.Row.LastError == "" {
+				t.Fatalf("failed: %+v", c)
 			}
 		default:
 			t.Fatalf("sync %s", c.Row.Sync)

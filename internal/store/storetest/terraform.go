@@ -15,7 +15,7 @@ import (
 var terraformScenarios = []scenario{
 	{"a terraform release defaults to detect, other kinds to correct", testTerraformDefaultMode},
 	{"a held terraform plan awaits approval and only its own digest approves it", testTerraformApproval},
-	{"a terraform result that does not decode applies the revision without a plan", testTerraformGarbageResult},
+	{"a terraform result without a readable plan fails the release instead of calling it applied", testTerraformGarbageResult},
 	{"terraform drift is stored and audited by resource address", testTerraformDrift},
 }
 
@@ -236,21 +236,26 @@ func testTerraformGarbageResult(t *testing.T, s store.Store) {
 	}{
 		{"garbage", []byte("not json{")},
 		{"empty", nil},
+		{"truncated", []byte(`{"truncated":true}`)},
 		{"wrong", []byte(`{"plan":"yes","awaiting_approval":"maybe"}`)},
-		{"outputs", []byte(`{"plan":{"add":1,"has_changes":true,"digest":"` + planA + `"},"outputs":[1,2]}`)},
 	}
 	for _, tt := range tests {
 		f.apply(t, f.terraformRevision(tt.name, "g1"), tt.name+"-1", T0)
 		f.finish(t, tt.name+"-1", tt.result, T0.Add(time.Second))
-		wantRelease(t, f.release(t, tt.name), 1, 1, store.SyncInSync, tt.name+"-1")
-		rev, err := s.GetReleaseRevision(t.Context(), f.tenant, f.env.ID, tt.name, 1)
-		must(t, err)
-		if rev.Outputs != nil {
-			t.Fatalf("%s result: outputs %s stored, want none", tt.name, rev.Outputs)
+		r := f.release(t, tt.name)
+		if r.Sync != store.SyncFailed || r.AppliedRevision != 0 || !strings.Contains(r.LastError, "no readable plan") {
+			t.Fatalf("%s result: release %s, applied %d, error %q; want failed, nothing applied", tt.name, r.Sync, r.AppliedRevision, r.LastError)
 		}
-		if wantPlan := tt.name == "outputs"; (rev.Plan != nil) != wantPlan {
-			t.Fatalf("%s result: plan %+v stored", tt.name, rev.Plan)
-		}
+	}
+	// A plan with outputs that are no JSON object is applied, the outputs
+	// dropped.
+	f.apply(t, f.terraformRevision("outputs", "g1"), "outputs-1", T0)
+	f.finish(t, "outputs-1", []byte(`{"plan":{"add":1,"has_changes":true,"digest":"`+planA+`"},"outputs":[1,2]}`), T0.Add(time.Second))
+	wantRelease(t, f.release(t, "outputs"), 1, 1, store.SyncInSync, "outputs-1")
+	rev, err := s.GetReleaseRevision(t.Context(), f.tenant, f.env.ID, "outputs", 1)
+	must(t, err)
+	if rev.Outputs != nil || rev.Plan == nil {
+		t.Fatalf("outputs result: plan %+v outputs %s; want the plan, no outputs", rev.Plan, rev.Outputs)
 	}
 }
 
