@@ -35,8 +35,13 @@ func (s *agentService) GetDesiredState(ctx context.Context, req *connect.Request
 	}
 	resp := &outpostv1.GetDesiredStateResponse{}
 	for _, d := range desired {
+		rev := revisionToProto(caller.env.Name, d.Revision)
+		// The agent reconciles specs; a terraform revision's plan and
+		// outputs are for operators and would only make the response grow
+		// with every release.
+		rev.Plan, rev.Outputs = nil, nil
 		resp.Releases = append(resp.Releases, &outpostv1.DesiredRelease{
-			Name: d.Release.Name, Revision: revisionToProto(caller.env.Name, d.Revision), TaskId: d.Release.AppliedTaskID,
+			Name: d.Release.Name, Revision: rev, TaskId: d.Release.AppliedTaskID,
 		})
 	}
 	return connect.NewResponse(resp), nil

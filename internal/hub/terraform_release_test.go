@@ -191,6 +191,9 @@ func TestTerraformReleaseLifecycle(t *testing.T) {
 		if d := desired.Msg.GetReleases(); len(d) != 1 || d[0].GetRevision().GetKind() != taskspec.KindTerraform || !strings.Contains(string(d[0].GetRevision().GetSpec()), `"workspace":"infra"`) {
 			t.Fatalf("desired state = %v", d)
 		}
+		if rev := desired.Msg.GetReleases()[0].GetRevision(); rev.GetPlan() != nil || rev.GetOutputs() != nil {
+			t.Fatalf("the desired state carries the plan %v and outputs %s; agents need neither", rev.GetPlan(), rev.GetOutputs())
+		}
 	})
 
 	t.Run("terraform drift is reported by resource address", func(t *testing.T) {
