@@ -18,10 +18,6 @@ import (
 	"github.com/outposthq/outpost/internal/vault"
 )
 
-// defaultTofuPath is where the agent image puts OpenTofu; it is used when
-// --tofu is not given and the file exists.
-const defaultTofuPath = "/usr/local/bin/tofu"
-
 // defaultDriftInterval is how often a terraform release is planned to
 // detect drift.
 const defaultDriftInterval = time.Hour
@@ -39,7 +35,7 @@ type terraformFlags struct {
 }
 
 func (t *terraformFlags) bind(fl *pflag.FlagSet) {
-	fl.StringVar(&t.tofu, "tofu", env("OUTPOST_TOFU", ""), "OpenTofu binary for terraform tasks, an absolute path (env OUTPOST_TOFU; default "+defaultTofuPath+" when it exists, else terraform tasks are not offered)")
+	fl.StringVar(&t.tofu, "tofu", env("OUTPOST_TOFU", ""), "OpenTofu binary for terraform tasks, an absolute path (env OUTPOST_TOFU); without it terraform tasks are not offered. A module is code: OpenTofu runs it as this agent, with its cluster identity, so give terraform its own agent whose service account may touch little but the state Secrets and Leases")
 	fl.StringVar(&t.namespace, "terraform-namespace", "", "namespace of the terraform state Secrets, lock Leases and fence Leases (default: the agent's --namespace)")
 	fl.StringVar(&t.workRoot, "terraform-work-root", "", "directory of the terraform runs' private working directories (default: the system's temporary directory); plan files hold variable values, sensitive ones included, so mount an in-memory emptyDir (medium: Memory) there")
 	fl.StringVar(&t.pluginCache, "terraform-plugin-cache", "", "directory shared by terraform runs to cache provider plugins (default: none, each run downloads its providers)")
@@ -59,14 +55,13 @@ type terraformCluster struct {
 }
 
 // tofuBinary returns the OpenTofu binary to run, or "" (and why) when
-// terraform tasks are not to be offered. A binary named explicitly must
-// exist.
+// terraform tasks are not to be offered: only with --tofu, which must name
+// an existing executable.
 func (t *terraformFlags) tofuBinary() (path, why string, err error) {
 	if t.tofu == "" {
-		if _, statErr := os.Stat(defaultTofuPath); statErr == nil {
-			return defaultTofuPath, "", nil
-		}
-		return "", "no OpenTofu binary: pass --tofu (env OUTPOST_TOFU) or install it at " + defaultTofuPath, nil
+		// Never picked up from the image alone: running modules is a
+		// choice the operator makes.
+		return "", "terraform tasks are off: pass --tofu (env OUTPOST_TOFU) to run OpenTofu modules", nil
 	}
 	if !filepath.IsAbs(t.tofu) {
 		return "", "", fmt.Errorf("--tofu %q: want an absolute path", t.tofu)

@@ -89,26 +89,21 @@ func TestTerraformTasksAreOffered(t *testing.T) {
 	}
 	ns := kenv.Namespace(t, "tf-agent")
 	tofu := fakeTofu(t)
-	_, defaultErr := os.Stat(defaultTofuPath)
 	tests := []struct {
 		name      string
 		args      []string
 		want      bool
 		wantDrift bool
 		wantLog   string
-		skipIfDef bool
 	}{
-		{"with --tofu and a cluster terraform tasks are offered and releases checked for drift", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--replica-id", "r1"}, true, true, "terraform configured", false},
-		{"with --no-reconcile terraform tasks are offered but releases not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--no-reconcile"}, true, false, "terraform configured", false},
-		{"with a drift interval of 0 releases are not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--terraform-drift-interval", "0"}, true, false, "--terraform-drift-interval is 0", false},
-		{"without --tofu and no default binary terraform tasks are not offered, and the log says why", []string{"--kubeconfig", kubeconfig, "--namespace", ns}, false, false, "no OpenTofu binary", true},
-		{"without a cluster terraform tasks are not offered, and the log says why", []string{"--tofu", tofu}, false, false, "no Kubernetes cluster configured to keep the state in", false},
+		{"with --tofu and a cluster terraform tasks are offered and releases checked for drift", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--replica-id", "r1"}, true, true, "terraform configured"},
+		{"with --no-reconcile terraform tasks are offered but releases not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--no-reconcile"}, true, false, "terraform configured"},
+		{"with a drift interval of 0 releases are not checked", []string{"--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--terraform-drift-interval", "0"}, true, false, "--terraform-drift-interval is 0"},
+		{"without --tofu terraform tasks are not offered, and the log says why", []string{"--kubeconfig", kubeconfig, "--namespace", ns}, false, false, "terraform tasks are off: pass --tofu"},
+		{"without a cluster terraform tasks are not offered, and the log says why", []string{"--tofu", tofu}, false, false, "no Kubernetes cluster configured to keep the state in"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.skipIfDef && defaultErr == nil {
-				t.Skipf("%s exists on this machine", defaultTofuPath)
-			}
 			kinds, rec, logBuf, err := buildArgs(t, tt.args...)
 			logs := logBuf.String()
 			if err != nil {

@@ -54,7 +54,7 @@ func (c *Checker) check(ctx context.Context, rel Release, spec *taskspec.Terrafo
 		state.Objects = objs
 	case res.AwaitingApproval:
 		state.Objects = objs
-		state.Error = fmt.Sprintf("the correction needs approval: the approval policy %q holds its plan %s; approve that plan for release %s, or apply the release again", spec.Approval, res.Plan.Digest, rel.Name)
+		state.Error = fmt.Sprintf("the correction needs approval: the approval policy %q holds its plan %s; apply release %s again (outpost release apply) to have that plan held for approval", spec.Approval, res.Plan.Digest, rel.Name)
 	case len(objs) > 0:
 		fix := state
 		fix.Objects, fix.Corrected = objs, true

@@ -313,7 +313,7 @@ func TestTheCorrectModeApplies(t *testing.T) {
 	}
 	h.checkNow(t, "db")
 	d := h.report(t)
-	if d.Corrected || addresses(d) != "aws_iam_role.app=replace" || !strings.Contains(d.Error, "needs approval") || !strings.Contains(d.Error, "sha256:") {
+	if d.Corrected || addresses(d) != "aws_iam_role.app=replace" || !strings.Contains(d.Error, "needs approval") || !strings.Contains(d.Error, "sha256:") || !strings.Contains(d.Error, "outpost release apply") {
 		t.Fatalf("report = %+v, want aws_iam_role.app drifted, not corrected, with an error saying the correction needs approval of its plan", d)
 	}
 }
