@@ -326,6 +326,10 @@ func planLines(p *v1.PlanSummary) []string {
 		}
 		lines = append(lines, fmt.Sprintf("%-3s %s  %s", symbol, safeText(r.GetAddress()), label))
 	}
+	if n := p.GetOmitted(); n > 0 {
+		lines = append(lines, fmt.Sprintf("... and %s NOT LISTED: the agent reports the first %d; the counts above and the digest cover them all",
+			plural(int64(n), "more changed resource"), len(p.GetResources())))
+	}
 	return lines
 }
 

@@ -295,3 +295,14 @@ func TestReleaseViewsOfTerraform(t *testing.T) {
 		}
 	})
 }
+
+func TestPlanLinesSayWhatTheyLeaveOut(t *testing.T) {
+	p := &v1.PlanSummary{Add: 1500, Omitted: 500, Resources: []*v1.ResourceChange{{Address: "terraform_data.a[0]", Action: "create"}}}
+	lines := planLines(p)
+	if last := lines[len(lines)-1]; !strings.Contains(last, "500 more changed resources NOT LISTED") || !strings.Contains(last, "the first 1") {
+		t.Fatalf("last line %q, want it to say 500 more are not listed", last)
+	}
+	if lines := planLines(&v1.PlanSummary{Add: 1, Resources: p.GetResources()}); len(lines) != 1 {
+		t.Fatalf("lines %q, want one line for a full list", lines)
+	}
+}
