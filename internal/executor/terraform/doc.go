@@ -53,12 +53,17 @@
 //   - A fence another run renewed less than its duration ago refuses the
 //     run with the retryable ErrFenced; an expired or released one is taken
 //     over, with optimistic concurrency on its resourceVersion.
-//   - The run renews the fence every third of Options.FenceDuration. When
-//     it finds the fence deleted or taken, or no renewal succeeded for two
-//     thirds of the duration, it cancels its own context, which kills the
-//     CLI (terraform-exec also sets the parent-death signal, so a killed
-//     agent takes its CLI along), and fails with the retryable
-//     ErrFenceLost.
+//   - The run renews the fence every third of Options.FenceDuration, until
+//     its CLI has exited: a run whose context ends (timeout, hub lease
+//     lost) keeps renewing while its interrupted CLI finishes. When it
+//     finds the fence deleted or taken, or no renewal succeeded for two
+//     thirds of the duration, it cancels its own context and fails with
+//     the retryable ErrFenceLost. A cancelled CLI is interrupted and, if
+//     it has not exited min(duration/6, 5 s) later, killed (terraform-exec
+//     also sets the parent-death signal, so a killed agent takes its CLI
+//     along): a run that stops renewing at last renewal + 2/3·d has no CLI
+//     left by 5/6·d, before the fence expires at d; the last sixth absorbs
+//     the exit and clock skew between replicas.
 //   - So a run that holds the fence knows every earlier holder has stopped
 //     its CLI, and a state lock it meets is abandoned: it force-unlocks
 //     that lock, logging who held it for which operation since when, and

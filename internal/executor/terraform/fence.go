@@ -14,6 +14,9 @@ import (
 	coordinationclientv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
+// errReleased ends a fence's held context at release.
+var errReleased = errors.New("fence released")
+
 // fencePrefix starts the name of a workspace's fence Lease.
 const fencePrefix = "outpost-tf-"
 
@@ -35,13 +38,15 @@ const (
 )
 
 // fence is a run's exclusive claim on a workspace: a Lease
-// outpost-tf-<workspace> that the run renews every duration/3 while it
-// lasts. A run that cannot renew within 2/3 of the duration cancels its own
-// context, which kills the CLI, so once a fence has expired (its renew time
-// plus its duration is past) its holder is provably no longer running the
-// CLI on the workspace, and the state lock it may have left can be broken.
-// The margin of a third of the duration absorbs the CLI's exit and clock
-// skew between replicas.
+// outpost-tf-<workspace> that the run renews every duration/3 until
+// release, which comes only after its CLI has exited, whether the run's
+// context ended or not. A run that cannot renew within 2/3 of the duration
+// cancels its own context, which interrupts the CLI and kills it
+// cliWaitDelay (at most duration/6) later, so once a fence has expired
+// (its renew time plus its duration is past) its holder is provably no
+// longer running the CLI on the workspace, and the state lock it may have
+// left can be broken. The last sixth of the duration absorbs the CLI's
+// exit and clock skew between replicas.
 type fence struct {
 	leases   coordinationclientv1.LeaseInterface
 	name     string
@@ -54,12 +59,25 @@ type fence struct {
 	lease *coordinationv1.Lease
 	stop  chan struct{}
 	done  chan struct{}
+	// held ends, with a cause wrapping ErrFenceLost, when the fence is
+	// lost, and at release; not when the run's context ends.
+	held context.Context
+	lose context.CancelCauseFunc
+}
+
+// cliWaitDelay is how long a cancelled CLI has to exit after its interrupt
+// before it is killed: short, so that a run stops its CLI well before its
+// fence can expire. With the self-fencing deadline at 2/3 of the duration
+// the CLI is gone by 5/6 of it.
+func cliWaitDelay(fence time.Duration) time.Duration {
+	return min(fence/6, 5*time.Second)
 }
 
 // acquireFence claims the workspace's fence for the task, or fails
 // retryably with ErrFenced while another holder's fence is valid. The
-// returned context ends, with a cause wrapping ErrFenceLost, when the fence
-// cannot be kept; release ends the renewals and deletes the fence.
+// returned context ends with ctx, or with a cause wrapping ErrFenceLost
+// when the fence cannot be kept; the renewals go on after ctx ends, until
+// release, which ends them and releases the fence.
 func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log *slog.Logger) (context.Context, *fence, error) {
 	f := &fence{
 		leases:   e.opts.Kube.CoordinationV1().Leases(e.opts.KubeBackend.Namespace),
@@ -113,8 +131,12 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: workspace %s: claim Lease %s: %w", ErrFenced, workspace, f.name, err)
 	}
+	// The renewals outlive ctx: a cancelled CLI may still be writing state
+	// until it exits, and release comes only after that.
+	f.held, f.lose = context.WithCancelCause(context.WithoutCancel(ctx))
 	runCtx, cancel := context.WithCancelCause(ctx)
-	go f.renew(runCtx, cancel, now.Time)
+	context.AfterFunc(f.held, func() { cancel(context.Cause(f.held)) })
+	go f.renew(f.held, now.Time)
 	return runCtx, f, nil
 }
 
@@ -141,10 +163,12 @@ func fenceHolder(l *coordinationv1.Lease, fallback time.Duration) (string, time.
 	return *l.Spec.HolderIdentity, expires, time.Now().Before(expires)
 }
 
-// renew keeps the fence until release. It ends the run, with a cause
-// wrapping ErrFenceLost, as soon as the fence is known to be someone
-// else's or gone, or when no renewal succeeded for 2/3 of the duration.
-func (f *fence) renew(ctx context.Context, cancel context.CancelCauseFunc, last time.Time) {
+// renew keeps the fence until release, on f.held, which the run's context
+// ending does not end. It ends the run, with a cause wrapping
+// ErrFenceLost, as soon as the fence is known to be someone else's or
+// gone, or when no renewal succeeded for 2/3 of the duration.
+func (f *fence) renew(ctx context.Context, last time.Time) {
+	cancel := f.lose
 	defer close(f.done)
 	interval := f.duration / 3
 	retry := max(f.duration/15, 10*time.Millisecond)
@@ -160,7 +184,7 @@ func (f *fence) renew(ctx context.Context, cancel context.CancelCauseFunc, last 
 		}
 		deadline := last.Add(f.duration * 2 / 3)
 		sent := time.Now()
-		rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		rctx, rcancel := context.WithDeadline(ctx, deadline)
 		lost, err := f.renewOnce(rctx, sent)
 		rcancel()
 		switch {
@@ -225,6 +249,7 @@ func (f *fence) renewOnce(ctx context.Context, now time.Time) (lost bool, err er
 func (f *fence) release() {
 	close(f.stop)
 	<-f.done
+	f.lose(errReleased)
 	ctx, cancel := context.WithTimeout(context.Background(), fenceReleaseTimeout)
 	defer cancel()
 	uid, rv := f.lease.UID, f.lease.ResourceVersion

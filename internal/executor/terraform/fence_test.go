@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -321,5 +322,78 @@ func TestExecuteAfterKill(t *testing.T) {
 	again, err := ex.Execute(ctx, executor.Task{ID: "t3", Spec: raw})
 	if err != nil || !strings.Contains(string(again), `"has_changes":false`) {
 		t.Fatalf("a further run = %s, %v, want nothing left to do", again, err)
+	}
+}
+
+// TestExecuteCancelledKeepsFence cancels a run in the middle of an apply
+// whose CLI goes on after its interrupt, as OpenTofu does while it
+// finishes its in-flight operations and saves state: the fence must stay
+// the run's, renewed, until the CLI has exited, and the CLI must be killed
+// well before the fence could expire.
+func TestExecuteCancelledKeepsFence(t *testing.T) {
+	a := newAgentFixture(t)
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	// The apply ignores its interrupt for ten seconds; init and plan are
+	// the real CLI's.
+	wrapper := filepath.Join(dir, "tofu")
+	script := fmt.Sprintf(`#!/bin/sh
+if [ "$1" = apply ]; then
+  trap '' INT
+  : > %q
+  i=0; while [ $i -lt 100 ]; do /bin/sleep 0.1; i=$((i+1)); done
+fi
+exec %q "$@"
+`, started, tofuPath(t))
+	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const d = 2 * time.Second
+	opts := a.options(t, "agent-0", d)
+	opts.TofuPath = wrapper
+	ex, err := terraform.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := tarGz(t, entry{name: "main.tf", body: module})
+	raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "cancelled"}))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ex.Execute(ctx, executor.Task{ID: "t-cancel", Spec: raw})
+		done <- err
+	}()
+	waitFor(t, "the apply to start", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+	cancel()
+	cancelled := time.Now()
+	var runErr error
+	for ended := false; !ended; {
+		select {
+		case runErr = <-done:
+			ended = true
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "outpost-tf-cancelled", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "agent-0/t-cancel" {
+			// Released: only after the CLI exited, so Execute returns now.
+			continue
+		}
+		if !time.Now().Before(l.Spec.RenewTime.Add(d)) {
+			t.Fatalf("the fence expired %s after the cancel while the CLI still ran", time.Since(cancelled))
+		}
+	}
+	if elapsed := time.Since(cancelled); elapsed > d {
+		t.Fatalf("the run returned %s after its cancel, want its CLI killed within %s", elapsed, d/6)
+	}
+	if !errors.Is(runErr, context.Canceled) || executor.IsTerminal(runErr) {
+		t.Fatalf("error = %v, want a retryable cancellation", runErr)
 	}
 }

@@ -463,5 +463,12 @@ func (e *Executor) cli(root, dir string) (*tfexec.Terraform, error) {
 	if err := tf.SetEnv(env); err != nil {
 		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrCLI, err))
 	}
+	// A cancelled CLI is interrupted, so that it finishes its in-flight
+	// operations and saves state, and killed if it has not exited after
+	// this delay (terraform-exec's default is a minute): it must be gone
+	// before the run's fence can expire.
+	if err := tf.SetWaitDelay(cliWaitDelay(e.opts.FenceDuration)); err != nil {
+		return nil, executor.Terminal(fmt.Errorf("%w: %w", ErrCLI, err))
+	}
 	return tf, nil
 }
