@@ -3,7 +3,6 @@ package terraform_test
 import (
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outposthq/outpost/internal/executor/terraform"
@@ -41,8 +40,8 @@ func TestExecuteKubernetesBackend(t *testing.T) {
 		if sec.Labels["tfstate"] != "true" {
 			t.Fatalf("state Secret labels = %v", sec.Labels)
 		}
-		if _, err := env.Client.CoordinationV1().Leases(ns).Get(t.Context(), "outpost-tf-db", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Fatalf("fence Lease after the run: %v, want it released", err)
+		if l, err := env.Client.CoordinationV1().Leases(ns).Get(t.Context(), "outpost-tf-db", metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
+			t.Fatalf("fence Lease after the run: %v, %v, want it released", l, err)
 		}
 	})
 	t.Run("a repeated apply reads that state and changes nothing", func(t *testing.T) {

@@ -64,12 +64,20 @@
 //     along): a run that stops renewing at last renewal + 2/3·d has no CLI
 //     left by 5/6·d, before the fence expires at d; the last sixth absorbs
 //     the exit and clock skew between replicas.
+//   - The fence names its holder's host (annotation
+//     outpost.dev/holder-host, the host OpenTofu writes after the '@' in
+//     a lock's Who). When the run ends the fence is released, not
+//     deleted: its holder is cleared, with a precondition on its
+//     resourceVersion so that a successor's fence is never touched, and
+//     the annotation stays, so the next holder knows which host ran last.
 //   - So a run that holds the fence knows every earlier holder has stopped
-//     its CLI, and a state lock it meets is abandoned: it force-unlocks
-//     that lock, logging who held it for which operation since when, and
-//     runs the command once more.
-//   - The fence is deleted when the run ends, with preconditions on its UID
-//     and resourceVersion so that a successor's fence is never removed.
+//     its CLI, and a state lock it meets that the previous holder's host
+//     (or its own) took before it claimed the fence is abandoned: it
+//     force-unlocks that lock, logging who held it for which operation
+//     since when, and runs the command once more. Any other lock (a
+//     person's tofu against the same backend, an agent that predates the
+//     fence) is never broken: the run fails with the retryable
+//     ErrStateLocked naming the lock's holder.
 //
 // Without the kubernetes backend (local state, for tests) there is no
 // fence and a locked state is never broken: the run fails with the

@@ -31,9 +31,15 @@ const (
 	managedBy      = "outpost"
 )
 
+// annotationHost on a fence Lease names the host of its holder, or of its
+// last holder once released: the host OpenTofu writes in the state locks
+// that holder's CLI takes.
+const annotationHost = "outpost.dev/holder-host"
+
 // Log keys of the fence.
 const (
 	logHolder = "holder"
+	logHost   = "host"
 	logLease  = "lease"
 )
 
@@ -53,6 +59,13 @@ type fence struct {
 	holder   string
 	duration time.Duration
 	log      *slog.Logger
+	// host is this run's host; prevHost is the host of the holder the
+	// fence was taken over from, empty for a new fence.
+	host     string
+	prevHost string
+	// acquired is when the run claimed the fence: a lock taken later is
+	// not a gone run's.
+	acquired time.Time
 
 	// lease is the last version written; owned by the renewal goroutine
 	// until done is closed.
@@ -85,18 +98,21 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 		holder:   e.opts.Holder + "/" + task,
 		duration: e.opts.FenceDuration,
 		log:      log,
+		host:     e.host,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	seconds := int32(math.Ceil(f.duration.Seconds()))
 	now := metav1.NowMicro()
+	f.acquired = now.Time
 	cur, err := f.leases.Get(ctx, f.name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		lease := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{
-				Name:   f.name,
-				Labels: map[string]string{labelManagedBy: managedBy, labelWorkspace: workspace},
+				Name:        f.name,
+				Labels:      map[string]string{labelManagedBy: managedBy, labelWorkspace: workspace},
+				Annotations: map[string]string{annotationHost: f.host},
 			},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &f.holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now},
 		}
@@ -113,7 +129,12 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 		if cur.Spec.HolderIdentity != nil {
 			prev = *cur.Spec.HolderIdentity
 		}
+		f.prevHost = cur.Annotations[annotationHost]
 		lease := cur.DeepCopy()
+		if lease.Annotations == nil {
+			lease.Annotations = map[string]string{}
+		}
+		lease.Annotations[annotationHost] = f.host
 		transitions := int32(0)
 		if lease.Spec.LeaseTransitions != nil {
 			transitions = *lease.Spec.LeaseTransitions
@@ -125,7 +146,7 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 			return nil, nil, fmt.Errorf("%w: workspace %s: another run claimed it at the same moment; retry", ErrFenced, workspace)
 		}
 		if err == nil && prev != "" {
-			log.Info("terraform fence taken over after it expired", logHolder, prev)
+			log.Info("terraform fence taken over after it expired", logHolder, prev, logHost, f.prevHost)
 		}
 	}
 	if err != nil {
@@ -244,16 +265,26 @@ func (f *fence) renewOnce(ctx context.Context, now time.Time) (lost bool, err er
 	return false, errors.New("the Lease kept changing under the renewal")
 }
 
-// release stops the renewals and deletes the fence if it is still this
+// ranOn reports whether host is this run's or the previous holder's.
+func (f *fence) ranOn(host string) bool {
+	return host != "" && (host == f.host || host == f.prevHost)
+}
+
+// release stops the renewals and releases the fence if it is still this
 // run's, so the next run on the workspace need not wait for it to expire.
+// The Lease stays, without holder, with the annotation naming this host,
+// so that the next holder knows which host's locks it may break.
 func (f *fence) release() {
 	close(f.stop)
 	<-f.done
 	f.lose(errReleased)
 	ctx, cancel := context.WithTimeout(context.Background(), fenceReleaseTimeout)
 	defer cancel()
-	uid, rv := f.lease.UID, f.lease.ResourceVersion
-	err := f.leases.Delete(ctx, f.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	// The update carries the resourceVersion last written, so a
+	// successor's fence is never released.
+	lease := f.lease.DeepCopy()
+	lease.Spec.HolderIdentity = nil
+	_, err := f.leases.Update(ctx, lease, metav1.UpdateOptions{})
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
 	case apierrors.IsConflict(err):

@@ -69,6 +69,23 @@ func (a *agentFixture) applyLocked(t *testing.T, workspace string) bool {
 	return l.Spec.HolderIdentity != nil && info.Operation == "OperationTypeApply"
 }
 
+// checkReleased checks that the fence Lease name was released by a run of
+// this host: no holder, and the host annotation left for the next one.
+func (a *agentFixture) checkReleased(t *testing.T, name string) {
+	t.Helper()
+	l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("fence after the run: %v", err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity != nil || l.Annotations["outpost.dev/holder-host"] != host {
+		t.Fatalf("fence after the run: holder %v, host %q, want it released by host %q", l.Spec.HolderIdentity, l.Annotations["outpost.dev/holder-host"], host)
+	}
+}
+
 func taskSpec(t *testing.T, spec map[string]any) []byte {
 	t.Helper()
 	raw, err := json.Marshal(spec)
@@ -131,9 +148,45 @@ func TestExecuteFence(t *testing.T) {
 		if _, err := ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "outpost-tf-stale", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Fatalf("fence after the run: %v, want it deleted", err)
+		a.checkReleased(t, "outpost-tf-stale")
+	})
+	t.Run("a state lock another host took is not broken", func(t *testing.T) {
+		// As alice's tofu on her laptop locks the state: the lock Lease
+		// the backend would write.
+		info := `{"ID":"0b6f-alice","Operation":"OperationTypeApply","Who":"alice@laptop","Version":"1.10.0","Created":"2020-01-02T03:04:05.123456Z","Path":""}`
+		_, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        "lock-tfstate-default-foreign",
+				Labels:      map[string]string{"app.kubernetes.io/managed-by": "terraform", "tfstate": "true", "tfstateSecretSuffix": "foreign", "tfstateWorkspace": "default"},
+				Annotations: map[string]string{"app.terraform.io/lock-info": info},
+			},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("0b6f-alice")},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		var logs bytes.Buffer
+		opts := a.options(t, "agent-0", 0)
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		ex, err := terraform.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "foreign"}))
+		_, err = ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw})
+		if !errors.Is(err, terraform.ErrStateLocked) || executor.IsTerminal(err) ||
+			!strings.Contains(err.Error(), "locked by alice@laptop (OperationTypeApply since 2020-01-02T03:04:05Z); not an Outpost run, so it is not broken") ||
+			!strings.Contains(err.Error(), "tofu force-unlock") {
+			t.Fatalf("error = %v, want a retryable ErrStateLocked naming alice's lock", err)
+		}
+		if strings.Contains(logs.String(), "force-unlocking") {
+			t.Fatalf("the foreign lock was broken:\n%s", logs.String())
+		}
+		l, err := a.env.Client.CoordinationV1().Leases(a.ns).Get(t.Context(), "lock-tfstate-default-foreign", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "0b6f-alice" {
+			t.Fatalf("alice's lock after the run = %v, %v, want it still hers", l, err)
+		}
+		a.checkReleased(t, "outpost-tf-foreign")
 	})
 	lose := []struct {
 		name   string
@@ -317,6 +370,11 @@ func TestExecuteAfterKill(t *testing.T) {
 	if a.applyLocked(t, "killed") {
 		t.Fatal("the state is still locked after the run")
 	}
+	// The child ran on this host, which the fence it left names.
+	if !strings.Contains(logs.String(), "taken over after it expired") || !strings.Contains(logs.String(), "holder=agent-child/child") {
+		t.Fatalf("logs lack the fence taken over from the child:\n%s", logs.String())
+	}
+	a.checkReleased(t, "outpost-tf-killed")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	again, err := ex.Execute(ctx, executor.Task{ID: "t3", Spec: raw})

@@ -13,8 +13,13 @@ import (
 )
 
 // stateLockSummary is the summary of the CLI's diagnostic for a state
-// somebody else has locked.
-const stateLockSummary = "Error acquiring the state lock"
+// somebody else has locked; stateLockedText is the kubernetes backend's
+// own error, which init reports under "Error loading state" when it
+// meets a lock on a workspace without state yet.
+const (
+	stateLockSummary = "Error acquiring the state lock"
+	stateLockedText  = "the state is already locked by another"
+)
 
 // The OpenTofu kubernetes backend (internal/backend/remote-state/kubernetes)
 // locks the state Secret tfstate-default-<workspace> with a Lease
@@ -45,7 +50,7 @@ type lockInfo struct {
 // isStateLocked reports whether the CLI's diagnostics say another client
 // holds the state lock.
 func isStateLocked(msg string) bool {
-	return strings.Contains(msg, stateLockSummary)
+	return strings.Contains(msg, stateLockSummary) || strings.Contains(msg, stateLockedText)
 }
 
 // parseLockInfo reads the "Lock Info:" block the CLI prints with a lock
@@ -118,7 +123,11 @@ func (r *run) backendLock(ctx context.Context) (li lockInfo, held bool, err erro
 
 // breakLock force-unlocks a state lock left by a run that is provably
 // gone: this run holds the workspace's fence, which the lock's holder must
-// have held and lost (and so stopped its CLI) for this run to get it.
+// have held and lost (and so stopped its CLI) for this run to get it. That
+// holds only for a lock the previous holder of the fence (or this host)
+// took before this run claimed it; any other lock, such as a person's
+// tofu against the same backend or an agent that predates the fence, is
+// left alone with a retryable ErrStateLocked.
 func (r *run) breakLock(ctx context.Context) error {
 	li, held, err := r.backendLock(ctx)
 	if err != nil {
@@ -128,8 +137,15 @@ func (r *run) breakLock(ctx context.Context) error {
 		// Released since the CLI looked.
 		return nil
 	}
-	if created, perr := time.Parse(time.RFC3339Nano, li.Created); perr == nil {
+	created, perr := time.Parse(time.RFC3339Nano, li.Created)
+	if perr == nil {
 		li.Created = created.UTC().Format(time.RFC3339)
+	}
+	if perr != nil || !created.Before(r.fence.acquired) || !r.fence.ranOn(lockHost(li.Who)) {
+		r.log.Warn("terraform state locked by another client: not breaking it",
+			logLockWho, li.Who, logLockOperation, li.Operation, logLockCreated, li.Created)
+		return fmt.Errorf("%w: workspace %s is locked by %s; not an Outpost run, so it is not broken: unlock it with `tofu force-unlock` once that run is over",
+			ErrStateLocked, r.spec.Workspace, li.describe())
 	}
 	r.log.Warn("terraform state lock left by a run that is gone: force-unlocking it",
 		logLockWho, li.Who, logLockOperation, li.Operation, logLockCreated, li.Created)
@@ -137,4 +153,14 @@ func (r *run) breakLock(ctx context.Context) error {
 		return fmt.Errorf("force-unlock: %s", strings.TrimSpace(r.redact(err.Error())))
 	}
 	return nil
+}
+
+// lockHost returns the host of a lock's Who, which OpenTofu writes as
+// user@host.
+func lockHost(who string) string {
+	i := strings.LastIndexByte(who, '@')
+	if i < 0 {
+		return ""
+	}
+	return who[i+1:]
 }

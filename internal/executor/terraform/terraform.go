@@ -98,6 +98,9 @@ const (
 // from running the CLI on one workspace at once.
 type Executor struct {
 	opts Options
+	// host is this machine's name as OpenTofu writes it after the '@' in
+	// a state lock's Who; empty when unknown.
+	host string
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -107,7 +110,9 @@ func New(opts Options) (*Executor, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &Executor{opts: opts}, nil
+	// Without a host name no lock is ever recognized as this host's.
+	host, _ := os.Hostname()
+	return &Executor{opts: opts, host: host}, nil
 }
 
 // Execute runs the task: decode and validate its spec, unpack its module
@@ -150,9 +155,10 @@ type run struct {
 	log     *slog.Logger
 	secrets []string
 	tf      *tfexec.Terraform
-	// fenced is set while the run holds the workspace's fence: a state
-	// lock it meets was left by a run that is gone.
-	fenced bool
+	// fence is set while the run holds the workspace's fence: a state
+	// lock it meets that the previous holder's host took before this run
+	// claimed the fence was left by a run that is gone.
+	fence *fence
 }
 
 func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
@@ -205,7 +211,7 @@ func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 		}
 		defer f.release()
 		ctx = fctx
-		r.fenced = true
+		r.fence = f
 	}
 	return r.cliRun(ctx, tf, varFile, filepath.Join(root, planFileName))
 }
@@ -315,12 +321,16 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 // that wraps ErrCLI and carries the CLI's diagnostics with every secret of
 // the task redacted. The CLI's own error is not wrapped, so no caller can
 // reach the unredacted text. A state lock met while the run holds the
-// workspace's fence was left by a run that is gone: it is broken and the
-// command run once more. Configuration errors are terminal.
+// workspace's fence and that the previous holder's host (or this one)
+// took before this run claimed the fence was left by a run that is gone:
+// it is broken and the command run once more. Any other lock is left to
+// its holder. Configuration errors are terminal.
 func (r *run) phase(ctx context.Context, name string, f func(context.Context) error) error {
 	err := r.attempt(ctx, name, f)
-	if err != nil && ctx.Err() == nil && r.fenced && isStateLocked(err.Error()) {
-		if uerr := r.breakLock(ctx); uerr != nil {
+	if err != nil && ctx.Err() == nil && r.fence != nil && isStateLocked(err.Error()) {
+		if uerr := r.breakLock(ctx); errors.Is(uerr, ErrStateLocked) {
+			return fmt.Errorf("terraform: %s: %w: %w", name, ErrCLI, uerr)
+		} else if uerr != nil {
 			return fmt.Errorf("terraform: %s: %w: %w: %w", name, ErrCLI, ErrStateLocked, uerr)
 		}
 		err = r.attempt(ctx, name, f)
