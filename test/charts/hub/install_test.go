@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"log/slog"
+	"testing"
+
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/kube"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
+)
+
+func TestChartInstalls(t *testing.T) {
+	env := cluster(t)
+	// Every built-in kind the chart can render; the CRD-based ones
+	// (Certificate, HTTPRoute, ServiceMonitor, Istio) are golden-tested.
+	cases := []struct {
+		name     string
+		values   string
+		strategy appsv1.DeploymentStrategyType
+		replicas int32
+		pdb      bool
+	}{
+		{
+			name: "SQLite mode with an Ingress and network policies installs",
+			values: `
+ingress:
+  enabled: true
+  host: outpost.example.com
+  tls:
+    issuer: letsencrypt
+networkPolicies:
+  enabled: true
+`,
+			strategy: appsv1.RecreateDeploymentStrategyType, replicas: 1,
+		},
+		{
+			name: "PostgreSQL mode with an Ingress and network policies installs",
+			values: postgresValues + `
+ingress:
+  enabled: true
+  host: outpost.example.com
+networkPolicies:
+  enabled: true
+`,
+			strategy: appsv1.RollingUpdateDeploymentStrategyType, replicas: 2, pdb: true,
+		},
+	}
+	ch := loadChart(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			ns := env.Namespace(t, "hub-chart")
+			in := action.NewInstall(helmConfig(t, env.Config, ns))
+			in.ReleaseName, in.Namespace = releaseName, ns
+			in.ServerSideApply = true
+			// No kubelet runs pods here: nothing would become ready.
+			in.WaitStrategy = kube.HookOnlyStrategy
+			if _, err := in.RunWithContext(ctx, ch, parseValues(t, tc.values)); err != nil {
+				t.Fatalf("install: %v", err)
+			}
+			d, err := env.Client.AppsV1().Deployments(ns).Get(ctx, releaseName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Spec.Strategy.Type != tc.strategy || *d.Spec.Replicas != tc.replicas {
+				t.Errorf("installed %d replicas with strategy %s, want %d with %s", *d.Spec.Replicas, d.Spec.Strategy.Type, tc.replicas, tc.strategy)
+			}
+			nps, err := env.Client.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(nps.Items) != 3 {
+				t.Errorf("%d network policies installed, want 3", len(nps.Items))
+			}
+			if _, err := env.Client.NetworkingV1().Ingresses(ns).Get(ctx, releaseName, metav1.GetOptions{}); err != nil {
+				t.Errorf("ingress: %v", err)
+			}
+			_, err = env.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, releaseName, metav1.GetOptions{})
+			if (err == nil) != tc.pdb {
+				t.Errorf("disruption budget: %v, want one: %t", err, tc.pdb)
+			}
+		})
+	}
+}
+
+// helmConfig returns a Helm action configuration acting on ns with cfg,
+// keeping releases in Secrets as the helm CLI does.
+func helmConfig(t *testing.T, cfg *rest.Config, ns string) *action.Configuration {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	host := cfg.Host
+	flags.APIServer, flags.Namespace = &host, &ns
+	flags.WrapConfigFn = func(*rest.Config) *rest.Config { return rest.CopyConfig(cfg) }
+	ac := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := ac.Init(flags, ns, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	return ac
+}
