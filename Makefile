@@ -23,6 +23,11 @@ help: ## Show the targets
 build: ## Build outpost-hub, outpost-agent and outpost into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
+.PHONY: images
+images: tofu ## Assemble the outpost-hub, outpost-agent and outpost images as OCI layouts in bin/images/ without Docker; prints their digests
+	SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}" \
+	  $(GO) run ./hack/images -out bin/images -version '$(VERSION)' -revision "$$(git rev-parse HEAD 2>/dev/null)" -tofu "$$(./hack/tofu.sh --path)"
+
 .PHONY: testbins
 testbins: ## Build kube-apiserver and etcd from the Go module proxy into the cache (first time: ~10 min)
 	./hack/testbins.sh >/dev/null
