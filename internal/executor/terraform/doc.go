@@ -50,9 +50,12 @@
 // first claims a second Lease, the fence outpost-tf-<workspace>, held by
 // Options.Holder and the task's ID:
 //
-//   - A fence another run renewed less than its duration ago refuses the
-//     run with the retryable ErrFenced; an expired or released one is taken
-//     over, with optimistic concurrency on its resourceVersion.
+//   - While another run holds the fence (renewed less than its duration
+//     ago) the run waits, polling with a jittered backoff, until the fence
+//     is released or expires; only the run's context ending first fails it,
+//     with the retryable ErrFenced naming the holder. An expired or
+//     released fence is taken over, with optimistic concurrency on its
+//     resourceVersion.
 //   - The run renews the fence every third of Options.FenceDuration, until
 //     its CLI has exited: a run whose context ends (timeout, hub lease
 //     lost) keeps renewing while its interrupted CLI finishes. When it

@@ -12,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordinationclientv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // errReleased ends a fence's held context at release.
@@ -118,12 +120,12 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 		}
 		f.lease, err = f.leases.Create(ctx, lease, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("%w: workspace %s: another run claimed it at the same moment; retry", ErrFenced, workspace)
+			return nil, nil, &busyError{workspace: workspace, holder: "another run that claimed it at the same moment"}
 		}
 	case err != nil:
 	default:
 		if holder, expires, valid := fenceHolder(cur, f.duration); valid {
-			return nil, nil, fmt.Errorf("%w: workspace %s is held by %s until %s (or until it releases it)", ErrFenced, workspace, holder, expires.UTC().Format(time.RFC3339))
+			return nil, nil, &busyError{workspace: workspace, holder: holder, expires: expires}
 		}
 		prev := ""
 		if cur.Spec.HolderIdentity != nil {
@@ -143,7 +145,7 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &f.holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now, LeaseTransitions: &transitions}
 		f.lease, err = f.leases.Update(ctx, lease, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
-			return nil, nil, fmt.Errorf("%w: workspace %s: another run claimed it at the same moment; retry", ErrFenced, workspace)
+			return nil, nil, &busyError{workspace: workspace, holder: "another run that claimed it at the same moment"}
 		}
 		if err == nil && prev != "" {
 			log.Info("terraform fence taken over after it expired", logHolder, prev, logHost, f.prevHost)
@@ -159,6 +161,60 @@ func (e *Executor) acquireFence(ctx context.Context, workspace, task string, log
 	context.AfterFunc(f.held, func() { cancel(context.Cause(f.held)) })
 	go f.renew(f.held, now.Time)
 	return runCtx, f, nil
+}
+
+// fenceWait spaces the claims of a busy fence.
+var fenceWait = backoff.Policy{Base: 200 * time.Millisecond, Max: 2 * time.Second, Jitter: true}
+
+// minFenceWait keeps a jittered wait from spinning.
+const minFenceWait = 50 * time.Millisecond
+
+// busyError reports a fence another run holds, until expires (zero when
+// unknown) or its release.
+type busyError struct {
+	workspace string
+	holder    string
+	expires   time.Time
+}
+
+func (e *busyError) Error() string {
+	s := fmt.Sprintf("%s: workspace %s is held by %s", ErrFenced, e.workspace, e.holder)
+	if !e.expires.IsZero() {
+		s += " until " + e.expires.UTC().Format(time.RFC3339) + " (or until it releases it)"
+	}
+	return s
+}
+
+func (e *busyError) Unwrap() error { return ErrFenced }
+
+// claimFence is acquireFence that waits while another run holds the
+// fence, until it is released or expires: a busy workspace delays a task
+// rather than failing its attempt. It fails with ErrFenced only when ctx
+// ends first, or at once when the Lease cannot be read or written.
+func (e *Executor) claimFence(ctx context.Context, workspace, task string, log *slog.Logger) (context.Context, *fence, error) {
+	waitingFor := ""
+	for n := int64(0); ; n++ {
+		fctx, f, err := e.acquireFence(ctx, workspace, task, log)
+		var busy *busyError
+		if !errors.As(err, &busy) {
+			return fctx, f, err
+		}
+		if busy.holder != waitingFor {
+			waitingFor = busy.holder
+			log.Info("terraform workspace fenced: waiting for its holder", logHolder, busy.holder)
+		}
+		d := max(fenceWait.Delay(n), minFenceWait)
+		if !busy.expires.IsZero() {
+			d = max(min(d, time.Until(busy.expires)), minFenceWait)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, fmt.Errorf("%w; gave up waiting: %w", busy, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // fenceHolder reports who holds a fence Lease and until when, and whether

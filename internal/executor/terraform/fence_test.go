@@ -99,7 +99,7 @@ func TestExecuteFence(t *testing.T) {
 	a := newAgentFixture(t)
 	mod := tarGz(t, entry{name: "main.tf", body: module})
 
-	t.Run("a workspace fenced by a live run is refused retryably and nothing runs", func(t *testing.T) {
+	t.Run("a run that waits for a live fence until its context ends fails retryably and runs nothing", func(t *testing.T) {
 		_, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: "outpost-tf-live"},
 			Spec: coordinationv1.LeaseSpec{
@@ -116,9 +116,15 @@ func TestExecuteFence(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "live"}))
-		_, err = ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err = ex.Execute(ctx, executor.Task{ID: "t1", Spec: raw})
 		if !errors.Is(err, terraform.ErrFenced) || executor.IsTerminal(err) || !strings.Contains(err.Error(), "agent-1/t9") {
 			t.Fatalf("error = %v, want a retryable ErrFenced naming the holder", err)
+		}
+		if waited := time.Since(start); waited < 2*time.Second {
+			t.Fatalf("the run gave up after %s, want it to wait until its context ended", waited)
 		}
 		if _, err := a.env.Client.CoreV1().Secrets(a.ns).Get(t.Context(), "tfstate-default-live", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("state Secret: %v, want none: the CLI ran", err)
@@ -127,6 +133,60 @@ func TestExecuteFence(t *testing.T) {
 		if err != nil || *l.Spec.HolderIdentity != "agent-1/t9" {
 			t.Fatalf("fence after the refusal = %v, %v, want it still the other run's", l, err)
 		}
+	})
+	t.Run("a run waits for a busy fence and runs once it is released", func(t *testing.T) {
+		l, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "outpost-tf-busy"},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       ptr.To("agent-1/drift"),
+				LeaseDurationSeconds: ptr.To[int32](1),
+				RenewTime:            ptr.To(metav1.NowMicro()),
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The other run renews its one-second fence for three seconds,
+		// then releases it.
+		const held = 3 * time.Second
+		released := make(chan error, 1)
+		go func() {
+			leases := a.env.Client.CoordinationV1().Leases(a.ns)
+			end := time.Now().Add(held)
+			for time.Now().Before(end) {
+				time.Sleep(200 * time.Millisecond)
+				l.Spec.RenewTime = ptr.To(metav1.NowMicro())
+				if l, err = leases.Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
+					released <- err
+					return
+				}
+			}
+			l.Spec.HolderIdentity = nil
+			_, err := leases.Update(context.Background(), l, metav1.UpdateOptions{})
+			released <- err
+		}()
+		var logs bytes.Buffer
+		opts := a.options(t, "agent-0", 0)
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		ex, err := terraform.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := taskSpec(t, spec(mod, map[string]any{"v": "one"}, map[string]any{"workspace": "busy"}))
+		start := time.Now()
+		if _, err := ex.Execute(t.Context(), executor.Task{ID: "t1", Spec: raw}); err != nil {
+			t.Fatalf("the run failed while the fence was busy: %v", err)
+		}
+		if err := <-released; err != nil {
+			t.Fatalf("the other run's fence: %v", err)
+		}
+		if waited := time.Since(start); waited < held {
+			t.Fatalf("the run ended after %s, before the other run released the fence", waited)
+		}
+		if n := strings.Count(logs.String(), "waiting for its holder"); n != 1 || !strings.Contains(logs.String(), "holder=agent-1/drift") {
+			t.Fatalf("logs say %d times that the run waits, want once naming the holder:\n%s", n, logs.String())
+		}
+		a.checkReleased(t, "outpost-tf-busy")
 	})
 	t.Run("an expired fence is taken over and released after the run", func(t *testing.T) {
 		_, err := a.env.Client.CoordinationV1().Leases(a.ns).Create(t.Context(), &coordinationv1.Lease{
@@ -335,21 +395,10 @@ func TestExecuteAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := taskSpec(t, spec(mod, map[string]any{"ticks": 0}, map[string]any{"workspace": "killed"}))
-	var out json.RawMessage
-	fenced := 0
-	waitFor(t, "the next attempt to get past the dead run's fence", func() bool {
-		out, err = ex.Execute(t.Context(), executor.Task{ID: "t2", Spec: raw, Attempt: 2})
-		if errors.Is(err, terraform.ErrFenced) {
-			fenced++
-			return false
-		}
-		return true
-	})
+	// The next attempt waits out the dead run's fence.
+	out, err := ex.Execute(t.Context(), executor.Task{ID: "t2", Spec: raw, Attempt: 2})
 	if err != nil {
 		t.Fatalf("the next attempt failed: %v\nlogs: %s", err, logs.String())
-	}
-	if fenced == 0 {
-		t.Log("the dead run's fence had already expired at the first attempt")
 	}
 	var res struct {
 		Changed bool

@@ -42,9 +42,10 @@ var (
 	// ErrStateLocked reports a state another client has locked, which the
 	// executor could not prove abandoned. Retryable.
 	ErrStateLocked = errors.New("state locked")
-	// ErrFenced reports a workspace whose fence another run holds and
-	// renews. Retryable: it is free once that run ends or its fence
-	// expires.
+	// ErrFenced reports a workspace whose fence another run held and
+	// renewed until the run's context ended (the run waits for it
+	// otherwise), or a fence that could not be claimed. Retryable: it is
+	// free once that run ends or its fence expires.
 	ErrFenced = errors.New("workspace fenced")
 	// ErrFenceLost reports a run stopped because it could not keep its
 	// fence: the Lease was taken, deleted, or not renewed in time.
@@ -205,7 +206,7 @@ func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 	}
 	r.tf = tf
 	if r.e.opts.KubeBackend != nil {
-		fctx, f, err := r.e.acquireFence(ctx, s.Workspace, r.task.ID, r.log)
+		fctx, f, err := r.e.claimFence(ctx, s.Workspace, r.task.ID, r.log)
 		if err != nil {
 			return nil, fmt.Errorf("terraform: %w", err)
 		}
