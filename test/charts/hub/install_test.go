@@ -5,11 +5,15 @@ import (
 	"testing"
 
 	"helm.sh/helm/v4/pkg/action"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/kube"
+	release "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
+
+	"github.com/outposthq/outpost/internal/kube/kubetest"
 )
 
 func TestChartInstalls(t *testing.T) {
@@ -53,14 +57,7 @@ networkPolicies:
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			ns := env.Namespace(t, "hub-chart")
-			in := action.NewInstall(helmConfig(t, env.Config, ns))
-			in.ReleaseName, in.Namespace = releaseName, ns
-			in.ServerSideApply = true
-			// No kubelet runs pods here: nothing would become ready.
-			in.WaitStrategy = kube.HookOnlyStrategy
-			if _, err := in.RunWithContext(ctx, ch, parseValues(t, tc.values)); err != nil {
-				t.Fatalf("install: %v", err)
-			}
+			install(t, env, ns, ch, parseValues(t, tc.values))
 			d, err := env.Client.AppsV1().Deployments(ns).Get(ctx, releaseName, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -84,6 +81,26 @@ networkPolicies:
 			}
 		})
 	}
+}
+
+// install installs the chart with vals into ns through the Helm SDK, as
+// `helm install` does, and returns the release.
+func install(t *testing.T, env *kubetest.Env, ns string, ch *chart.Chart, vals map[string]any) *release.Release {
+	t.Helper()
+	in := action.NewInstall(helmConfig(t, env.Config, ns))
+	in.ReleaseName, in.Namespace = releaseName, ns
+	in.ServerSideApply = true
+	// No kubelet runs pods here: nothing would become ready.
+	in.WaitStrategy = kube.HookOnlyStrategy
+	rel, err := in.RunWithContext(t.Context(), ch, vals)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	r, ok := rel.(*release.Release)
+	if !ok {
+		t.Fatalf("unexpected release type %T", rel)
+	}
+	return r
 }
 
 // helmConfig returns a Helm action configuration acting on ns with cfg,
