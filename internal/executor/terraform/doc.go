@@ -86,6 +86,17 @@
 // fence and a locked state is never broken: the run fails with the
 // retryable ErrStateLocked naming the lock's holder.
 //
+// # Errored state
+//
+// When the backend cannot save the state after an apply, the CLI writes
+// it to errored.tfstate in the run's directory, which is removed after
+// the run. The executor pushes it back (tofu state push, a few times with
+// backoff, while it still holds the fence) and fails retryably saying so;
+// if no push succeeds it keeps the state in the Secret
+// tfstate-errored-<workspace> of the backend's namespace (key tfstate)
+// and fails with the terminal ErrStateNotSaved, which gives the command
+// that pushes it back. The state is never logged.
+//
 // # Errors
 //
 // Errors are terminal (executor.Terminal) when no retry can fix them: an

@@ -284,7 +284,7 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 			}
 			return nil
 		}); err != nil {
-			return nil, err
+			return nil, r.recoverState(ctx, err)
 		}
 		res.Changed = true
 	}
