@@ -4,5 +4,7 @@
 // schema refuses bad values, the hub pod meets the Pod Security
 // "restricted" profile, the PostgreSQL connection string never appears in
 // a manifest, and the chart installs through the Helm SDK into a real
-// kube-apiserver.
+// kube-apiserver (one per package, started on first use), the kinds of
+// cert-manager, the Gateway API, Prometheus Operator and Istio served by
+// minimal CRDs.
 package hub

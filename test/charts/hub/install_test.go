@@ -18,8 +18,8 @@ import (
 
 func TestChartInstalls(t *testing.T) {
 	env := cluster(t)
-	// Every built-in kind the chart can render; the CRD-based ones
-	// (Certificate, HTTPRoute, ServiceMonitor, Istio) are golden-tested.
+	// Every built-in kind the chart can render; TestChartInstallsWithIntegrations
+	// covers the CRD-based ones (Certificate, HTTPRoute, ServiceMonitor, Istio).
 	cases := []struct {
 		name     string
 		values   string
