@@ -90,6 +90,32 @@ func TestExecuteApproval(t *testing.T) {
 			t.Fatalf("result = %+v, want the plan still held", res)
 		}
 	})
+	t.Run("an approved plan of other module bytes is held again", func(t *testing.T) {
+		// The same resources and actions, from a module re-pushed with
+		// other content under the same reference.
+		repushed := tarGz(t, entry{name: "main.tf", body: replaceable + "\n# re-pushed\n"})
+		approved := map[string]any{"approval": taskspec.ApprovalDestroy, "approved_plan": held}
+		res, err := h.execute(t, spec(repushed, vars("2", "a"), approved), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changes(res) != "terraform_data.r:replace" {
+			t.Fatalf("plan = %+v, want the same replacement", res.Plan)
+		}
+		if !res.AwaitingApproval || res.Changed || res.Plan.Digest == held {
+			t.Fatalf("result = %+v, want the plan held with a digest other than the approved %s", res, held)
+		}
+	})
+	t.Run("an approved plan with other plain variables is held again", func(t *testing.T) {
+		approved := map[string]any{"approval": taskspec.ApprovalDestroy, "approved_plan": held}
+		res, err := h.execute(t, spec(mod, map[string]any{"rev": "2", "note": "a", "unused": "x"}, approved), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.AwaitingApproval || res.Changed || res.Plan.Digest == held {
+			t.Fatalf("result = %+v, want the plan held with a digest other than the approved %s", res, held)
+		}
+	})
 	t.Run("the approved digest applies the plan", func(t *testing.T) {
 		approved := map[string]any{"approval": taskspec.ApprovalDestroy, "approved_plan": held}
 		res, err := h.execute(t, spec(mod, vars("2", "a"), approved), nil)

@@ -33,8 +33,11 @@
 //
 // The plan summary lists each changed resource with its action (create,
 // update, delete, replace) and a digest of that list: sha256 over the
-// addresses and actions in plan order and whether it is a destroy plan,
-// never over values, which can be secrets. When the task's approval policy
+// addresses and actions in plan order, whether it is a destroy plan, the
+// sha256 of the module archive's bytes and the sha256 of the plain
+// variables' canonical JSON; never over values of sensitive variables or
+// resources, which can be secrets. A module re-pushed under the same tag
+// or URL, or other variables, so need a new approval. When the task's approval policy
 // holds the plan (destroy: anything deleted or replaced; always: any
 // change) and the digest is not the task's approved plan, nothing is
 // applied: the task succeeds with AwaitingApproval, and the same task with

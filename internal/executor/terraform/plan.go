@@ -14,19 +14,55 @@ import (
 	"github.com/outposthq/outpost/internal/taskspec"
 )
 
-// planDigest identifies a plan by what it does, never by values (which can
-// be secrets): the resources it changes with their actions, in plan order,
-// and whether it is a destroy plan. The same changes give the same digest
-// whatever the values, so an operator approves a set of actions.
-func planDigest(resources []taskspec.TerraformResourceChange, destroy bool) string {
+// planInputs are the digests of what a plan was made from: the module
+// archive's bytes and the plain variables' canonical JSON, each a hex
+// sha256. Sensitive variables are not among them: their values are
+// secrets and their references name no content.
+type planInputs struct {
+	Module    string `json:"module"`
+	Variables string `json:"variables"`
+}
+
+// newPlanInputs digests a module archive and the plain variables. The
+// variables' JSON is canonical: object keys sorted at every level,
+// numbers as written, no insignificant space.
+func newPlanInputs(archive []byte, vars map[string]json.RawMessage) planInputs {
+	m := sha256.Sum256(archive)
+	canon := make(map[string]any, len(vars))
+	for name, raw := range vars {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			// Not JSON (the spec's decoding refuses that): still the
+			// same digest for the same bytes.
+			v = string(raw)
+		}
+		canon[name] = v
+	}
+	// A map of decoded JSON values always marshals, keys sorted.
+	data, _ := json.Marshal(canon)
+	v := sha256.Sum256(data)
+	return planInputs{Module: hex.EncodeToString(m[:]), Variables: hex.EncodeToString(v[:])}
+}
+
+// planDigest identifies a plan by what it does and what it was made
+// from, never by values (which can be secrets): the resources it changes
+// with their actions, in plan order, whether it is a destroy plan, and
+// the digests of its module and plain variables. The same changes of the
+// same module and variables give the same digest, so an operator approves
+// a set of actions of one module revision, and a module re-pushed under
+// the same tag needs a new approval.
+func planDigest(resources []taskspec.TerraformResourceChange, destroy bool, in planInputs) string {
 	type change struct {
 		Address string `json:"address"`
 		Action  string `json:"action"`
 	}
 	doc := struct {
-		Destroy   bool     `json:"destroy"`
-		Resources []change `json:"resources"`
-	}{Destroy: destroy, Resources: make([]change, 0, len(resources))}
+		Destroy   bool       `json:"destroy"`
+		Resources []change   `json:"resources"`
+		Inputs    planInputs `json:"inputs"`
+	}{Destroy: destroy, Resources: make([]change, 0, len(resources)), Inputs: in}
 	for _, rc := range resources {
 		doc.Resources = append(doc.Resources, change{Address: rc.Address, Action: rc.Action})
 	}
@@ -110,7 +146,7 @@ func (p *planStream) message(m *uiMessage) {
 // show -json lists them, so the digest is the one it gave. The CLI's own
 // counts must match: a stream that lost a change must not pass for a plan
 // that deletes nothing.
-func (p *planStream) summarize(sum *taskspec.TerraformPlanSummary, destroy bool) error {
+func (p *planStream) summarize(sum *taskspec.TerraformPlanSummary, destroy bool, in planInputs) error {
 	if p.summary == nil {
 		return fmt.Errorf("%w: the plan reported no change summary", errStream)
 	}
@@ -124,7 +160,7 @@ func (p *planStream) summarize(sum *taskspec.TerraformPlanSummary, destroy bool)
 		return fmt.Errorf("%w: the planned changes (%d to add, %d to change, %d to destroy) do not match the plan's summary (%d, %d, %d)",
 			errStream, all.Add, all.Change, all.Destroy, cs.Add, cs.Change, cs.Remove)
 	}
-	all.Digest = planDigest(all.Resources, destroy)
+	all.Digest = planDigest(all.Resources, destroy, in)
 	if len(all.Resources) > MaxPlanResources {
 		all.Resources = slices.Clone(all.Resources[:MaxPlanResources])
 	}

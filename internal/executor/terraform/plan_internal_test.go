@@ -1,6 +1,7 @@
 package terraform
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/outposthq/outpost/internal/taskspec"
@@ -8,7 +9,8 @@ import (
 
 func TestPlanDigest(t *testing.T) {
 	replace := []taskspec.TerraformResourceChange{{Address: "terraform_data.a", Action: taskspec.ResourceReplace}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}
-	base := planDigest(replace, false)
+	in := newPlanInputs([]byte("module"), map[string]json.RawMessage{"a": json.RawMessage(`{"y": 1.50, "x": [true]}`), "b": json.RawMessage(`"s"`)})
+	base := planDigest(replace, false, in)
 	if !taskspec.IsPlanDigest(base) {
 		t.Fatalf("digest %q is not a plan digest", base)
 	}
@@ -16,18 +18,23 @@ func TestPlanDigest(t *testing.T) {
 		name      string
 		resources []taskspec.TerraformResourceChange
 		destroy   bool
+		in        planInputs
 		same      bool
 	}{
-		{"the same plan yields the same digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.a", Action: taskspec.ResourceReplace}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, true},
-		{"a different action yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.a", Action: taskspec.ResourceUpdate}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, false},
-		{"a different address yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.c", Action: taskspec.ResourceReplace}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, false},
-		{"another order yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.b", Action: taskspec.ResourceCreate}, {Address: "terraform_data.a", Action: taskspec.ResourceReplace}}, false, false},
-		{"a destroy plan of the same resources yields a different digest", replace, true, false},
-		{"a missing resource yields a different digest", replace[:1], false, false},
+		{"the same plan yields the same digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.a", Action: taskspec.ResourceReplace}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, in, true},
+		{"a different action yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.a", Action: taskspec.ResourceUpdate}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, in, false},
+		{"a different address yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.c", Action: taskspec.ResourceReplace}, {Address: "terraform_data.b", Action: taskspec.ResourceCreate}}, false, in, false},
+		{"another order yields a different digest", []taskspec.TerraformResourceChange{{Address: "terraform_data.b", Action: taskspec.ResourceCreate}, {Address: "terraform_data.a", Action: taskspec.ResourceReplace}}, false, in, false},
+		{"a destroy plan of the same resources yields a different digest", replace, true, in, false},
+		{"a missing resource yields a different digest", replace[:1], false, in, false},
+		{"the same variables written otherwise yield the same digest", replace, false, newPlanInputs([]byte("module"), map[string]json.RawMessage{"b": json.RawMessage(` "s" `), "a": json.RawMessage(`{"x":[true],"y":1.50}`)}), true},
+		{"other module bytes yield a different digest", replace, false, newPlanInputs([]byte("module2"), map[string]json.RawMessage{"a": json.RawMessage(`{"y": 1.50, "x": [true]}`), "b": json.RawMessage(`"s"`)}), false},
+		{"another variable value yields a different digest", replace, false, newPlanInputs([]byte("module"), map[string]json.RawMessage{"a": json.RawMessage(`{"y": 1.5, "x": [true]}`), "b": json.RawMessage(`"s"`)}), false},
+		{"a missing variable yields a different digest", replace, false, newPlanInputs([]byte("module"), map[string]json.RawMessage{"b": json.RawMessage(`"s"`)}), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := planDigest(tt.resources, tt.destroy); (got == base) != tt.same {
+			if got := planDigest(tt.resources, tt.destroy, tt.in); (got == base) != tt.same {
 				t.Fatalf("digest %s, base %s, want same=%v", got, base, tt.same)
 			}
 		})

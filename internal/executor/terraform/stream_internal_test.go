@@ -31,7 +31,7 @@ func showSummary(t *testing.T, tf *tfexec.Terraform, planFile string, destroy bo
 		a := rc.Change.Actions
 		addChange(&sum, rc.Address, a.Replace(), a.Create(), a.Update(), a.Delete())
 	}
-	sum.Digest = planDigest(sum.Resources, destroy)
+	sum.Digest = planDigest(sum.Resources, destroy, planInputs{})
 	return sum
 }
 
@@ -130,7 +130,7 @@ func TestPlanSummaryMatchesShow(t *testing.T) {
 			t.Fatal(err)
 		}
 		stream.HasChanges = has
-		if err := changes.summarize(&stream, destroy); err != nil {
+		if err := changes.summarize(&stream, destroy, planInputs{}); err != nil {
 			t.Fatal(err)
 		}
 		show = showSummary(t, tf, planFile, destroy)
@@ -198,7 +198,7 @@ func TestUIStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sum taskspec.TerraformPlanSummary
-		if err := p.summarize(&sum, false); err != nil {
+		if err := p.summarize(&sum, false, planInputs{}); err != nil {
 			t.Fatal(err)
 		}
 		if sum.Add != 1 || len(sum.Resources) != 1 || sum.Resources[0].Address != "terraform_data.a[0]" {
@@ -255,7 +255,7 @@ func TestUIStream(t *testing.T) {
 		st := newUIStream(redact, p.message)
 		fmt.Fprintln(st, change)
 		var sum taskspec.TerraformPlanSummary
-		if err := p.summarize(&sum, false); !errors.Is(err, errStream) {
+		if err := p.summarize(&sum, false, planInputs{}); !errors.Is(err, errStream) {
 			t.Fatalf("summarize = %v, want errStream", err)
 		}
 	})
@@ -265,7 +265,7 @@ func TestUIStream(t *testing.T) {
 		fmt.Fprintln(st, strings.Replace(summary, `"remove":0`, `"remove":1`, 1))
 		fmt.Fprintln(st, change)
 		var sum taskspec.TerraformPlanSummary
-		if err := p.summarize(&sum, false); !errors.Is(err, errStream) {
+		if err := p.summarize(&sum, false, planInputs{}); !errors.Is(err, errStream) {
 			t.Fatalf("summarize = %v, want errStream", err)
 		}
 	})
@@ -278,7 +278,7 @@ func TestUIStream(t *testing.T) {
 		}
 		fmt.Fprintln(st, strings.Replace(summary, `"add":1`, fmt.Sprintf(`"add":%d`, n), 1))
 		var sum taskspec.TerraformPlanSummary
-		if err := p.summarize(&sum, false); err != nil {
+		if err := p.summarize(&sum, false, planInputs{}); err != nil {
 			t.Fatal(err)
 		}
 		if sum.Add != n || len(sum.Resources) != MaxPlanResources || sum.Resources[0].Address != "terraform_data.a[0]" || sum.Resources[10].Address != "terraform_data.a[10]" {

@@ -156,6 +156,8 @@ type run struct {
 	log     *slog.Logger
 	secrets []string
 	tf      *tfexec.Terraform
+	// inputs digest the module and plain variables for the plan digest.
+	inputs planInputs
 	// fence is set while the run holds the workspace's fence: a state
 	// lock it meets that the previous holder's host took before this run
 	// claimed the fence was left by a run that is gone.
@@ -176,6 +178,7 @@ func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("terraform: %w", err)
 	}
+	r.inputs = newPlanInputs(data, s.Variables)
 	root, err := os.MkdirTemp(r.e.opts.WorkRoot, "outpost-tf-")
 	if err != nil {
 		return nil, fmt.Errorf("terraform: %w: %w", ErrWorkDir, err)
@@ -243,7 +246,7 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 			return err
 		}
 		res.Plan.HasChanges = hasChanges
-		return changes.summarize(&res.Plan, action == taskspec.TerraformDestroy)
+		return changes.summarize(&res.Plan, action == taskspec.TerraformDestroy, r.inputs)
 	}); err != nil {
 		return nil, err
 	}
