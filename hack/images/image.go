@@ -4,20 +4,21 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -82,48 +83,21 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Image is an assembled image: its manifest, config and layer blobs.
-type Image struct {
-	manifest, config blob
-	layers           []blob
-}
-
-// blob is one content-addressed blob of an image.
-type blob struct {
-	mediaType types.MediaType
-	data      []byte
-	digest    v1.Hash
-}
-
-func newBlob(mt types.MediaType, data []byte) blob {
-	sum := sha256.Sum256(data)
-	return blob{mediaType: mt, data: data, digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}
-}
-
-func (b blob) descriptor() v1.Descriptor {
-	return v1.Descriptor{MediaType: b.mediaType, Size: int64(len(b.data)), Digest: b.digest}
-}
-
-// Digest is the manifest's digest, the image's name in a registry.
-func (i *Image) Digest() v1.Hash { return i.manifest.digest }
-
 // Assemble builds the image FROM scratch: a base layer with the nonroot
 // user, /tmp and the CA bundle; a layer with the Extra files, if any; and
 // a layer with the binary. It runs as 65532:65532 with the binary as its
-// entrypoint, for linux/amd64.
-func Assemble(o Options) (*Image, error) {
+// entrypoint, for linux/amd64, and its manifest, config and layers carry
+// OCI media types.
+func Assemble(o Options) (v1.Image, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	created := v1.Time{Time: o.Created.UTC()}
 	base, err := baseLayer(o.CABundle)
 	if err != nil {
 		return nil, err
 	}
-	type added struct {
-		layer   layerBlob
-		history string
-	}
-	adds := []added{{base, "base: nonroot user, /tmp, CA bundle"}}
+	adds := []mutate.Addendum{addendum(base, created, "base: nonroot user, /tmp, CA bundle")}
 	if len(o.Extra) > 0 {
 		names := make([]string, 0, len(o.Extra))
 		for _, f := range o.Extra {
@@ -133,88 +107,69 @@ func Assemble(o Options) (*Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		adds = append(adds, added{extra, "add " + strings.Join(names, " ")})
+		adds = append(adds, addendum(extra, created, "add "+strings.Join(names, " ")))
 	}
 	bin := path.Join(binDir, o.Name)
 	binLayer, err := layer(fileEntries([]File{{Path: bin, Mode: 0o755, Data: o.Binary}}))
 	if err != nil {
 		return nil, err
 	}
-	adds = append(adds, added{binLayer, "add " + bin})
+	adds = append(adds, addendum(binLayer, created, "add "+bin))
 
-	created := v1.Time{Time: o.Created.UTC()}
-	cf := v1.ConfigFile{
-		Architecture: "amd64",
-		OS:           "linux",
-		Created:      created,
-		Config: v1.Config{
-			User:       fmt.Sprintf("%d:%d", nonrootID, nonrootID),
-			Entrypoint: []string{bin},
-			WorkingDir: "/",
-			Labels: map[string]string{
-				"org.opencontainers.image.title":    o.Name,
-				"org.opencontainers.image.source":   sourceURL,
-				"org.opencontainers.image.version":  o.Version,
-				"org.opencontainers.image.revision": o.Revision,
-				"org.opencontainers.image.licenses": o.Licenses,
-			},
-		},
-		RootFS: v1.RootFS{Type: "layers"},
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	// Append rather than AppendLayers: it records each layer's history.
+	if img, err = mutate.Append(img, adds...); err != nil {
+		return nil, fmt.Errorf("image %s: %w", o.Name, err)
 	}
-	img := &Image{}
-	m := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1}
-	for _, a := range adds {
-		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, a.layer.diffID)
-		cf.History = append(cf.History, v1.History{Created: created, CreatedBy: "hack/images: " + a.history})
-		img.layers = append(img.layers, a.layer.blob)
-		m.Layers = append(m.Layers, a.layer.descriptor())
-	}
-	// encoding/json sorts map keys, so the same config gives the same bytes.
-	cb, err := json.Marshal(cf)
+	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", o.Name, err)
 	}
-	img.config = newBlob(types.OCIConfigJSON, cb)
-	m.Config = img.config.descriptor()
-	mb, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: manifest: %w", o.Name, err)
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config = v1.Config{
+		User:       fmt.Sprintf("%d:%d", nonrootID, nonrootID),
+		Entrypoint: []string{bin},
+		WorkingDir: "/",
+		Labels: map[string]string{
+			"org.opencontainers.image.title":    o.Name,
+			"org.opencontainers.image.source":   sourceURL,
+			"org.opencontainers.image.version":  o.Version,
+			"org.opencontainers.image.revision": o.Revision,
+			"org.opencontainers.image.licenses": o.Licenses,
+		},
 	}
-	img.manifest = newBlob(types.OCIManifestSchema1, mb)
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", o.Name, err)
+	}
+	if img, err = mutate.CreatedAt(img, created); err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", o.Name, err)
+	}
 	return img, nil
+}
+
+// addendum is l with its history entry, dated like the image.
+func addendum(l v1.Layer, created v1.Time, history string) mutate.Addendum {
+	return mutate.Addendum{Layer: l, History: v1.History{Created: created, CreatedBy: "hack/images: " + history}}
 }
 
 // WriteLayout replaces dir with an OCI image layout holding img alone,
 // tagged ref, and returns the image's manifest digest.
-func WriteLayout(dir, ref string, img *Image) (v1.Hash, error) {
+func WriteLayout(dir, ref string, img v1.Image) (v1.Hash, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return v1.Hash{}, fmt.Errorf("clear %s: %w", dir, err)
 	}
-	blobs := filepath.Join(dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobs, 0o755); err != nil { //nolint:gosec // a layout is meant to be read by others
-		return v1.Hash{}, err
-	}
-	for _, b := range append([]blob{img.manifest, img.config}, img.layers...) {
-		if err := os.WriteFile(filepath.Join(blobs, b.digest.Hex), b.data, 0o644); err != nil { //nolint:gosec // as above
-			return v1.Hash{}, err
-		}
-	}
-	desc := img.manifest.descriptor()
-	desc.Platform = &v1.Platform{OS: "linux", Architecture: "amd64"}
-	desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": ref}
-	index, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{desc}})
+	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
-		return v1.Hash{}, err
+		return v1.Hash{}, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	for name, data := range map[string][]byte{
-		"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`),
-		"index.json": index,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil { //nolint:gosec // as above
-			return v1.Hash{}, err
-		}
+	if err := p.AppendImage(img,
+		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
+		layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref}),
+	); err != nil {
+		return v1.Hash{}, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	return img.Digest(), nil
+	return img.Digest()
 }
 
 // entry is one tar header with its body; directories have none.
@@ -225,7 +180,7 @@ type entry struct {
 
 // baseLayer holds what a scratch image lacks for a non-root process: the
 // user and group, its home, a sticky /tmp and the CA bundle.
-func baseLayer(caBundle []byte) (layerBlob, error) {
+func baseLayer(caBundle []byte) (v1.Layer, error) {
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:%s:/sbin/nologin\n",
 		nonrootName, nonrootID, nonrootID, nonrootName, nonrootHome)
 	group := fmt.Sprintf("root:x:0:\n%s:x:%d:\n", nonrootName, nonrootID)
@@ -274,11 +229,11 @@ func dirEntry(p string, mode fs.FileMode, owner int) entry {
 // layer writes entries, plus every parent directory they need (0755,
 // root), as a tar in path order with fixed times and no user names, and
 // compresses it into an OCI layer.
-func layer(entries []entry) (layerBlob, error) {
+func layer(entries []entry) (v1.Layer, error) {
 	byName := map[string]entry{}
 	for _, e := range entries {
 		if _, dup := byName[e.hdr.Name]; dup {
-			return layerBlob{}, fmt.Errorf("layer: %s twice", e.hdr.Name)
+			return nil, fmt.Errorf("layer: %s twice", e.hdr.Name)
 		}
 		byName[e.hdr.Name] = e
 	}
@@ -303,38 +258,29 @@ func layer(entries []entry) (layerBlob, error) {
 		hdr.ModTime = fileTime
 		hdr.Format = tar.FormatPAX
 		if err := tw.WriteHeader(&hdr); err != nil {
-			return layerBlob{}, fmt.Errorf("layer: %s: %w", n, err)
+			return nil, fmt.Errorf("layer: %s: %w", n, err)
 		}
 		if _, err := tw.Write(e.data); err != nil {
-			return layerBlob{}, fmt.Errorf("layer: %s: %w", n, err)
+			return nil, fmt.Errorf("layer: %s: %w", n, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return layerBlob{}, fmt.Errorf("layer: %w", err)
+		return nil, fmt.Errorf("layer: %w", err)
 	}
 	b := buf.Bytes()
 	if len(b) == 0 {
-		return layerBlob{}, errors.New("layer: empty")
+		return nil, errors.New("layer: empty")
 	}
-	diffID := newBlob("", b).digest
-	var gz bytes.Buffer
-	// A zero gzip header (no name, no mtime) keeps the compressed bytes,
-	// and so the digest, a function of the tar alone.
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	// ggcr compresses with compress/gzip and a zero header (no name, no
+	// mtime), so the compressed bytes, and the digest, are a function of
+	// the tar and the Go release alone. Caching keeps it from compressing
+	// the layer again for the layout.
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithMediaType(types.OCILayer),
+		tarball.WithCompressionLevel(gzip.BestCompression),
+		tarball.WithCompressedCaching)
 	if err != nil {
-		return layerBlob{}, err
+		return nil, fmt.Errorf("layer: %w", err)
 	}
-	if _, err := zw.Write(b); err != nil {
-		return layerBlob{}, fmt.Errorf("layer: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return layerBlob{}, fmt.Errorf("layer: %w", err)
-	}
-	return layerBlob{blob: newBlob(types.OCILayer, gz.Bytes()), diffID: diffID}, nil
-}
-
-// layerBlob is a compressed layer and the digest of its tar (its diff id).
-type layerBlob struct {
-	blob
-	diffID v1.Hash
+	return l, nil
 }

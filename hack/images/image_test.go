@@ -4,8 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -32,7 +32,7 @@ func testOptions() Options {
 	}
 }
 
-func mustAssemble(t *testing.T, o Options) *Image {
+func mustAssemble(t *testing.T, o Options) v1.Image {
 	t.Helper()
 	img, err := Assemble(o)
 	if err != nil {
@@ -41,59 +41,67 @@ func mustAssemble(t *testing.T, o Options) *Image {
 	return img
 }
 
-func mustDigest(t *testing.T, img *Image) v1.Hash {
+func mustDigest(t *testing.T, img v1.Image) v1.Hash {
 	t.Helper()
-	return img.Digest()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
-// readLayout reads an OCI layout the way a registry client would, checking
-// every blob against its digest: the index, its one image's manifest and
-// config, and the layers' descriptors.
-type readLayout struct {
-	t   *testing.T
-	dir string
-}
-
-func (r readLayout) blob(d v1.Descriptor) []byte {
-	r.t.Helper()
-	b, err := os.ReadFile(filepath.Join(r.dir, "blobs", d.Digest.Algorithm, d.Digest.Hex))
+// readLayout reads the OCI layout in dir the way a registry client would:
+// its index, which must list one image, and that image.
+func readLayout(t *testing.T, dir string) (*v1.IndexManifest, v1.Image) {
+	t.Helper()
+	ii, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
-	if d.Digest.Algorithm != "sha256" || hex.EncodeToString(sum[:]) != d.Digest.Hex || int64(len(b)) != d.Size {
-		r.t.Fatalf("blob %s (%d bytes) does not match its descriptor's digest or size %d", d.Digest, len(b), d.Size)
-	}
-	return b
-}
-
-func (r readLayout) image() (*v1.IndexManifest, *v1.Manifest, *v1.ConfigFile, []layerRead) {
-	r.t.Helper()
-	f, err := os.Open(filepath.Join(r.dir, "index.json"))
+	idx, err := ii.IndexManifest()
 	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	idx, err := v1.ParseIndexManifest(f)
-	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if len(idx.Manifests) != 1 {
-		r.t.Fatalf("index lists %d manifests, want 1", len(idx.Manifests))
+		t.Fatalf("index lists %d manifests, want 1", len(idx.Manifests))
 	}
-	m, err := v1.ParseManifest(bytes.NewReader(r.blob(idx.Manifests[0])))
+	img, err := ii.Image(idx.Manifests[0].Digest)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	cf, err := v1.ParseConfigFile(bytes.NewReader(r.blob(m.Config)))
+	return idx, img
+}
+
+func mustConfigFile(t *testing.T, img v1.Image) *v1.ConfigFile {
+	t.Helper()
+	cf, err := img.ConfigFile()
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	var layers []layerRead
-	for _, d := range m.Layers {
-		layers = append(layers, layerRead{mediaType: d.MediaType, compressed: r.blob(d)})
+	return cf
+}
+
+func mustLayers(t *testing.T, img v1.Image) []v1.Layer {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return idx, m, cf, layers
+	return ls
+}
+
+// sha256Of reads all of rc and returns its digest and length.
+func sha256Of(t *testing.T, rc io.ReadCloser, err error) (v1.Hash, int64) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	h, n, err := v1.SHA256(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, n
 }
 
 func TestAssembleIsReproducible(t *testing.T) {
@@ -129,7 +137,8 @@ func TestAssembleConfig(t *testing.T) {
 	if _, err := WriteLayout(dir, "v1.2.3", mustAssemble(t, testOptions())); err != nil {
 		t.Fatal(err)
 	}
-	_, _, cf, _ := readLayout{t, dir}.image()
+	_, img := readLayout(t, dir)
+	cf := mustConfigFile(t, img)
 	if cf.OS != "linux" || cf.Architecture != "amd64" {
 		t.Errorf("platform %s/%s, want linux/amd64", cf.OS, cf.Architecture)
 	}
@@ -170,31 +179,20 @@ type tarEntry struct {
 	body     string
 }
 
-// layerRead is a layer as stored: its media type and gzip bytes.
-type layerRead struct {
-	mediaType  types.MediaType
-	compressed []byte
-}
-
-func imageLayers(img *Image) []layerRead {
-	var out []layerRead
-	for _, l := range img.layers {
-		out = append(out, layerRead{mediaType: l.mediaType, compressed: l.data})
-	}
-	return out
-}
-
-func layerEntries(t *testing.T, l layerRead) map[string]tarEntry {
+// layerEntries reads an OCI layer's tar, checking that no entry carries
+// a time or owner name that would tie the layer to the build.
+func layerEntries(t *testing.T, l v1.Layer) map[string]tarEntry {
 	t.Helper()
-	if l.mediaType != types.OCILayer {
-		t.Errorf("layer media type %s, want %s", l.mediaType, types.OCILayer)
+	if mt, err := l.MediaType(); err != nil || mt != types.OCILayer {
+		t.Errorf("layer media type %s, %v; want %s", mt, err, types.OCILayer)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(l.compressed))
+	rc, err := l.Uncompressed()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = rc.Close() }()
 	out := map[string]tarEntry{}
-	tr := tar.NewReader(zr)
+	tr := tar.NewReader(rc)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -216,7 +214,7 @@ func layerEntries(t *testing.T, l layerRead) map[string]tarEntry {
 
 func TestAssembleLayers(t *testing.T) {
 	t.Parallel()
-	layers := imageLayers(mustAssemble(t, testOptions()))
+	layers := mustLayers(t, mustAssemble(t, testOptions()))
 	if len(layers) != 3 {
 		t.Fatalf("%d layers, want base, tofu and binary", len(layers))
 	}
@@ -265,7 +263,7 @@ func TestAssembleWithoutExtras(t *testing.T) {
 	t.Parallel()
 	o := testOptions()
 	o.Name, o.Extra, o.CABundle = "outpost-hub", nil, nil
-	layers := imageLayers(mustAssemble(t, o))
+	layers := mustLayers(t, mustAssemble(t, o))
 	if len(layers) != 2 {
 		t.Fatalf("%d layers, want base and binary", len(layers))
 	}
@@ -288,10 +286,7 @@ func TestWriteLayoutReadsBack(t *testing.T) {
 		}
 	}
 	want := mustDigest(t, img)
-	idx, m, cf, layers := readLayout{t, dir}.image()
-	if idx.MediaType != types.OCIImageIndex || m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
-		t.Errorf("media types %s, %s, %s; want OCI's index, manifest and config", idx.MediaType, m.MediaType, m.Config.MediaType)
-	}
+	idx, got := readLayout(t, dir)
 	d := idx.Manifests[0]
 	if d.Digest != want || d.MediaType != types.OCIManifestSchema1 {
 		t.Errorf("index lists %s %s, want %s %s", d.MediaType, d.Digest, types.OCIManifestSchema1, want)
@@ -302,25 +297,62 @@ func TestWriteLayoutReadsBack(t *testing.T) {
 	if d.Annotations["org.opencontainers.image.ref.name"] != "v1.2.3" {
 		t.Errorf("index annotations %v, want the version as ref name", d.Annotations)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "oci-layout")); err != nil || string(b) != `{"imageLayoutVersion":"1.0.0"}` {
-		t.Errorf("oci-layout = %q, %v", b, err)
+	var ociLayout struct {
+		Version string `json:"imageLayoutVersion"`
 	}
-	if len(layers) != 3 || len(cf.RootFS.DiffIDs) != 3 {
-		t.Fatalf("%d layers and %d diff ids, want 3 each", len(layers), len(cf.RootFS.DiffIDs))
+	if b, err := os.ReadFile(filepath.Join(dir, "oci-layout")); err != nil || json.Unmarshal(b, &ociLayout) != nil || ociLayout.Version != "1.0.0" {
+		t.Errorf("oci-layout = %q, %v; want image layout version 1.0.0", b, err)
+	}
+	if idx.MediaType != types.OCIImageIndex {
+		t.Errorf("index media type %s, want %s", idx.MediaType, types.OCIImageIndex)
+	}
+
+	// Every blob must match the digest and size it is named by.
+	m, err := got.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
+		t.Errorf("media types %s, %s; want OCI's manifest and config", m.MediaType, m.Config.MediaType)
+	}
+	raw, err := got.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := sha256Of(t, io.NopCloser(bytes.NewReader(raw)), nil); h != want {
+		t.Errorf("manifest read back hashes to %s, want %s", h, want)
+	}
+	rawConfig, err := got.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, n := sha256Of(t, io.NopCloser(bytes.NewReader(rawConfig)), nil); h != m.Config.Digest || n != m.Config.Size {
+		t.Errorf("config read back is %s (%d bytes), the manifest says %s (%d bytes)", h, n, m.Config.Digest, m.Config.Size)
+	}
+	cf := mustConfigFile(t, got)
+	layers := mustLayers(t, got)
+	if len(layers) != 3 || len(m.Layers) != 3 || len(cf.RootFS.DiffIDs) != 3 {
+		t.Fatalf("%d layers, %d descriptors and %d diff ids, want 3 each", len(layers), len(m.Layers), len(cf.RootFS.DiffIDs))
 	}
 	for i, l := range layers {
-		zr, err := gzip.NewReader(bytes.NewReader(l.compressed))
+		desc := m.Layers[i]
+		if desc.MediaType != types.OCILayer {
+			t.Errorf("layer %d: media type %s, want %s", i, desc.MediaType, types.OCILayer)
+		}
+		rc, err := l.Compressed()
+		if h, n := sha256Of(t, rc, err); h != desc.Digest || n != desc.Size {
+			t.Errorf("layer %d: blob is %s (%d bytes), the manifest says %s (%d bytes)", i, h, n, desc.Digest, desc.Size)
+		}
+		// Gunzip the stored blob here rather than trust the library's reader.
+		rc, err = l.Compressed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		tarBytes, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatal(err)
+		zr, err := gzip.NewReader(rc)
+		if h, _ := sha256Of(t, io.NopCloser(zr), err); h != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: tar digest %s, config's diff id %s", i, h, cf.RootFS.DiffIDs[i])
 		}
-		sum := sha256.Sum256(tarBytes)
-		if got := "sha256:" + hex.EncodeToString(sum[:]); got != cf.RootFS.DiffIDs[i].String() {
-			t.Errorf("layer %d: tar digest %s, config's diff id %s", i, got, cf.RootFS.DiffIDs[i])
-		}
+		_ = rc.Close()
 	}
 	if got := layerEntries(t, layers[2])["usr/local/bin/outpost-agent"].body; got != "\x7fELF pretend agent" {
 		t.Errorf("binary read back as %q", got)
