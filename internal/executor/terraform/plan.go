@@ -98,10 +98,6 @@ func addChange(p *taskspec.TerraformPlanSummary, address string, replace, create
 	p.Resources = append(p.Resources, taskspec.TerraformResourceChange{Address: address, Action: action})
 }
 
-// MaxPlanResources caps the resources a plan summary lists; its counts
-// and its digest cover every resource.
-const MaxPlanResources = 1000
-
 // planStream collects a plan's changes from its machine-readable UI: a
 // planned_change message for each resource instance that changes, in no
 // set order, and a change_summary with the counts.
@@ -161,8 +157,11 @@ func (p *planStream) summarize(sum *taskspec.TerraformPlanSummary, destroy bool,
 			errStream, all.Add, all.Change, all.Destroy, cs.Add, cs.Change, cs.Remove)
 	}
 	all.Digest = planDigest(all.Resources, destroy, in)
-	if len(all.Resources) > MaxPlanResources {
-		all.Resources = slices.Clone(all.Resources[:MaxPlanResources])
+	// The counts and the digest cover every resource; the list is capped
+	// and says how many it leaves out.
+	if len(all.Resources) > taskspec.MaxPlanResources {
+		all.Omitted = len(all.Resources) - taskspec.MaxPlanResources
+		all.Resources = slices.Clone(all.Resources[:taskspec.MaxPlanResources])
 	}
 	*sum = all
 	return nil

@@ -272,7 +272,7 @@ func TestUIStream(t *testing.T) {
 	t.Run("a large plan lists the first resources and counts all", func(t *testing.T) {
 		var p planStream
 		st := newUIStream(redact, p.message)
-		n := MaxPlanResources + 500
+		n := taskspec.MaxPlanResources + 500
 		for i := range n {
 			fmt.Fprintln(st, strings.ReplaceAll(strings.ReplaceAll(change, "a[0]", fmt.Sprintf("a[%d]", n-1-i)), `"resource_key":0`, fmt.Sprintf(`"resource_key":%d`, n-1-i)))
 		}
@@ -281,8 +281,8 @@ func TestUIStream(t *testing.T) {
 		if err := p.summarize(&sum, false, planInputs{}); err != nil {
 			t.Fatal(err)
 		}
-		if sum.Add != n || len(sum.Resources) != MaxPlanResources || sum.Resources[0].Address != "terraform_data.a[0]" || sum.Resources[10].Address != "terraform_data.a[10]" {
-			t.Fatalf("add %d, %d resources listed from %v, want %d counted, %d listed in plan order", sum.Add, len(sum.Resources), sum.Resources[:11], n, MaxPlanResources)
+		if sum.Add != n || len(sum.Resources) != taskspec.MaxPlanResources || sum.Omitted != 500 || sum.Resources[0].Address != "terraform_data.a[0]" || sum.Resources[10].Address != "terraform_data.a[10]" {
+			t.Fatalf("add %d, %d resources listed from %v, want %d counted, %d listed in plan order, 500 omitted (got %d)", sum.Add, len(sum.Resources), sum.Resources[:11], n, taskspec.MaxPlanResources, sum.Omitted)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -309,16 +310,42 @@ func (r *run) cliRun(ctx context.Context, tf *tfexec.Terraform, varFile, planFil
 			return nil, err
 		}
 	}
-	res.Outputs = make(map[string]json.RawMessage, len(outputs))
-	for name, o := range outputs {
-		if o.Sensitive {
-			res.Outputs[name] = json.RawMessage(`"` + Redacted + `"`)
-			continue
-		}
-		res.Outputs[name] = o.Value
-	}
+	res.Outputs, res.OutputsOmitted = capOutputs(outputs)
 	clear(outputs)
 	return res, nil
+}
+
+// capOutputs returns the outputs, sensitive ones redacted, in name order
+// until their encoding would pass taskspec.MaxTerraformOutputsBytes, and
+// the names of the rest.
+func capOutputs(outputs map[string]outputStream) (map[string]json.RawMessage, []string) {
+	names := slices.Sorted(maps.Keys(outputs))
+	kept := make(map[string]json.RawMessage, len(outputs))
+	size := len("{}")
+	for i, name := range names {
+		o := outputs[name]
+		value := json.RawMessage(`"` + Redacted + `"`)
+		if !o.Sensitive {
+			// Encoded as the result will be: compact, HTML escaped.
+			enc, err := json.Marshal(o.Value)
+			if err != nil {
+				// Not JSON: the result could not be encoded.
+				return kept, names[i:]
+			}
+			value = enc
+		}
+		key, _ := json.Marshal(name)
+		n := len(key) + 1 + len(value)
+		if len(kept) > 0 {
+			n++
+		}
+		if size+n > taskspec.MaxTerraformOutputsBytes {
+			return kept, names[i:]
+		}
+		size += n
+		kept[name] = value
+	}
+	return kept, nil
 }
 
 // phase runs one CLI command, logs it, and turns its failure into an error

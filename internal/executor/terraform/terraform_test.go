@@ -477,3 +477,28 @@ resource "terraform_data" "slow" {
 		}
 	})
 }
+
+func TestExecuteCapsOutputs(t *testing.T) {
+	h := newHarness(t)
+	big := `
+output "a" {
+  value = "small"
+}
+
+output "big" {
+  value = format("%070000d", 0)
+}
+
+output "z" {
+  value = "after"
+}
+`
+	mod := tarGz(t, entry{name: "main.tf", body: big})
+	res, err := h.execute(t, spec(mod, nil, map[string]any{"workspace": "big"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Outputs) != 1 || string(res.Outputs["a"]) != `"small"` || strings.Join(res.OutputsOmitted, ",") != "big,z" {
+		t.Fatalf("outputs %v, omitted %v; want a kept and big, z left out", res.Outputs, res.OutputsOmitted)
+	}
+}
