@@ -3,6 +3,7 @@ package terraform
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -31,14 +32,41 @@ func (e *Executor) moduleArchive(ctx context.Context, t executor.Task, s *tasksp
 	}
 }
 
+// maxModuleRedirects caps the redirects of a module download.
+const maxModuleRedirects = 5
+
+// errRedirect reports a module download redirected where it may not go.
+var errRedirect = errors.New("redirect refused")
+
+// checkModuleRedirect follows a module download's redirects only to https
+// URLs, at most maxModuleRedirects of them: an https module must never
+// arrive over plain HTTP.
+func checkModuleRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("%w: to %s: a module is only fetched over https", errRedirect, req.URL.Redacted())
+	}
+	if len(via) > maxModuleRedirects {
+		return fmt.Errorf("%w: more than %d redirects", errRedirect, maxModuleRedirects)
+	}
+	return nil
+}
+
 // download fetches an https module archive. Client errors other than
-// timeouts and rate limits are terminal; the rest may be retried.
+// timeouts and rate limits, and refused redirects, are terminal; the rest
+// may be retried.
 func (e *Executor) download(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, executor.Terminal(fmt.Errorf("%w: url: %w", ErrModule, err))
 	}
-	resp, err := e.opts.HTTPClient.Do(req)
+	// A copy of the agent's client, so that its own redirect policy is
+	// left alone for its other uses.
+	client := *e.opts.HTTPClient
+	client.CheckRedirect = checkModuleRedirect
+	resp, err := client.Do(req)
+	if errors.Is(err, errRedirect) {
+		return nil, executor.Terminal(fmt.Errorf("%w: fetch %s: %w", ErrModule, url, err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: fetch %s: %w", ErrModule, url, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/outposthq/outpost/internal/executor"
@@ -29,12 +30,23 @@ func (f fetcher) Fetch(_ context.Context, digest string) (io.ReadCloser, error) 
 func TestExecuteModuleSources(t *testing.T) {
 	tofu := tofuPath(t)
 	mod := tarGz(t, entry{name: "main.tf", body: module})
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/m.tgz" {
-			http.NotFound(w, r)
-			return
-		}
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write(mod)
+	}))
+	t.Cleanup(plain.Close)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/m.tgz":
+			_, _ = w.Write(mod)
+		case "/moved.tgz":
+			http.Redirect(w, r, "/m.tgz", http.StatusFound)
+		case "/to-http.tgz":
+			http.Redirect(w, r, plain.URL+"/m.tgz", http.StatusFound)
+		case "/loop.tgz":
+			http.Redirect(w, r, "/loop.tgz", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{workRoot: t.TempDir()}
@@ -79,6 +91,29 @@ func TestExecuteModuleSources(t *testing.T) {
 			t.Fatalf("result %s lacks output v", out)
 		}
 	})
+	t.Run("a module redirected to another https URL runs", func(t *testing.T) {
+		raw := []byte(`{"workspace":"web","url":"` + srv.URL + `/moved.tgz","variables":{"v":"m"}}`)
+		out, err := h.exec.Execute(t.Context(), executor.Task{ID: "t", Spec: raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(out, []byte(`"v":"m"`)) {
+			t.Fatalf("result %s lacks output v", out)
+		}
+	})
+	redirects := []struct{ name, path, reason string }{
+		{"a redirect to plain http is refused for good", "/to-http.tgz", "only fetched over https"},
+		{"more than five redirects are refused for good", "/loop.tgz", "more than 5 redirects"},
+	}
+	for _, tt := range redirects {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := []byte(`{"workspace":"web","url":"` + srv.URL + tt.path + `","variables":{"v":"u"}}`)
+			_, err := h.exec.Execute(t.Context(), executor.Task{ID: "t", Spec: raw})
+			if !errors.Is(err, terraform.ErrModule) || !executor.IsTerminal(err) || !strings.Contains(err.Error(), tt.reason) {
+				t.Fatalf("error = %v, want a terminal ErrModule saying %q", err, tt.reason)
+			}
+		})
+	}
 	t.Run("a missing URL fails for good", func(t *testing.T) {
 		raw := []byte(`{"workspace":"web","url":"` + srv.URL + `/nope.tgz","variables":{"v":"u"}}`)
 		_, err := h.exec.Execute(t.Context(), executor.Task{ID: "t", Spec: raw})
