@@ -78,8 +78,12 @@ token message.`,
 			qualified := cmp.Or(tok.GetEnvironment(), env)
 			return a.printTable(func(w io.Writer) {
 				linef(w, "Bootstrap token for %s, expires %s:\n\n  %s\n\n", qualified, a.when(tok.GetExpiresAt()), tok.GetToken())
-				linef(w, "Enroll an agent with:\n\n  outpost-agent --hub %s --bootstrap-token %s --environment %s\n",
-					cfg.Hub, tok.GetToken(), qualified)
+				enroll := "outpost-agent --hub " + shellQuote(cfg.Hub) + " --bootstrap-token " + shellQuote(tok.GetToken()) + " --environment " + shellQuote(qualified)
+				if caFile != "" {
+					// A self-signed hub: the agent needs the same CA.
+					enroll += " --ca-file " + shellQuote(caFile)
+				}
+				linef(w, "Enroll an agent with:\n\n  %s\n", enroll)
 				linef(w, "\nOr install the agent chart in a cluster with:\n\n%s\n",
 					helmInstallCommand(chart, cfg.Hub, caFile, qualified, tok.GetToken()))
 			})

@@ -165,6 +165,12 @@ func TestTokenCreatePrintsHelmInstall(t *testing.T) {
 	if got := shellWords(t, cmd); !slices.Equal(got, want) {
 		t.Errorf("the shell reads\n%q\nwant\n%q", got, want)
 	}
+	_, enroll, _ := strings.Cut(r.stdout, "Enroll an agent with:\n\n")
+	enroll, _, _ = strings.Cut(enroll, "\n")
+	wantEnroll := []string{"outpost-agent", "--hub", h.url, "--bootstrap-token", "obt_0123456789abcdef", "--environment", "acme/prod", "--ca-file", caFile}
+	if got := shellWords(t, enroll); !slices.Equal(got, wantEnroll) {
+		t.Errorf("the enroll line reads\n%q\nwant\n%q (a self-signed hub's CA included)", got, wantEnroll)
+	}
 
 	js := h.mustRun("token", "create", "--env", "prod", "-o", "json").stdout
 	if strings.Contains(js, "helm") || !strings.Contains(js, `"token": "obt_0123456789abcdef"`) {
