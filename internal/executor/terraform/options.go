@@ -90,7 +90,9 @@ type Options struct {
 	// after the run) is created; empty means os.TempDir(). The CLI's plan
 	// file, which holds the values of the input variables sensitive ones
 	// included, lives there during the run, so in a cluster it should be
-	// an in-memory volume (emptyDir with medium Memory).
+	// an in-memory volume (emptyDir with medium Memory; MemoryBacked
+	// tells). New removes the outpost-tf-* directories older than the
+	// longest task timeout that killed runs left there.
 	WorkRoot string
 	// Vault resolves the references of sensitive variables. Required.
 	Vault Resolver

@@ -75,6 +75,7 @@ const (
 	logAdd       = "add"
 	logChange    = "change"
 	logDestroy   = "destroy"
+	logRemoved   = "removed"
 )
 
 // Redacted replaces a sensitive output's value and any secret in an error.
@@ -107,10 +108,17 @@ type Executor struct {
 
 var _ executor.Executor = (*Executor)(nil)
 
-// New returns an Executor over opts, after opts.Validate.
+// New returns an Executor over opts, after opts.Validate. It removes the
+// working directories that killed runs left under Options.WorkRoot.
 func New(opts Options) (*Executor, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
+	}
+	// A WorkRoot that cannot be read fails each run, which says why.
+	if n, err := sweepWorkRoot(opts.WorkRoot, time.Now(), opts.Logger); err != nil {
+		opts.Logger.Warn("terraform: sweeping the work root failed", "error", err.Error())
+	} else if n > 0 {
+		opts.Logger.Info("terraform: removed working directories of killed runs", logRemoved, n)
 	}
 	// Without a host name no lock is ever recognized as this host's.
 	host, _ := os.Hostname()
@@ -180,7 +188,7 @@ func (r *run) run(ctx context.Context) (*taskspec.TerraformResult, error) {
 		return nil, fmt.Errorf("terraform: %w", err)
 	}
 	r.inputs = newPlanInputs(data, s.Variables)
-	root, err := os.MkdirTemp(r.e.opts.WorkRoot, "outpost-tf-")
+	root, err := os.MkdirTemp(r.e.opts.WorkRoot, workDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("terraform: %w: %w", ErrWorkDir, err)
 	}
