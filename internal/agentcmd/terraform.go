@@ -1,6 +1,7 @@
 package agentcmd
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,12 @@ func (t *terraformFlags) setup(c *terraformCluster, resolver *vault.Resolver, lo
 		return nil, err
 	}
 	log.Info("terraform configured", "tofu", tofu, "state_namespace", backend.Namespace)
+	workRoot := cmp.Or(t.workRoot, os.TempDir())
+	if mem, err := terraform.MemoryBacked(workRoot); err == nil && !mem {
+		// Plan files hold the values of sensitive variables for the
+		// length of a run; on a disk they outlive it in its blocks.
+		log.Warn("terraform runs write plan files, which hold sensitive variable values, to a directory on disk; mount an in-memory volume there (emptyDir medium: Memory) or point --terraform-work-root at one", "work_root", workRoot)
+	}
 	return exec, nil
 }
 

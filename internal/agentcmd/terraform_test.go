@@ -189,3 +189,41 @@ func TestTheDriftCheckerRunsWhileLeading(t *testing.T) {
 		t.Errorf("the checker did not stop with the leadership:\n%s", logs)
 	}
 }
+
+func TestTerraformWarnsOfAWorkRootOnDisk(t *testing.T) {
+	isolate(t)
+	t.Setenv("OUTPOST_TOFU", "")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := kubetest.WriteKubeconfig(kubeconfig, kenv.Config); err != nil {
+		t.Fatal(err)
+	}
+	ns := kenv.Namespace(t, "tf-workroot")
+	tofu := fakeTofu(t)
+	const warning = "to a directory on disk"
+	onDisk := t.TempDir()
+	if mem, err := terraform.MemoryBacked(onDisk); err != nil || mem {
+		t.Skipf("the test's temporary directory %s is in memory (or unknown: %v); nothing on disk to warn about", onDisk, err)
+	}
+	tests := []struct {
+		name     string
+		workRoot string
+		warns    bool
+	}{
+		{"a work root on disk is warned about", onDisk, true},
+		{"a work root in memory is not", "/dev/shm", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := os.Stat(tt.workRoot); err != nil {
+				t.Skipf("no %s here", tt.workRoot)
+			}
+			_, _, logBuf, err := buildArgs(t, "--kubeconfig", kubeconfig, "--namespace", ns, "--tofu", tofu, "--terraform-work-root", tt.workRoot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logBuf.String(), warning); got != tt.warns {
+				t.Fatalf("warned %t, want %t:\n%s", got, tt.warns, logBuf.String())
+			}
+		})
+	}
+}
