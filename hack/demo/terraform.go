@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outposthq/outpost/internal/tofutest"
 )
 
 // The demo's terraform release.
@@ -153,64 +151,21 @@ func (d *demo) writeInfraRelease(generation int) error {
 // editInfraState changes terraform_data.db's recorded size in the state
 // Secret, as a change made outside Outpost would.
 func (d *demo) editInfraState(ctx context.Context) error {
-	secrets := d.cluster.Client.CoreV1().Secrets(agentNamespace)
-	s, err := secrets.Get(ctx, infraStateSecret, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("read the state Secret: %w", err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(s.Data["tfstate"]))
-	if err != nil {
-		return fmt.Errorf("state Secret: %w", err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(zr, 16<<20))
-	if err != nil {
-		return fmt.Errorf("state Secret: %w", err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("state Secret: %w", err)
-	}
 	edited := false
-	resources, _ := doc["resources"].([]any)
-	for _, res := range resources {
-		res, _ := res.(map[string]any)
-		if res["name"] != "db" {
-			continue
-		}
-		instances, _ := res["instances"].([]any)
-		for _, inst := range instances {
-			inst, _ := inst.(map[string]any)
-			attrs, _ := inst["attributes"].(map[string]any)
-			if attrs == nil {
-				continue
-			}
+	err := tofutest.EditState(ctx, d.cluster.Client, agentNamespace, infraRelease, func(state map[string]any) {
+		if attrs := tofutest.Attributes(state, "terraform_data", "db"); attrs != nil {
 			attrs["input"] = map[string]any{
 				"value": map[string]any{"size": 50, "engine": "postgres"},
 				"type":  []any{"object", map[string]any{"size": "number", "engine": "string"}},
 			}
 			edited = true
 		}
-	}
-	if !edited {
-		return errors.New("state Secret: no terraform_data.db instance to change")
-	}
-	serial, _ := doc["serial"].(float64)
-	doc["serial"] = serial + 1
-	out, err := json.Marshal(doc)
+	})
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(out); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	s.Data["tfstate"] = buf.Bytes()
-	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("write the state Secret: %w", err)
+	if !edited {
+		return errors.New("state Secret: no terraform_data.db instance to change")
 	}
 	return nil
 }

@@ -37,3 +37,19 @@ func TestBinaryRunsThePinnedVersion(t *testing.T) {
 		t.Fatalf("%s says %q, want OpenTofu %s", bin, first, tofutest.Version)
 	}
 }
+
+func TestAttributesFindsTheFirstInstance(t *testing.T) {
+	state := map[string]any{"resources": []any{
+		map[string]any{"type": "terraform_data", "name": "other", "instances": []any{map[string]any{"attributes": map[string]any{"id": "o"}}}},
+		map[string]any{"type": "terraform_data", "name": "db", "instances": []any{map[string]any{"attributes": map[string]any{"id": "d"}}}},
+		map[string]any{"type": "terraform_data", "name": "empty", "instances": []any{}},
+	}}
+	if got := tofutest.Attributes(state, "terraform_data", "db"); got["id"] != "d" {
+		t.Fatalf("Attributes(db) = %v", got)
+	}
+	for _, name := range []string{"empty", "missing"} {
+		if got := tofutest.Attributes(state, "terraform_data", name); got != nil {
+			t.Fatalf("Attributes(%s) = %v, want nil", name, got)
+		}
+	}
+}

@@ -122,17 +122,22 @@ func (r *kubeRig) runTerraform(t *testing.T, id string, spec taskspec.Terraform)
 	return succeededResult[taskspec.TerraformResult](t, r.h, id)
 }
 
-// stateSecret returns the kubernetes backend's state Secret of workspace.
-func (r *kubeRig) stateSecret(t *testing.T, workspace string) (*corev1.Secret, bool) {
+// state returns the state document of workspace as JSON text, and
+// whether its Secret exists.
+func (r *kubeRig) state(t *testing.T, workspace string) (string, bool) {
 	t.Helper()
-	s, err := r.env.Client.CoreV1().Secrets(r.agentNS).Get(t.Context(), "tfstate-default-"+workspace, metav1.GetOptions{})
+	state, err := tofutest.ReadState(t.Context(), r.env.Client, r.agentNS, workspace)
 	if apierrors.IsNotFound(err) {
-		return nil, false
+		return "", false
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, true
+	doc, err := json.Marshal(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(doc), true
 }
 
 // stateLocked reports whether the kubernetes backend's lock Lease of
@@ -147,20 +152,6 @@ func (r *kubeRig) stateLocked(t *testing.T, workspace string) bool {
 		t.Fatal(err)
 	}
 	return lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != ""
-}
-
-// stateJSON returns the state document kept in a state Secret.
-func stateJSON(t *testing.T, s *corev1.Secret) []byte {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(s.Data["tfstate"]))
-	if err != nil {
-		t.Fatalf("state secret %s: %v", s.Name, err)
-	}
-	var out bytes.Buffer
-	if _, err := out.ReadFrom(zr); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
 }
 
 // TestTerraformTasksEndToEnd drives terraform tasks through a real hub,
@@ -205,11 +196,11 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("the state lives in a Secret of the agent's namespace", func(t *testing.T) {
-		s, ok := r.stateSecret(t, "db")
+		s, ok := r.state(t, "db")
 		if !ok {
 			t.Fatal("no state Secret tfstate-default-db")
 		}
-		if !bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+		if !strings.Contains(s, `"terraform_data"`) {
 			t.Fatal("the state Secret does not hold the terraform_data resource")
 		}
 	})
@@ -237,7 +228,7 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		if got.GetState() != outpostv1.TaskState_TASK_STATE_FAILED || got.GetAttempt() != 1 || !strings.Contains(got.GetError(), "module archive refused") {
 			t.Fatalf("task %v at attempt %d: %s; want failed at once with the archive refused", got.GetState(), got.GetAttempt(), got.GetError())
 		}
-		if _, ok := r.stateSecret(t, "evil"); ok {
+		if _, ok := r.state(t, "evil"); ok {
 			t.Fatal("a state Secret was written for the refused module")
 		}
 	})
@@ -262,8 +253,8 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		if got.GetState() != outpostv1.TaskState_TASK_STATE_SUCCEEDED || got.GetAttempt() < 2 {
 			t.Fatalf("task %v at attempt %d (%s), want succeeded on a later attempt", got.GetState(), got.GetAttempt(), got.GetError())
 		}
-		s, ok := r.stateSecret(t, "slow")
-		if !ok || !bytes.Contains(stateJSON(t, s), []byte(`"migration"`)) {
+		s, ok := r.state(t, "slow")
+		if !ok || !strings.Contains(s, `"migration"`) {
 			t.Fatal("the state after the retried attempt does not hold the slow resource")
 		}
 		if !strings.Contains(r.agent.out.String(), "force-unlocking it") {
@@ -280,11 +271,11 @@ func TestTerraformTasksEndToEnd(t *testing.T) {
 		if !res.Changed || res.Plan.Destroy != 1 {
 			t.Fatalf("result %+v, want one resource destroyed", res)
 		}
-		s, ok := r.stateSecret(t, "db")
+		s, ok := r.state(t, "db")
 		if !ok {
 			t.Fatal("the state Secret is gone; destroy keeps an empty state")
 		}
-		if bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+		if strings.Contains(s, `"terraform_data"`) {
 			t.Fatal("the state still holds the resource after destroy")
 		}
 	})
@@ -379,38 +370,6 @@ spec:
 	return path
 }
 
-// editState rewrites the state Secret of workspace through edit, as a
-// person with access to the Secret (or a provider's own drift) would.
-func (r *kubeRig) editState(t *testing.T, workspace string, edit func(state map[string]any)) {
-	t.Helper()
-	s, ok := r.stateSecret(t, workspace)
-	if !ok {
-		t.Fatalf("no state Secret for %s", workspace)
-	}
-	var state map[string]any
-	if err := json.Unmarshal(stateJSON(t, s), &state); err != nil {
-		t.Fatal(err)
-	}
-	edit(state)
-	state["serial"] = state["serial"].(float64) + 1
-	doc, err := json.Marshal(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(doc); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s.Data["tfstate"] = buf.Bytes()
-	if _, err := r.env.Client.CoreV1().Secrets(r.agentNS).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestTerraformReleases keeps a terraform release through its life: the
 // plan and outputs on the hub, drift found by the scheduled plan, a
 // replacement held for approval and applied once approved, and deletion
@@ -452,15 +411,14 @@ func TestTerraformReleases(t *testing.T) {
 		}
 	})
 	t.Run("a changed state is found by the scheduled plan and reported, not corrected, in detect mode", func(t *testing.T) {
-		r.editState(t, "db", func(state map[string]any) {
-			for _, res := range state["resources"].([]any) {
-				res := res.(map[string]any)
-				if res["name"] == "db" {
-					attrs := res["instances"].([]any)[0].(map[string]any)["attributes"].(map[string]any)
-					attrs["input"] = map[string]any{"value": map[string]any{"size": 9}, "type": []any{"object", map[string]any{"size": "number"}}}
-				}
+		err := tofutest.EditState(t.Context(), r.env.Client, r.agentNS, "db", func(state map[string]any) {
+			if attrs := tofutest.Attributes(state, "terraform_data", "db"); attrs != nil {
+				attrs["input"] = map[string]any{"value": map[string]any{"size": 9}, "type": []any{"object", map[string]any{"size": "number"}}}
 			}
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		eventually(t, 90*time.Second, "the release is reported drifted", func() bool {
 			return r.release(t, "db").GetSync() == outpostv1.ReleaseSync_RELEASE_SYNC_DRIFTED
 		})
@@ -485,7 +443,7 @@ func TestTerraformReleases(t *testing.T) {
 		if held.GetDestroy() != 1 || !hasChange(held, "terraform_data.volume", "replace") {
 			t.Fatalf("held plan %v, want terraform_data.volume replaced", held)
 		}
-		if s, _ := r.stateSecret(t, "db"); !bytes.Contains(stateJSON(t, s), []byte("volume-1")) {
+		if s, _ := r.state(t, "db"); !strings.Contains(s, "volume-1") {
 			t.Fatal("the held plan changed the state")
 		}
 		r.cli(t, "", "release", "approve", "db", "--env", "prod", "--yes", "--wait", "--timeout", "3m")
@@ -493,7 +451,7 @@ func TestTerraformReleases(t *testing.T) {
 		if rel.GetSync() != outpostv1.ReleaseSync_RELEASE_SYNC_IN_SYNC || rel.GetAppliedRevision() != 2 {
 			t.Fatalf("release %v at applied revision %d (%s), want in sync at 2", rel.GetSync(), rel.GetAppliedRevision(), rel.GetLastError())
 		}
-		if s, _ := r.stateSecret(t, "db"); !bytes.Contains(stateJSON(t, s), []byte("volume-2")) {
+		if s, _ := r.state(t, "db"); !strings.Contains(s, "volume-2") {
 			t.Fatal("the approved plan did not replace the volume")
 		}
 		for _, action := range []string{"release.approval_required", "release.approved"} {
@@ -507,7 +465,7 @@ func TestTerraformReleases(t *testing.T) {
 		if _, err := r.h.operator.GetRelease(t.Context(), connect.NewRequest(&outpostv1.GetReleaseRequest{Environment: "prod", Name: "db"})); connect.CodeOf(err) != connect.CodeNotFound {
 			t.Fatalf("get release after delete: %v, want NotFound", err)
 		}
-		if s, ok := r.stateSecret(t, "db"); ok && bytes.Contains(stateJSON(t, s), []byte(`"terraform_data"`)) {
+		if s, ok := r.state(t, "db"); ok && strings.Contains(s, `"terraform_data"`) {
 			t.Fatal("the state still holds resources after the release was deleted")
 		}
 	})

@@ -8,14 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	testclock "k8s.io/utils/clock/testing"
 
@@ -70,79 +67,34 @@ func moduleArchive(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-// stateSecret is the kubernetes backend's Secret of workspace ws.
-func stateSecret(ws string) string { return "tfstate-default-" + ws }
-
-// readState returns the state of workspace ws from its Secret (gzip'd
-// JSON under "tfstate").
-func readState(t *testing.T, client kubernetes.Interface, ns, ws string) (map[string]any, *corev1.Secret) {
+// readState returns the state of workspace ws from its Secret.
+func readState(t *testing.T, client kubernetes.Interface, ns, ws string) map[string]any {
 	t.Helper()
-	sec, err := client.CoreV1().Secrets(ns).Get(t.Context(), stateSecret(ws), metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("state Secret: %v", err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(sec.Data["tfstate"]))
+	state, err := tofutest.ReadState(t.Context(), client, ns, ws)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var state map[string]any
-	if err := json.Unmarshal(raw, &state); err != nil {
-		t.Fatal(err)
-	}
-	return state, sec
-}
-
-// editState rewrites the state of workspace ws in its Secret with edit.
-func editState(t *testing.T, client kubernetes.Interface, ns, ws string, edit func(state map[string]any)) {
-	t.Helper()
-	state, sec := readState(t, client, ns, ws)
-	edit(state)
-	state["serial"] = state["serial"].(float64) + 1
-	raw, err := json.Marshal(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	sec.Data["tfstate"] = buf.Bytes()
-	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), sec, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	return state
 }
 
 // recordedInput returns (or, with set, replaces) the input recorded for
 // terraform_data.main.
 func recordedInput(t *testing.T, state map[string]any, set string) any {
 	t.Helper()
-	for _, r := range state["resources"].([]any) {
-		res := r.(map[string]any)
-		if res["type"] != "terraform_data" || res["name"] != "main" {
-			continue
-		}
-		attrs := res["instances"].([]any)[0].(map[string]any)["attributes"].(map[string]any)
-		in := attrs["input"]
-		if set != "" {
-			// A dynamic attribute is recorded with its type.
-			if m, ok := in.(map[string]any); ok {
-				m["value"] = set
-			} else {
-				attrs["input"] = set
-			}
-		}
-		return in
+	attrs := tofutest.Attributes(state, "terraform_data", "main")
+	if attrs == nil {
+		t.Fatalf("no terraform_data.main in the state: %v", state)
 	}
-	t.Fatalf("no terraform_data.main in the state: %v", state)
-	return nil
+	in := attrs["input"]
+	if set != "" {
+		// A dynamic attribute is recorded with its type.
+		if m, ok := in.(map[string]any); ok {
+			m["value"] = set
+		} else {
+			attrs["input"] = set
+		}
+	}
+	return in
 }
 
 // chanReporter passes every report to the test.
@@ -204,7 +156,9 @@ func TestDriftOfARealModule(t *testing.T) {
 	if err := json.Unmarshal(out, &applied); err != nil || !applied.Changed {
 		t.Fatalf("apply result %s (%v), want a change", out, err)
 	}
-	editState(t, client, ns, ws, func(state map[string]any) { recordedInput(t, state, "tampered") })
+	if err := tofutest.EditState(t.Context(), client, ns, ws, func(state map[string]any) { recordedInput(t, state, "tampered") }); err != nil {
+		t.Fatal(err)
+	}
 
 	clk := testclock.NewFakeClock(time.Now())
 	reports := make(chanReporter, 16)
@@ -244,7 +198,7 @@ func TestDriftOfARealModule(t *testing.T) {
 		if d.Error != "" || d.Corrected || len(d.Objects) != 1 || d.Objects[0].Address != "terraform_data.main" || len(d.Objects[0].Fields) != 1 {
 			t.Fatalf("report = %+v, want terraform_data.main drifted, not corrected", d)
 		}
-		state, _ := readState(t, client, ns, ws)
+		state := readState(t, client, ns, ws)
 		if in := recordedInput(t, state, ""); fmt.Sprint(in) != "tampered" && fmt.Sprint(in) != "map[type:string value:tampered]" {
 			t.Fatalf("recorded input after a detect-mode check = %v, want it left tampered", in)
 		}
@@ -257,7 +211,7 @@ func TestDriftOfARealModule(t *testing.T) {
 		if d.Error != "" || !d.Corrected || len(d.Objects) != 1 || d.Objects[0].Address != "terraform_data.main" {
 			t.Fatalf("report = %+v, want terraform_data.main corrected", d)
 		}
-		state, _ := readState(t, client, ns, ws)
+		state := readState(t, client, ns, ws)
 		input := recordedInput(t, state, "")
 		if m, ok := input.(map[string]any); (ok && m["value"] != "one") || (!ok && input != "one") {
 			t.Fatalf("recorded input after the correction = %v, want one", input)
