@@ -72,7 +72,27 @@ func New(ctx context.Context, opts Options) (*Hub, error) {
 }
 
 // Handler serves both APIs, /metrics, /healthz and /readyz.
-func (h *Hub) Handler() http.Handler {
+func (h *Hub) Handler() http.Handler { return h.handler(true) }
+
+// APIHandler is Handler without /metrics, for a hub that serves its
+// metrics on a listener of their own (MetricsHandler): the API's port is
+// the one an Ingress exposes, and /metrics answers without credentials.
+func (h *Hub) APIHandler() http.Handler { return h.handler(false) }
+
+// MetricsHandler serves /metrics and /healthz, for a listener that only a
+// monitoring system reaches.
+func (h *Hub) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	if h.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func (h *Hub) handler(metrics bool) http.Handler {
 	mux := http.NewServeMux()
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(h.opts.MaxRequestBytes),
@@ -83,7 +103,7 @@ func (h *Hub) Handler() http.Handler {
 	}
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&agentService{h: h}, handlerOpts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&operatorService{h: h}, handlerOpts...))
-	if h.gatherer != nil {
+	if metrics && h.gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{}))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

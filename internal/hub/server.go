@@ -126,3 +126,31 @@ func (r *certReloader) get() (*tls.Certificate, error) {
 	r.cert, r.modTime = &c, st.ModTime()
 	return r.cert, nil
 }
+
+// ServeMetrics serves handler (MetricsHandler) over plain HTTP on ln until
+// ctx ends. It is for a port inside the cluster that only the monitoring
+// system may reach (a NetworkPolicy's business): metrics carry counts and
+// names, never a secret, and Prometheus scrapes plain HTTP by default.
+func ServeMetrics(ctx context.Context, ln net.Listener, handler http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("hub: metrics: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("hub: metrics: %w", err)
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -71,6 +72,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 
 type serveFlags struct {
 	listen           string
+	metricsListen    string
 	tlsCert, tlsKey  string
 	devTLSDir        string
 	devTLSHosts      []string
@@ -92,6 +94,7 @@ func newServeCommand(g *globalFlags) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", ":8443", "address to listen on")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve /metrics (plain HTTP) on this address instead of on --listen, so that the API's port, which an ingress exposes, does not answer it (e.g. :9090)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fl.StringVar(&f.devTLSDir, "dev-tls-dir", "", "make and use a throw-away CA and certificate in this directory (development only)")
@@ -142,12 +145,24 @@ func runServe(ctx context.Context, g *globalFlags, f *serveFlags, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	api := h.Handler()
+	var metricsLn net.Listener
+	if f.metricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", f.metricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		api = h.APIHandler()
+		log.Info("hub metrics listening", "address", f.metricsListen)
+	}
 	log.Info("hub listening", "address", f.listen, "version", Version)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return h.Start(ctx) })
 	eg.Go(func() error {
-		return hub.Serve(ctx, hub.ServeOptions{Addr: f.listen, CertFile: certFile, KeyFile: keyFile, Handler: h.Handler(), Logger: log})
+		return hub.Serve(ctx, hub.ServeOptions{Addr: f.listen, CertFile: certFile, KeyFile: keyFile, Handler: api, Logger: log})
 	})
+	if metricsLn != nil {
+		eg.Go(func() error { return hub.ServeMetrics(ctx, metricsLn, h.MetricsHandler(), log) })
+	}
 	return eg.Wait()
 }
 
