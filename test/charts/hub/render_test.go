@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // renderCase is a set of values the chart must lint and render with, and
@@ -144,7 +146,7 @@ networkPolicies:
 		replicas: 2, strategy: appsv1.RollingUpdateDeploymentStrategyType,
 	},
 	{
-		name:   "a ServiceMonitor scrapes the metrics port over TLS",
+		name:   "a ServiceMonitor scrapes the plain-HTTP metrics listener",
 		golden: "servicemonitor",
 		values: `
 metrics:
@@ -229,7 +231,47 @@ func TestChartRenders(t *testing.T) {
 				t.Errorf("strategy %s, want %s", d.Spec.Strategy.Type, tc.strategy)
 			}
 			checkMigrations(t, d)
+			checkMetricsListener(t, d, objs)
 		})
+	}
+}
+
+// checkMetricsListener asserts that the hub serves /metrics on a listener
+// of its own, which the Service's metrics port leads to, so the HTTPS
+// port an ingress exposes never answers /metrics.
+func checkMetricsListener(t *testing.T, d *appsv1.Deployment, objs []object) {
+	t.Helper()
+	var hub *corev1.Container
+	for i := range d.Spec.Template.Spec.Containers {
+		if d.Spec.Template.Spec.Containers[i].Name == "hub" {
+			hub = &d.Spec.Template.Spec.Containers[i]
+		}
+	}
+	if hub == nil {
+		t.Fatal("no hub container")
+	}
+	port := int32(0)
+	for _, p := range hub.Ports {
+		if p.Name == "metrics" {
+			port = p.ContainerPort
+		}
+	}
+	if port == 0 || !slices.Contains(hub.Args, fmt.Sprintf("--metrics-listen=:%d", port)) {
+		t.Errorf("hub container: metrics port %d, args %q; want --metrics-listen on the metrics port", port, hub.Args)
+	}
+	for _, o := range objs {
+		if o.Kind != "Service" {
+			continue
+		}
+		var svc corev1.Service
+		if err := yaml.UnmarshalStrict(o.YAML, &svc); err != nil {
+			t.Fatalf("Service: %v", err)
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "metrics" && p.TargetPort.String() != "metrics" {
+				t.Errorf("Service port metrics targets %s, want the metrics listener", p.TargetPort.String())
+			}
+		}
 	}
 }
 
