@@ -196,6 +196,29 @@ func (h *harness) start(t *testing.T) (stop func()) {
 	return stop
 }
 
+// stepToCall advances the fake clock by d and returns the check that
+// runs. A step can land while the checker's loop is between timers (it
+// re-arms from its own goroutine once a check ends); when no check follows
+// within half a second of real time, it steps again, which any real clock
+// would also have done.
+func (h *harness) stepToCall(t *testing.T, d time.Duration) call {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h.clock.Step(d)
+		select {
+		case c := <-h.exec.calls:
+			return c
+		case <-t.Context().Done():
+			t.Fatal("no check ran")
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no check ran within 30 s of stepping the clock")
+		}
+	}
+}
+
 func (h *harness) call(t *testing.T) call {
 	t.Helper()
 	select {
@@ -256,8 +279,7 @@ func TestTheFirstCheckComesOneIntervalAfterLoad(t *testing.T) {
 	h.exec.answer(planned(bucket))
 	h.c.SetDesired([]tfdrift.Release{release("db", 3, "")})
 	h.start(t)
-	h.clock.Step(interval)
-	c := h.call(t)
+	c := h.stepToCall(t, interval)
 	if c.release != "db" || c.action != taskspec.TerraformPlan || c.taskID != "task-db" {
 		t.Fatalf("check = %+v, want a plan of db as task-db (the detect mode is the default)", c)
 	}
@@ -266,8 +288,7 @@ func TestTheFirstCheckComesOneIntervalAfterLoad(t *testing.T) {
 		t.Fatalf("report = %+v, want drift of aws_s3_bucket.logs at revision 3", d)
 	}
 	t.Run("and the next one interval later", func(t *testing.T) {
-		h.clock.Step(interval)
-		if c := h.call(t); c.release != "db" {
+		if c := h.stepToCall(t, interval); c.release != "db" {
 			t.Fatalf("check = %+v", c)
 		}
 	})
@@ -326,14 +347,12 @@ func TestFailedChecksAreReportedRedactedAndRetriedNextInterval(t *testing.T) {
 	h.c.SetDesired([]tfdrift.Release{release("db", 1, "")})
 	h.start(t)
 
-	h.clock.Step(interval)
-	h.call(t)
+	h.stepToCall(t, interval)
 	d := h.report(t)
 	if d.InSync() || !strings.Contains(d.Error, "backend rejected password") || strings.Contains(d.Error, secret) || !strings.Contains(d.Error, redact.Marker) {
 		t.Fatalf("report = %+v, want the error with the secret redacted", d)
 	}
-	h.clock.Step(interval) // retried an interval later; the same error is not reported again
-	h.call(t)
+	h.stepToCall(t, interval) // retried an interval later; the same error is not reported again
 	h.checkNow(t, "db")
 	if d := h.report(t); !d.InSync() {
 		t.Fatalf("report = %+v, want in sync (the repeated error was reported twice)", d)
