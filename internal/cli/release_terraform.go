@@ -3,7 +3,6 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +25,8 @@ import (
 
 // Bounds of a packed module directory: the agent's archive defaults, so a
 // module refused here would be refused there too.
+var moduleCaps = packCaps{files: maxModuleFiles, fileBytes: maxModuleFileBytes, totalBytes: maxModuleTotalBytes}
+
 const (
 	maxModuleFileBytes  = archive.DefaultMaxFileBytes
 	maxModuleTotalBytes = archive.DefaultMaxTotalBytes
@@ -175,12 +176,8 @@ func packModule(dir, modulePath string) (*packedModule, error) {
 	if !st.IsDir() {
 		return nil, errors.New("not a directory; give an archive as url (https://) or as an uploaded artifact (sha256:…)")
 	}
-	type file struct {
-		name string
-		data []byte
-	}
 	var (
-		files   []file
+		files   []packFile
 		total   int64
 		skipped []string
 	)
@@ -217,27 +214,22 @@ func packModule(dir, modulePath string) (*packedModule, error) {
 		if !info.Mode().IsRegular() {
 			return fmt.Errorf("%s is not a regular file", name)
 		}
-		switch {
-		case len(files) == maxModuleFiles:
-			return fmt.Errorf("more than %d files, more than an agent accepts", maxModuleFiles)
-		case info.Size() > maxModuleFileBytes:
-			return fmt.Errorf("%s: %d bytes, more than the %d MiB per file an agent accepts", name, info.Size(), maxModuleFileBytes>>20)
-		case total+info.Size() > maxModuleTotalBytes:
-			return fmt.Errorf("the files come to more than the %d MiB an agent accepts", maxModuleTotalBytes>>20)
+		if err := moduleCaps.admit(name, info.Size(), len(files), total); err != nil {
+			return err
 		}
 		data, err := readBoundedFile("spec.terraform.module", p, maxModuleFileBytes)
 		if err != nil {
 			return err
 		}
 		total += int64(len(data))
-		files = append(files, file{name: name, data: data})
+		files = append(files, packFile{name: name, data: data})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	root := modulePath
-	hasTF := slices.ContainsFunc(files, func(f file) bool {
+	hasTF := slices.ContainsFunc(files, func(f packFile) bool {
 		d := path.Dir(f.name)
 		if d == "." {
 			d = ""
@@ -251,38 +243,18 @@ func packModule(dir, modulePath string) (*packedModule, error) {
 		}
 		return nil, fmt.Errorf("%s holds no .tf or .tf.json file: not a Terraform module", where)
 	}
-	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.name, b.name) })
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	slices.SortFunc(files, func(a, b packFile) int { return strings.Compare(a.name, b.name) })
+	packed, err := packTarGz(files, "", tar.FormatPAX, maxModuleArchive)
 	if err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
-	}
-	tw := tar.NewWriter(gz)
-	for _, f := range files {
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Size: int64(len(f.data)), Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("pack %s: %w", f.name, err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("pack %s: %w", f.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
-	}
-	if err := gz.Close(); err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
-	}
-	if buf.Len() > maxModuleArchive {
-		return nil, fmt.Errorf("packs to %d MiB, more than the %d MiB an agent accepts", buf.Len()>>20, maxModuleArchive>>20)
+		return nil, err
 	}
 	// The agent reads it with these checks; refuse here what it would.
-	if _, err := archive.ReadTarGz(bytes.NewReader(buf.Bytes()), archive.Options{}); err != nil {
+	if _, err := archive.ReadTarGz(bytes.NewReader(packed), archive.Options{}); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
+	sum := sha256.Sum256(packed)
 	return &packedModule{
-		archive: buf.Bytes(), digest: taskspec.ArtifactDigestPrefix + hex.EncodeToString(sum[:]),
+		archive: packed, digest: taskspec.ArtifactDigestPrefix + hex.EncodeToString(sum[:]),
 		files: len(files), skipped: skipped,
 	}, nil
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -595,13 +594,6 @@ func readChartArchive(p string) (*packedChart, error) {
 	return &packedChart{archive: data, name: ch.Metadata.Name, version: ch.Metadata.Version}, nil
 }
 
-// chartFile is one file of a chart directory, named relative to it with
-// slashes.
-type chartFile struct {
-	name string
-	data []byte
-}
-
 // packChart packs the chart directory dir as `helm package` lays a chart
 // out: every file under a top directory named after the chart, subcharts
 // under charts/ included, minus what .helmignore excludes. The archive is
@@ -624,42 +616,19 @@ func packChart(dir string) (*packedChart, error) {
 	if err := ch.Validate(); err != nil {
 		return nil, fmt.Errorf("chart %s: %w", ch.Name(), err)
 	}
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	packed, err := packTarGz(files, ch.Metadata.Name+"/", tar.FormatUnknown, maxChartArchiveBytes)
 	if err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
+		return nil, err
 	}
-	tw := tar.NewWriter(gz)
-	epoch := time.Unix(0, 0)
-	for _, f := range files {
-		hdr := &tar.Header{
-			Typeflag: tar.TypeReg, Name: ch.Metadata.Name + "/" + f.name, Size: int64(len(f.data)),
-			Mode: 0o644, ModTime: epoch,
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("pack %s: %w", f.name, err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("pack %s: %w", f.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
-	}
-	if err := gz.Close(); err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
-	}
-	if buf.Len() > maxChartArchiveBytes {
-		return nil, fmt.Errorf("packs to %d MiB, more than the %d MiB an agent accepts", buf.Len()>>20, maxChartArchiveBytes>>20)
-	}
-	return &packedChart{archive: buf.Bytes(), name: ch.Metadata.Name, version: ch.Metadata.Version, files: len(files)}, nil
+	return &packedChart{archive: packed, name: ch.Metadata.Name, version: ch.Metadata.Version, files: len(files)}, nil
 }
 
 // chartFiles reads the files of a chart directory that `helm package`
 // would pack, sorted by name: .helmignore (its own rules and Helm's
 // defaults) applies, symbolic links to files are followed, and YAML
 // outside templates/ is checked for alias bombs as the agent checks it.
-func chartFiles(dir string) ([]chartFile, error) {
+func chartFiles(dir string) ([]packFile, error) {
+	chartCaps := packCaps{files: maxChartFiles, fileBytes: maxChartFileBytes, totalBytes: maxChartTotalBytes}
 	rules := ignore.Empty()
 	ignoreFile := filepath.Join(dir, ignore.HelmIgnore)
 	if _, err := os.Stat(ignoreFile); err == nil {
@@ -670,7 +639,7 @@ func chartFiles(dir string) ([]chartFile, error) {
 	rules.AddDefaults()
 
 	var (
-		files []chartFile
+		files []packFile
 		total int64
 	)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -704,13 +673,8 @@ func chartFiles(dir string) ([]chartFile, error) {
 		if !info.Mode().IsRegular() {
 			return fmt.Errorf("%s is not a regular file", name)
 		}
-		switch {
-		case len(files) == maxChartFiles:
-			return fmt.Errorf("more than %d files, more than an agent accepts", maxChartFiles)
-		case info.Size() > maxChartFileBytes:
-			return fmt.Errorf("%s: %d bytes, more than the %d MiB per file an agent accepts", name, info.Size(), maxChartFileBytes>>20)
-		case total+info.Size() > maxChartTotalBytes:
-			return fmt.Errorf("the files come to more than the %d MiB an agent accepts", maxChartTotalBytes>>20)
+		if err := chartCaps.admit(name, info.Size(), len(files), total); err != nil {
+			return err
 		}
 		data, err := readBoundedFile("--chart", p, maxChartFileBytes)
 		if err != nil {
@@ -722,13 +686,13 @@ func chartFiles(dir string) ([]chartFile, error) {
 				return err
 			}
 		}
-		files = append(files, chartFile{name: name, data: data})
+		files = append(files, packFile{name: name, data: data})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(files, func(a, b chartFile) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(files, func(a, b packFile) int { return strings.Compare(a.name, b.name) })
 	return files, nil
 }
 
